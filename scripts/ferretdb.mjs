@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+// Builds the embedded database (FerretDB 1.24, SQLite storage) from the Go module proxy into
+// .tools/bin/ferretdb. Run by `npm install` (postinstall) and on first start; a rebuild happens
+// only when tools/ferretdb (the pinned version) changes.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const srcDir = path.join(root, 'tools', 'ferretdb');
+const binDir = path.join(root, '.tools', 'bin');
+const bin = path.join(binDir, 'ferretdb');
+const stamp = path.join(binDir, 'ferretdb.stamp');
+
+function sourceHash() {
+  const h = createHash('sha256');
+  for (const f of ['go.mod', 'go.sum', 'main.go']) h.update(readFileSync(path.join(srcDir, f)));
+  return h.digest('hex');
+}
+
+export function ferretdbUpToDate() {
+  return existsSync(bin) && existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === sourceHash();
+}
+
+export function buildFerretdb({ quietIfNoGo = false } = {}) {
+  if (ferretdbUpToDate()) return bin;
+  const go = spawnSync('go', ['version'], { encoding: 'utf8' });
+  if (go.status !== 0) {
+    const msg =
+      'vigil: Go is not installed, so the embedded database (FerretDB) cannot be built.\n' +
+      '       Install Go 1.22+ or set MONGODB_URI to use your own MongoDB.';
+    if (quietIfNoGo) {
+      console.warn(msg);
+      return undefined;
+    }
+    throw new Error(msg);
+  }
+  console.log('vigil: building the embedded database (FerretDB 1.24) from the Go module proxy; the first build takes a few minutes...');
+  mkdirSync(binDir, { recursive: true });
+  const r = spawnSync('go', ['build', '-trimpath', '-o', bin, '.'], {
+    cwd: srcDir,
+    stdio: 'inherit',
+    env: { ...process.env, CGO_ENABLED: '0' },
+  });
+  if (r.status !== 0) throw new Error(`vigil: building FerretDB failed (go build exited ${r.status})`);
+  writeFileSync(stamp, sourceHash() + '\n');
+  console.log(`vigil: embedded database built at ${path.relative(root, bin)}`);
+  return bin;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  const ifMissing = process.argv.includes('--build-if-missing');
+  try {
+    buildFerretdb({ quietIfNoGo: ifMissing });
+  } catch (e) {
+    console.error(e.message);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,133 @@
+import path from 'node:path';
+
+/** Typed, validated server configuration, read once from the environment. */
+export interface Config {
+  port: number;
+  /** Public FHIR base URL, without trailing slash (e.g. http://localhost:8080/fhir). */
+  baseUrl: string;
+  /** MongoDB connection string; undefined means: start the embedded FerretDB. */
+  mongodbUri?: string;
+  /** Database name inside the MongoDB deployment. */
+  dbName: string;
+  /** Directory for the embedded database and generated keys. */
+  dataDir: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Largest accepted request body, in bytes. */
+  bodyLimitBytes: number;
+  /** Deepest accepted JSON nesting. */
+  maxJsonDepth: number;
+  /** Allowed CORS origins; empty means CORS is off. '*' allows any. */
+  corsOrigins: string[];
+  authEnabled: boolean;
+  /** Default and maximum page size for searches and history. */
+  defaultCount: number;
+  maxCount: number;
+  /** Secret for signing paging cursors; generated per data dir when not given. */
+  cursorSecret?: string;
+  smartClientsFile?: string;
+  /** Comma-separated JSON descriptions of external token issuers (see README). */
+  externalIssuers: ExternalIssuer[];
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  /** Derive Observation.interpretation from reference ranges when absent. */
+  deriveInterpretation: boolean;
+}
+
+export interface ExternalIssuer {
+  issuer: string;
+  audience: string;
+  jwksUri: string;
+}
+
+export class ConfigError extends Error {}
+
+function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${raw}"`);
+  }
+  return n;
+}
+
+function bool(env: NodeJS.ProcessEnv, name: string, def: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === '') return def;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${env[name]}"`);
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Parses sizes such as 1mb, 512kb or 1048576. */
+function bytes(env: NodeJS.ProcessEnv, name: string, def: number): number {
+  const raw = env[name]?.trim().toLowerCase();
+  if (!raw) return def;
+  const m = /^(\d+)\s*(b|kb|mb)?$/.exec(raw);
+  if (!m) throw new ConfigError(`${name} must be a size such as 5mb, 512kb or 1048576, got "${env[name]}"`);
+  const mult = m[2] === 'mb' ? 1024 * 1024 : m[2] === 'kb' ? 1024 : 1;
+  return Number(m[1]) * mult;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const port = int(env, 'PORT', 8080, 0, 65535);
+  const baseUrl = (env.BASE_URL?.trim() || `http://localhost:${port}/fhir`).replace(/\/+$/, '');
+  try {
+    const u = new URL(baseUrl);
+    if (!/^https?:$/.test(u.protocol)) throw new Error('protocol');
+  } catch {
+    throw new ConfigError(`BASE_URL must be an absolute http(s) URL, got "${env.BASE_URL}"`);
+  }
+  const logLevel = (env.LOG_LEVEL?.trim() || 'info') as Config['logLevel'];
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${env.LOG_LEVEL}"`);
+  }
+  let externalIssuers: ExternalIssuer[] = [];
+  if (env.SMART_EXTERNAL_ISSUERS?.trim()) {
+    try {
+      const parsed: unknown = JSON.parse(env.SMART_EXTERNAL_ISSUERS);
+      if (!Array.isArray(parsed)) throw new Error('not an array');
+      externalIssuers = parsed.map((p: Record<string, unknown>) => {
+        if (typeof p.issuer !== 'string' || typeof p.audience !== 'string' || typeof p.jwksUri !== 'string') {
+          throw new Error('each issuer needs issuer, audience and jwksUri strings');
+        }
+        return { issuer: p.issuer, audience: p.audience, jwksUri: p.jwksUri };
+      });
+    } catch (e) {
+      throw new ConfigError(`SMART_EXTERNAL_ISSUERS must be a JSON array: ${(e as Error).message}`);
+    }
+  }
+  const defaultCount = int(env, 'SEARCH_DEFAULT_COUNT', 50, 1, 10000);
+  const maxCount = int(env, 'SEARCH_MAX_COUNT', 1000, 1, 10000);
+  if (defaultCount > maxCount) throw new ConfigError('SEARCH_DEFAULT_COUNT must not exceed SEARCH_MAX_COUNT');
+  const tlsCertFile = env.TLS_CERT_FILE?.trim() || undefined;
+  const tlsKeyFile = env.TLS_KEY_FILE?.trim() || undefined;
+  if (Boolean(tlsCertFile) !== Boolean(tlsKeyFile)) {
+    throw new ConfigError('TLS_CERT_FILE and TLS_KEY_FILE must be set together');
+  }
+  return {
+    port,
+    baseUrl,
+    mongodbUri: env.MONGODB_URI?.trim() || undefined,
+    dbName: env.MONGODB_DB?.trim() || 'vigil',
+    dataDir: path.resolve(env.DATA_DIR?.trim() || './data'),
+    logLevel,
+    bodyLimitBytes: bytes(env, 'BODY_LIMIT', 5 * 1024 * 1024),
+    maxJsonDepth: int(env, 'JSON_MAX_DEPTH', 64, 4, 1000),
+    corsOrigins: (env.CORS_ORIGINS ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+    authEnabled: bool(env, 'AUTH_ENABLED', true),
+    defaultCount,
+    maxCount,
+    cursorSecret: env.CURSOR_SECRET?.trim() || undefined,
+    smartClientsFile: env.SMART_CLIENTS_FILE?.trim() || undefined,
+    externalIssuers,
+    tlsCertFile,
+    tlsKeyFile,
+    deriveInterpretation: bool(env, 'DERIVE_INTERPRETATION', true),
+  };
+}

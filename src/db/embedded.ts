@@ -1,0 +1,92 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+/** The project root: src/db (ts-node, jest) or dist/db (built) both sit two levels below it. */
+const ROOT = path.resolve(__dirname, '..', '..');
+const BIN = path.join(ROOT, '.tools', 'bin', 'ferretdb');
+
+export interface EmbeddedDatabase {
+  uri: string;
+  stop(): Promise<void>;
+}
+
+/** Builds FerretDB when missing or out of date (scripts/ferretdb.mjs does the work). */
+export function ensureFerretdbBuilt(): string {
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'ferretdb.mjs')], { stdio: 'inherit' });
+  if (r.status !== 0 || !existsSync(BIN)) {
+    throw new Error('the embedded database could not be built; see the messages above, or set MONGODB_URI');
+  }
+  return BIN;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1' });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Starts FerretDB on SQLite under `dataDir` on a loopback port and waits until it accepts
+ * connections. The returned `stop` ends it gracefully (SIGTERM, then SIGKILL after 5 s).
+ */
+export async function startEmbeddedDatabase(
+  dataDir: string,
+  opts: { port?: number; log?: (msg: string) => void } = {},
+): Promise<EmbeddedDatabase> {
+  const bin = ensureFerretdbBuilt();
+  const dbDir = path.join(dataDir, 'ferretdb');
+  mkdirSync(dbDir, { recursive: true });
+  const port = opts.port ?? (await freePort());
+  const child: ChildProcess = spawn(
+    bin,
+    [`--listen-addr=127.0.0.1:${port}`, `--sqlite-url=file:${dbDir}/`, '--log-level=error'],
+    { stdio: ['ignore', 'inherit', 'inherit'] },
+  );
+  let exited = false;
+  const exit = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      exited = true;
+      resolve();
+    }),
+  );
+  const deadline = Date.now() + 30_000;
+  while (!(await canConnect(port))) {
+    if (exited) throw new Error('the embedded database (FerretDB) exited during start-up');
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error('the embedded database (FerretDB) did not start within 30 s');
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  opts.log?.(`embedded database (FerretDB, SQLite) listening on 127.0.0.1:${port}, data in ${dbDir}`);
+  return {
+    uri: `mongodb://127.0.0.1:${port}/`,
+    async stop() {
+      if (exited) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exit;
+      clearTimeout(timer);
+    },
+  };
+}

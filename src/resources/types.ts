@@ -1,0 +1,52 @@
+import type { Resource } from 'fhir/r4';
+
+/** Index values extracted from a resource at write time, by search parameter code (see src/search). */
+export type IndexEntries = Record<string, unknown>;
+
+/**
+ * The current version of a resource, one collection per resource type (collection name = type).
+ * FHIR JSON lives apart from our own fields so FHIR names never clash with ours.
+ */
+export interface CurrentDoc {
+  _id: string;
+  res: Resource;
+  /** Version number, 1-based; equals Number(res.meta.versionId). */
+  vid: number;
+  /** Time of the last change (res.meta.lastUpdated). */
+  ts: Date;
+  /** True once deleted: the resource answers 410 until it is written again. */
+  deleted: boolean;
+  /** Search index values (src/search/indexer). Absent on deleted documents. */
+  idx: IndexEntries;
+  /** Patient compartments the resource belongs to, as "Patient/<id>". */
+  comp: string[];
+}
+
+export type WriteMethod = 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/**
+ * One version of one resource, in the shared `history` collection. Inserting it is the commit
+ * point of every write: `_id` = "<type>/<id>/<vid>" makes racing writers collide. `pending` stays
+ * set until the current document reflects this version and post-commit work (events) is done;
+ * the outbox worker finishes whatever a crash interrupted.
+ */
+export interface HistoryDoc {
+  _id: string;
+  type: string;
+  id: string;
+  vid: number;
+  ts: Date;
+  deleted: boolean;
+  method: WriteMethod;
+  /** The resource as of this version (absent for deletions). */
+  res?: Resource;
+  comp: string[];
+  /** Present (true) while post-commit work is outstanding. */
+  pending?: true;
+  /** Transaction journal id, when the version was written by a transaction Bundle. */
+  tx?: string;
+}
+
+export function historyId(type: string, id: string, vid: number): string {
+  return `${type}/${id}/${vid}`;
+}
