@@ -1,0 +1,351 @@
+import type { Bundle, BundleEntry, BundleEntryRequest, FhirResource, Resource } from 'fhir/r4';
+import { randomUUID } from 'node:crypto';
+import { Errors, FhirError } from '../../errors';
+import { parseVersionTag, type PreparedWrite, type ResourceStore, type WriteResult } from '../../resources/store';
+import type { TransactionJournal } from '../../resources/transaction';
+import { outcomeOf, toFhirError } from '../outcome';
+import { locationOf } from '../responses';
+import type { Services } from '../services';
+import type { FhirRequest, FhirResponse } from '../types';
+import { knownType, validId } from './common';
+import { applyJsonPatch } from './patch';
+
+export type Dispatch = (req: FhirRequest) => Promise<FhirResponse>;
+
+interface ParsedUrl {
+  type?: string;
+  id?: string;
+  query: URLSearchParams;
+  segments: string[];
+}
+
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']);
+
+/** Entry URLs are relative to the base ("Patient/1", "Patient?identifier=x") or absolute on our base. */
+function parseEntryUrl(url: string, baseUrl: string, i: number): ParsedUrl {
+  let rel = url.startsWith(baseUrl + '/') ? url.slice(baseUrl.length + 1) : url;
+  if (/^[a-z]+:/i.test(rel)) throw Errors.badRequest(`Bundle entry ${i}: request.url "${url}" is not on this server`, 'MSG_BUNDLE_URL');
+  rel = rel.replace(/^\//, '');
+  const q = rel.indexOf('?');
+  const path = q >= 0 ? rel.slice(0, q) : rel;
+  const query = new URLSearchParams(q >= 0 ? rel.slice(q + 1) : '');
+  const segments = path.split('/').filter(Boolean).map(decodeURIComponent);
+  return { type: segments[0], id: segments[1], query, segments };
+}
+
+function entryError(i: number, e: FhirError): FhirError {
+  return new FhirError(e.status, e.code, e.messageCode, `Bundle entry ${i}: ${e.message}`, e.expression, e.headers);
+}
+
+function checkBundle(body: unknown): Bundle {
+  const b = body as Bundle;
+  if (typeof b !== 'object' || b === null || b.resourceType !== 'Bundle') {
+    throw Errors.badRequest('POST to the base needs a Bundle of type batch or transaction', 'MSG_BUNDLE_TYPE');
+  }
+  if (b.type !== 'batch' && b.type !== 'transaction') {
+    throw Errors.badRequest(`Bundle.type must be batch or transaction, got "${String(b.type)}"`, 'MSG_BUNDLE_TYPE', ['Bundle.type']);
+  }
+  if (b.entry !== undefined && !Array.isArray(b.entry)) throw Errors.badRequest('Bundle.entry must be an array', 'MSG_BUNDLE_ENTRY', ['Bundle.entry']);
+  (b.entry ?? []).forEach((e, i) => {
+    const r = e?.request as BundleEntryRequest | undefined;
+    if (!r || typeof r.method !== 'string' || !METHODS.has(r.method) || typeof r.url !== 'string' || !r.url) {
+      throw Errors.badRequest(`Bundle entry ${i} needs request.method and request.url`, 'MSG_BUNDLE_ENTRY', [`Bundle.entry[${i}].request`]);
+    }
+    if (['POST', 'PUT'].includes(r.method) && (typeof e.resource !== 'object' || e.resource === null)) {
+      throw Errors.badRequest(`Bundle entry ${i} (${r.method}) needs a resource`, 'MSG_BUNDLE_ENTRY', [`Bundle.entry[${i}].resource`]);
+    }
+  });
+  return b;
+}
+
+/** Builds the request an entry stands for, so batch entries run through the normal routes. */
+function entryRequest(parent: FhirRequest, e: BundleEntry, url: ParsedUrl): FhirRequest {
+  const r = e.request!;
+  const isPatch = r.method === 'PATCH';
+  const body = isPatch && e.resource?.resourceType === 'Binary' ? binaryJson(e.resource) : e.resource;
+  return {
+    method: r.method as FhirRequest['method'],
+    segments: url.segments,
+    query: url.query,
+    headers: {
+      'if-match': r.ifMatch,
+      'if-none-exist': r.ifNoneExist,
+      'if-none-match': r.ifNoneMatch,
+      'if-modified-since': r.ifModifiedSince,
+    },
+    body,
+    contentType: isPatch ? 'application/json-patch+json' : 'application/fhir+json',
+    principal: parent.principal,
+    requestId: parent.requestId,
+    ip: parent.ip,
+    inBundle: true,
+  };
+}
+
+/** JSON Patch inside a Bundle travels as a Binary with base64 data (spec: http.html#patch). */
+function binaryJson(r: Resource): unknown {
+  const data = (r as { data?: string }).data;
+  if (!data) throw Errors.badRequest('PATCH entry Binary has no data', 'MSG_PATCH_INVALID');
+  try {
+    return JSON.parse(Buffer.from(data, 'base64').toString('utf8'));
+  } catch {
+    throw Errors.badRequest('PATCH entry Binary data is not a JSON Patch document', 'MSG_PATCH_INVALID');
+  }
+}
+
+function responseEntry(s: Services, res: FhirResponse, preferMinimal: boolean): BundleEntry {
+  const out: BundleEntry = {
+    response: {
+      status: String(res.status),
+      etag: res.headers.ETag,
+      lastModified: res.headers['Last-Modified'] ? new Date(res.headers['Last-Modified']).toISOString() : undefined,
+      location: res.headers.Location,
+    },
+  };
+  if (res.body && !(preferMinimal && res.isWrite)) {
+    out.resource = res.body as FhirResource;
+    if (res.isWrite && res.body.id) out.fullUrl = `${s.config.baseUrl}/${res.body.resourceType}/${res.body.id}`;
+  }
+  for (const k of Object.keys(out.response!) as (keyof NonNullable<BundleEntry['response']>)[]) {
+    if (out.response![k] === undefined) delete out.response![k];
+  }
+  return out;
+}
+
+/** POST [base] with a batch Bundle: every entry on its own, failures reported per entry. */
+async function batch(s: Services, req: FhirRequest, b: Bundle, dispatch: Dispatch, minimal: boolean): Promise<Bundle> {
+  const entries: BundleEntry[] = [];
+  for (const [i, e] of (b.entry ?? []).entries()) {
+    try {
+      const url = parseEntryUrl(e.request!.url, s.config.baseUrl, i);
+      if (url.segments.length === 0 && e.request!.method === 'POST') {
+        throw Errors.badRequest('Nested batch or transaction Bundles are not allowed', 'MSG_BUNDLE_NESTED');
+      }
+      entries.push(responseEntry(s, await dispatch(entryRequest(req, e, url)), minimal));
+    } catch (err) {
+      const fe = toFhirError(err);
+      entries.push({ response: { status: String(fe.status), outcome: outcomeOf(fe) } });
+    }
+  }
+  return { resourceType: 'Bundle', type: 'batch-response', entry: entries };
+}
+
+/** Replaces every `reference` that names a fullUrl of the Bundle with the id assigned to it. */
+function rewriteReferences(value: unknown, map: Map<string, string>): unknown {
+  if (Array.isArray(value)) return value.map((v) => rewriteReferences(v, map));
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      out[k] = k === 'reference' && typeof v === 'string' && map.has(v) ? map.get(v) : rewriteReferences(v, map);
+    }
+    return out;
+  }
+  return value;
+}
+
+/** Collects conditional references ("Patient?identifier=...") so they can be resolved once. */
+function conditionalReferences(value: unknown, out: Set<string>): void {
+  if (Array.isArray(value)) value.forEach((v) => conditionalReferences(v, out));
+  else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      if (k === 'reference' && typeof v === 'string' && /^[A-Z][A-Za-z]+\?/.test(v)) out.add(v);
+      else conditionalReferences(v, out);
+    }
+  }
+}
+
+const ORDER: Record<string, number> = { DELETE: 0, POST: 1, PUT: 2, PATCH: 2, GET: 3, HEAD: 3 };
+
+interface Planned {
+  index: number;
+  method: string;
+  url: ParsedUrl;
+  entry: BundleEntry;
+  target?: { type: string; id: string };
+  /** Set when a conditional create found its match: the entry writes nothing. */
+  existing?: WriteResult;
+  write?: PreparedWrite;
+  /** Conditional delete that matched nothing. */
+  nothing?: boolean;
+}
+
+/**
+ * POST [base] with a transaction Bundle: every entry is resolved and checked first; then all
+ * writes commit together through the journal (all or nothing); reads run last.
+ */
+async function transaction(
+  s: Services,
+  req: FhirRequest,
+  b: Bundle,
+  dispatch: Dispatch,
+  journal: TransactionJournal,
+  minimal: boolean,
+): Promise<Bundle> {
+  const store: ResourceStore = s.store;
+  const ctx = { principal: req.principal };
+  const policy = req.principal.policy;
+  const plan: Planned[] = (b.entry ?? []).map((entry, index) => ({
+    index,
+    entry,
+    method: entry.request!.method,
+    url: parseEntryUrl(entry.request!.url, s.config.baseUrl, index),
+  }));
+  const idMap = new Map<string, string>();
+
+  // 1. Resolve targets: new ids for creates, matches for conditional interactions.
+  for (const p of plan) {
+    try {
+      const { type, id, query } = p.url;
+      if (p.method === 'GET' || p.method === 'HEAD') continue;
+      if (!type) throw Errors.badRequest('Nested batch or transaction Bundles are not allowed', 'MSG_BUNDLE_NESTED');
+      knownType(type);
+      if (p.method === 'POST') {
+        policy.assertAllowed('create', type);
+        const cond = p.entry.request!.ifNoneExist;
+        const match = cond ? await store.matchOne(type, cond.replace(/^.*\?/, ''), ctx, 'If-None-Exist') : undefined;
+        if (match) {
+          p.existing = { status: 200, type, id: match._id, vid: match.vid, ts: match.ts, resource: match.res, comp: match.comp, changed: false };
+          p.target = { type, id: match._id };
+        } else {
+          p.target = { type, id: s.store.deps.newId() };
+        }
+      } else if (id) {
+        validId(id);
+        p.target = { type, id };
+      } else if (p.method === 'PUT' || p.method === 'DELETE' || p.method === 'PATCH') {
+        const match = await store.matchOne(type, query.toString(), ctx, `Conditional ${p.method.toLowerCase()}`);
+        if (match) p.target = { type, id: match._id };
+        else if (p.method === 'PUT') p.target = { type, id: (p.entry.resource?.id as string | undefined) ?? s.store.deps.newId() };
+        else if (p.method === 'DELETE') p.nothing = true;
+        else throw Errors.notFound(`Conditional patch ${type}?${query} matched nothing`, 'MSG_NO_MATCH');
+      }
+      if (p.target && p.entry.fullUrl) idMap.set(p.entry.fullUrl, `${p.target.type}/${p.target.id}`);
+    } catch (e) {
+      throw e instanceof FhirError ? entryError(p.index, e) : e;
+    }
+  }
+  const seen = new Set<string>();
+  for (const p of plan) {
+    if (!p.target || p.existing) continue;
+    const key = `${p.target.type}/${p.target.id}`;
+    if (seen.has(key)) {
+      throw Errors.badRequest(`Bundle entry ${p.index}: ${key} is the target of more than one entry`, 'MSG_BUNDLE_DUPLICATE');
+    }
+    seen.add(key);
+  }
+
+  // 2. Conditional references, resolved once each.
+  const conds = new Set<string>();
+  for (const p of plan) if (p.entry.resource) conditionalReferences(p.entry.resource, conds);
+  for (const ref of conds) {
+    const [type, query] = [ref.slice(0, ref.indexOf('?')), ref.slice(ref.indexOf('?') + 1)];
+    knownType(type);
+    const matches = await s.store.deps.matcher.findMatches(type, query, policy, 2);
+    if (matches.length !== 1) {
+      throw Errors.preconditionFailed(
+        `Conditional reference ${ref} matched ${matches.length === 0 ? 'nothing' : 'more than one resource'}`,
+        'MSG_CONDITIONAL_REFERENCE',
+      );
+    }
+    idMap.set(ref, `${type}/${matches[0]._id}`);
+  }
+
+  // 3. Prepare every write in the spec's order; any failure aborts with nothing written.
+  const now = s.store.deps.clock();
+  const ordered = [...plan].sort((a, b2) => ORDER[a.method] - ORDER[b2.method] || a.index - b2.index);
+  for (const p of ordered) {
+    if (!p.target || p.existing || p.nothing) continue;
+    try {
+      const { type, id } = p.target;
+      const body = p.entry.resource ? rewriteReferences(p.entry.resource, idMap) : undefined;
+      const ifMatch = parseVersionTag(p.entry.request!.ifMatch);
+      const current = await store.current(type).findOne({ _id: id });
+      if (current && !current.deleted && !policy.canRead(current.res, current.comp) && p.method !== 'POST') {
+        throw Errors.notFound(`${type}/${id} is not known`, 'MSG_NO_EXIST');
+      }
+      if (ifMatch !== undefined && (!current || current.deleted || current.vid !== ifMatch)) {
+        throw Errors.preconditionFailed(`If-Match W/"${ifMatch}" does not match ${type}/${id}`, 'MSG_VERSION_AWARE_CONFLICT');
+      }
+      if (p.method === 'POST') {
+        p.write = await store.prepare(type, id, body, null, 'POST', ctx, now);
+      } else if (p.method === 'PUT') {
+        policy.assertAllowed('update', type);
+        p.write = await store.prepare(type, id, { ...(body as object), id: (body as Resource).id ?? id }, current, 'PUT', ctx, now);
+      } else if (p.method === 'PATCH') {
+        policy.assertAllowed('patch', type);
+        if (!current || current.deleted) throw Errors.notFound(`${type}/${id} is not known`, 'MSG_NO_EXIST');
+        const ops = p.entry.resource ? binaryJson(p.entry.resource) : undefined;
+        if (!Array.isArray(ops)) throw Errors.badRequest('PATCH entries need a Binary resource holding a JSON Patch', 'MSG_PATCH_INVALID');
+        p.write = await store.prepare(type, id, applyJsonPatch(current.res, ops), current, 'PATCH', ctx, now);
+      } else if (p.method === 'DELETE') {
+        policy.assertAllowed('delete', type);
+        if (!current || current.deleted) p.nothing = true;
+        else p.write = store.prepareDelete(type, current, ctx, now);
+      }
+    } catch (e) {
+      throw e instanceof FhirError ? entryError(p.index, e) : e;
+    }
+  }
+
+  // 4. Commit all writes at once.
+  const writes = plan.map((p) => p.write).filter((w): w is PreparedWrite => Boolean(w));
+  await journal.commitAll(randomUUID(), writes);
+
+  // 5. Reads last, then the response in the order of the request.
+  const responses = new Map<number, BundleEntry>();
+  for (const p of ordered) {
+    if (p.method === 'GET' || p.method === 'HEAD') {
+      try {
+        responses.set(p.index, responseEntry(s, await dispatch(entryRequest(req, p.entry, p.url)), minimal));
+      } catch (e) {
+        throw e instanceof FhirError ? entryError(p.index, e) : e;
+      }
+      continue;
+    }
+    const result = p.existing ?? (p.write ? writeResult(p.write) : undefined);
+    if (!result) {
+      responses.set(p.index, { response: { status: '204 No Content' } });
+      continue;
+    }
+    const entry: BundleEntry = {
+      fullUrl: `${s.config.baseUrl}/${result.type}/${result.id}`,
+      response: {
+        status: p.method === 'DELETE' ? '204 No Content' : p.existing ? '200 OK' : p.write?.noop ? '200 OK' : p.write?.current && !p.write.current.deleted ? '200 OK' : '201 Created',
+        etag: `W/"${result.vid}"`,
+        lastModified: result.ts.toISOString(),
+      },
+    };
+    if (p.method !== 'DELETE') entry.response!.location = locationOf(s.config.baseUrl, result);
+    if (result.resource && p.method !== 'DELETE' && !minimal) entry.resource = result.resource as FhirResource;
+    responses.set(p.index, entry);
+  }
+  return { resourceType: 'Bundle', type: 'transaction-response', entry: plan.map((p) => responses.get(p.index)!) };
+}
+
+function writeResult(w: PreparedWrite): WriteResult {
+  return {
+    status: 200,
+    type: w.type,
+    id: w.id,
+    vid: w.doc.vid,
+    ts: w.doc.ts,
+    resource: w.doc.deleted ? undefined : w.doc.res,
+    comp: w.doc.comp,
+    changed: !w.noop,
+  };
+}
+
+/** POST [base] */
+export async function processBundle(
+  s: Services,
+  req: FhirRequest,
+  dispatch: Dispatch,
+  journal: TransactionJournal,
+): Promise<FhirResponse> {
+  if (req.inBundle) throw Errors.badRequest('Nested batch or transaction Bundles are not allowed', 'MSG_BUNDLE_NESTED');
+  const b = checkBundle(req.body);
+  const minimal = /return\s*=\s*minimal/i.test(req.headers.prefer ?? '');
+  const out = b.type === 'batch' ? await batch(s, req, b, dispatch, minimal) : await transaction(s, req, b, dispatch, journal, minimal);
+  const patients = new Set<string>();
+  return { status: 200, body: out, headers: {}, patients: [...patients] };
+}

@@ -1,0 +1,55 @@
+import type { Resource } from 'fhir/r4';
+import { applyPatch, JsonPatchError, type Operation } from 'fast-json-patch';
+import { Errors } from '../../errors';
+import { parseVersionTag } from '../../resources/store';
+import { writeResponse } from '../responses';
+import type { Services } from '../services';
+import type { FhirRequest, FhirResponse } from '../types';
+import { jsonBody, knownType, validId } from './common';
+
+const OPS = new Set(['add', 'remove', 'replace', 'move', 'copy', 'test']);
+
+function parseJsonPatch(body: unknown): Operation[] {
+  if (!Array.isArray(body)) throw Errors.badRequest('A JSON Patch document must be an array of operations', 'MSG_PATCH_INVALID');
+  body.forEach((op: unknown, i) => {
+    const o = op as Record<string, unknown>;
+    if (typeof o !== 'object' || o === null || typeof o.op !== 'string' || !OPS.has(o.op) || typeof o.path !== 'string') {
+      throw Errors.badRequest(`JSON Patch operation ${i} is malformed: it needs "op" (add, remove, replace, move, copy, test) and "path"`, 'MSG_PATCH_INVALID');
+    }
+    if (/^\/(id|resourceType|meta\/(versionId|lastUpdated))(\/|$)/.test(o.path)) {
+      throw Errors.unprocessable(`JSON Patch operation ${i} may not change ${o.path}`, 'MSG_PATCH_INVALID');
+    }
+  });
+  return body as Operation[];
+}
+
+/** Applies a JSON Patch (RFC 6902) to a copy of the resource. */
+export function applyJsonPatch(resource: Resource, ops: Operation[]): unknown {
+  try {
+    return applyPatch(structuredClone(resource), ops, true, false).newDocument;
+  } catch (e) {
+    if (e instanceof JsonPatchError) {
+      if (e.name === 'TEST_OPERATION_FAILED') {
+        throw Errors.unprocessable(`JSON Patch test operation ${e.index ?? ''} failed`, 'MSG_PATCH_TEST_FAILED');
+      }
+      throw Errors.unprocessable(`JSON Patch operation ${e.index ?? ''} cannot be applied: ${e.message.split('\n')[0]}`, 'MSG_PATCH_INVALID');
+    }
+    throw e;
+  }
+}
+
+/** PATCH [type]/[id] with application/json-patch+json. */
+export async function patch(s: Services, req: FhirRequest, type: string, id: string): Promise<FhirResponse> {
+  knownType(type);
+  validId(id);
+  req.principal.policy.assertAllowed('patch', type);
+  if (req.contentType !== 'application/json-patch+json') {
+    throw Errors.unsupportedMediaType(
+      `PATCH needs Content-Type application/json-patch+json, got ${req.contentType ?? 'none'}`,
+      'MSG_UNSUPPORTED_MEDIA_TYPE',
+    );
+  }
+  const ops = parseJsonPatch(jsonBody(req));
+  const r = await s.store.patch(type, id, (cur) => applyJsonPatch(cur, ops), { principal: req.principal }, parseVersionTag(req.headers['if-match']));
+  return writeResponse(s.config.baseUrl, r);
+}

@@ -1,0 +1,93 @@
+import { Errors } from '../errors';
+import type { TransactionJournal } from '../resources/transaction';
+import { processBundle } from './interactions/bundle';
+import { capabilities } from './interactions/capabilities';
+import { create } from './interactions/create';
+import { conditionalRemove, remove } from './interactions/delete';
+import { history } from './interactions/history';
+import { patch } from './interactions/patch';
+import { read } from './interactions/read';
+import { lastn, search } from './interactions/search';
+import { conditionalUpdate, update } from './interactions/update';
+import { validate } from './interactions/validate';
+import { vread } from './interactions/vread';
+import type { Services } from './services';
+import type { FhirRequest, FhirResponse } from './types';
+
+type Handler = (s: Services, req: FhirRequest, params: string[], dispatch: Dispatcher) => Promise<FhirResponse>;
+export type Dispatcher = (req: FhirRequest) => Promise<FhirResponse>;
+
+interface Route {
+  method: FhirRequest['method'] | 'GET|HEAD';
+  /** Path pattern: literal segments, ':x' captures a segment, '$op' literal operations. */
+  path: string;
+  handler: Handler;
+}
+
+/**
+ * The declared route table: method + path -> interaction. Order matters only where a literal
+ * segment (metadata, _history, _search, $op) must win over ':id'.
+ */
+function routeTable(journal: TransactionJournal): Route[] {
+  return [
+    { method: 'GET|HEAD', path: 'metadata', handler: (s, r) => capabilities(s, r) },
+    { method: 'POST', path: '', handler: (s, r, _p, d) => processBundle(s, r, d, journal) },
+    { method: 'GET|HEAD', path: '', handler: (s, r) => search(s, r) },
+    { method: 'POST', path: '_search', handler: (s, r) => search(s, r) },
+    { method: 'GET|HEAD', path: '_history', handler: (s, r) => history(s, r) },
+    { method: 'GET|HEAD', path: 'Observation/$lastn', handler: (s, r) => lastn(s, r) },
+    { method: 'POST', path: ':type/$validate', handler: (s, r, [t]) => validate(s, r, t) },
+    { method: 'POST', path: ':type/:id/$validate', handler: (s, r, [t, id]) => validate(s, r, t, id) },
+    { method: 'GET|HEAD', path: ':type/_history', handler: (s, r, [t]) => history(s, r, t) },
+    { method: 'POST', path: ':type/_search', handler: (s, r, [t]) => search(s, r, t) },
+    { method: 'GET|HEAD', path: ':type', handler: (s, r, [t]) => search(s, r, t) },
+    { method: 'POST', path: ':type', handler: (s, r, [t]) => create(s, r, t) },
+    { method: 'PUT', path: ':type', handler: (s, r, [t]) => conditionalUpdate(s, r, t) },
+    { method: 'DELETE', path: ':type', handler: (s, r, [t]) => conditionalRemove(s, r, t) },
+    { method: 'GET|HEAD', path: ':type/:id', handler: (s, r, [t, id]) => read(s, r, t, id) },
+    { method: 'PUT', path: ':type/:id', handler: (s, r, [t, id]) => update(s, r, t, id) },
+    { method: 'PATCH', path: ':type/:id', handler: (s, r, [t, id]) => patch(s, r, t, id) },
+    { method: 'DELETE', path: ':type/:id', handler: (s, r, [t, id]) => remove(s, r, t, id) },
+    { method: 'GET|HEAD', path: ':type/:id/_history', handler: (s, r, [t, id]) => history(s, r, t, id) },
+    { method: 'GET|HEAD', path: ':type/:id/_history/:vid', handler: (s, r, [t, id, v]) => vread(s, r, t, id, v) },
+  ];
+}
+
+function match(pattern: string, segments: string[]): string[] | undefined {
+  const parts = pattern ? pattern.split('/') : [];
+  if (parts.length !== segments.length) return undefined;
+  const params: string[] = [];
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i];
+    const s = segments[i];
+    if (p.startsWith(':')) {
+      if (s.startsWith('$') || s.startsWith('_')) return undefined;
+      params.push(s);
+    } else if (p !== s) return undefined;
+  }
+  return params;
+}
+
+function methodMatches(route: Route, method: FhirRequest['method']): boolean {
+  return route.method === method || (route.method === 'GET|HEAD' && (method === 'GET' || method === 'HEAD'));
+}
+
+/** Builds the dispatcher: the one entry point for HTTP requests and Bundle entries alike. */
+export function createDispatcher(s: Services, journal: TransactionJournal): Dispatcher {
+  const routes = routeTable(journal);
+  const dispatch: Dispatcher = async (req) => {
+    let pathMatched = false;
+    for (const r of routes) {
+      const params = match(r.path, req.segments);
+      if (!params) continue;
+      pathMatched = true;
+      if (methodMatches(r, req.method)) return r.handler(s, req, params, dispatch);
+    }
+    const path = req.segments.join('/');
+    if (pathMatched) throw Errors.methodNotAllowed(`${req.method} is not allowed on /${path}`, 'MSG_OP_NOT_ALLOWED');
+    const op = req.segments.find((x) => x.startsWith('$'));
+    if (op) throw Errors.notFound(`Operation ${op} is not supported on /${path}`, 'MSG_OP_NOT_SUPPORTED');
+    throw Errors.notFound(`No FHIR interaction at /${path}`, 'MSG_NO_ROUTE');
+  };
+  return dispatch;
+}

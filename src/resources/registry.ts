@@ -1,0 +1,38 @@
+import type { Interaction } from '../auth/types';
+
+/** One served resource type. Adding a type to the server is adding one entry here. */
+export interface ResourceTypeDef {
+  type: string;
+  /** Interactions offered on the type (and announced in the CapabilityStatement). */
+  interactions: readonly Interaction[];
+  /** Whether clients may write it through the REST API (AuditEvent is written by the server only). */
+  clientWritable: boolean;
+  /** Short description for the CapabilityStatement. */
+  documentation: string;
+}
+
+const ALL: readonly Interaction[] = ['read', 'vread', 'history', 'search', 'create', 'update', 'patch', 'delete'];
+const READ_ONLY: readonly Interaction[] = ['read', 'vread', 'history', 'search'];
+
+export const RESOURCE_TYPES: readonly ResourceTypeDef[] = [
+  { type: 'Patient', interactions: ALL, clientWritable: true, documentation: 'People whose devices report to the server.' },
+  { type: 'Device', interactions: ALL, clientWritable: true, documentation: 'Wearables, implants and home monitors.' },
+  { type: 'Observation', interactions: ALL, clientWritable: true, documentation: 'Vital signs and other measurements.' },
+  {
+    type: 'ObservationDefinition',
+    interactions: ALL,
+    clientWritable: true,
+    documentation: 'Normal and critical ranges per code, used to derive interpretations.',
+  },
+  { type: 'Subscription', interactions: ALL, clientWritable: true, documentation: 'Alert subscriptions (R4 and topic-based).' },
+  { type: 'SubscriptionTopic', interactions: READ_ONLY, clientWritable: false, documentation: 'Topics the server offers.' },
+  { type: 'AuditEvent', interactions: READ_ONLY, clientWritable: false, documentation: 'The audit trail of every access.' },
+];
+
+const BY_TYPE = new Map(RESOURCE_TYPES.map((d) => [d.type, d]));
+
+export function typeDef(type: string): ResourceTypeDef | undefined {
+  return BY_TYPE.get(type);
+}
+
+export const SERVED_TYPES: readonly string[] = RESOURCE_TYPES.map((d) => d.type);

@@ -1,0 +1,546 @@
+import type { Resource } from 'fhir/r4';
+import type { Collection, Db, Document, Filter } from 'mongodb';
+import type { AccessPolicy, Principal } from '../auth/types';
+import { Errors, FhirError } from '../errors';
+import { jsonEqual } from './equality';
+import { typeDef } from './registry';
+import { historyId, type CurrentDoc, type HistoryDoc, type IndexEntries, type WriteMethod } from './types';
+
+/** What the store needs from the search engine. */
+export interface Indexer {
+  index(resource: Resource): { idx: IndexEntries; comp: string[] };
+}
+export interface Matcher {
+  findMatches(type: string, query: string, policy: AccessPolicy, limit: number): Promise<CurrentDoc[]>;
+}
+export type Validator = (
+  resource: unknown,
+  opts: { expectedType: string; mode: 'create' | 'update'; id?: string },
+) => Resource;
+export type BeforeWrite = (
+  ctx: { principal: Principal; method: 'POST' | 'PUT' | 'PATCH' },
+  resource: Resource,
+  previous?: Resource,
+) => Promise<Resource>;
+
+export interface StoreDeps {
+  db: Db;
+  clock: () => Date;
+  newId: () => string;
+  indexer: Indexer;
+  matcher: Matcher;
+  validate: Validator;
+  beforeWrite?: BeforeWrite;
+  /** Called after every commit so the outbox worker picks the version up without waiting. */
+  onCommit?: () => void;
+}
+
+export interface WriteCtx {
+  principal: Principal;
+  /** Set when the write belongs to a transaction Bundle (see transaction.ts). */
+  txId?: string;
+}
+
+/** The outcome of a write, enough to build any response form. */
+export interface WriteResult {
+  status: 200 | 201 | 204;
+  type: string;
+  id: string;
+  vid: number;
+  ts: Date;
+  resource?: Resource;
+  comp: string[];
+  /** False when the write was a no-op (identical content, or an existing match for If-None-Exist). */
+  changed: boolean;
+}
+
+/** A version ready to be committed: validated, stamped and indexed. */
+export interface PreparedWrite {
+  type: string;
+  id: string;
+  method: WriteMethod;
+  expectedVid: number;
+  current: CurrentDoc | null;
+  doc: CurrentDoc;
+  noop: boolean;
+}
+
+/** Conditional-create locks expire so a crashed writer cannot block a query forever. */
+const LOCK_TTL_MS = 30_000;
+
+export function parseVersionTag(etag: string | undefined, header = 'If-Match'): number | undefined {
+  if (etag === undefined) return undefined;
+  const m = /^(?:W\/)?"?(\d+)"?$/.exec(etag.trim());
+  if (!m) throw Errors.badRequest(`Invalid ${header} header "${etag}": expected W/"<versionId>"`, 'MSG_BAD_ETAG');
+  return Number(m[1]);
+}
+
+export function isDuplicateKey(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === 11000;
+}
+
+export function requireWritableType(type: string): void {
+  const def = typeDef(type);
+  if (!def) throw Errors.notFound(`Resource type "${type}" is not supported`, 'MSG_UNKNOWN_TYPE');
+  if (!def.clientWritable) {
+    throw Errors.methodNotAllowed(`${type} resources are written by the server only`, 'MSG_OP_NOT_ALLOWED');
+  }
+}
+
+/**
+ * Versioned resource storage. The commit point of every write is the insert of its history
+ * document; the current document is updated right after, and the outbox worker repairs it if a
+ * crash came in between. See shared/design.md section 2.
+ */
+export class ResourceStore {
+  readonly history: Collection<HistoryDoc>;
+  private readonly locks: Collection<{ _id: string; until: Date }>;
+
+  constructor(readonly deps: StoreDeps) {
+    this.history = deps.db.collection<HistoryDoc>('history');
+    this.locks = deps.db.collection('locks');
+  }
+
+  current(type: string): Collection<CurrentDoc> {
+    return this.deps.db.collection<CurrentDoc>(type);
+  }
+
+  async ensureIndexes(types: readonly string[]): Promise<void> {
+    await this.history.createIndex({ type: 1, id: 1, vid: -1 });
+    await this.history.createIndex({ ts: -1, _id: -1 });
+    await this.history.createIndex({ type: 1, ts: -1, _id: -1 });
+    await this.history.createIndex({ pending: 1, ts: 1 });
+    for (const t of types) await this.current(t).createIndex({ ts: -1, _id: -1 });
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** The current version, as the caller may see it: 404 when absent or out of reach, 410 when deleted. */
+  async read(type: string, id: string, policy: AccessPolicy): Promise<CurrentDoc> {
+    const doc = await this.current(type).findOne({ _id: id });
+    if (!doc || !policy.canRead(doc.res, doc.comp)) {
+      throw Errors.notFound(`${type}/${id} is not known`, 'MSG_NO_EXIST', [type]);
+    }
+    if (doc.deleted) {
+      const e = Errors.gone(`${type}/${id} has been deleted`, 'MSG_DELETED_ID', [type]);
+      throw new FhirError(e.status, e.code, e.messageCode, e.message, e.expression, {
+        ETag: `W/"${doc.vid}"`,
+        'Last-Modified': doc.ts.toUTCString(),
+      });
+    }
+    return doc;
+  }
+
+  async vread(type: string, id: string, vid: number, policy: AccessPolicy): Promise<HistoryDoc> {
+    const doc = await this.history.findOne({ _id: historyId(type, id, vid), txp: { $ne: true } } as Filter<HistoryDoc>);
+    const visible = doc && (doc.res ? policy.canRead(doc.res, doc.comp) : await this.canSeeDeleted(type, id, policy));
+    if (!doc || !visible) {
+      throw Errors.notFound(`Version ${vid} of ${type}/${id} is not known`, 'MSG_NO_EXIST', [type]);
+    }
+    if (doc.deleted) throw Errors.gone(`Version ${vid} of ${type}/${id} is a deletion`, 'MSG_DELETED_ID', [type]);
+    return doc;
+  }
+
+  /** A deletion is visible to whoever could read the version it deleted. */
+  private async canSeeDeleted(type: string, id: string, policy: AccessPolicy): Promise<boolean> {
+    const prev = await this.history.findOne(
+      { type, id, deleted: false, txp: { $ne: true } } as Filter<HistoryDoc>,
+      { sort: { vid: -1 } },
+    );
+    return Boolean(prev?.res && policy.canRead(prev.res, prev.comp));
+  }
+
+  // ---------------------------------------------------------------- write preparation
+
+  /**
+   * Validates, stamps and indexes a new version of `type/id` on top of `current` (null when the
+   * resource does not exist yet). Throws FhirErrors for anything the client got wrong.
+   */
+  async prepare(
+    type: string,
+    id: string,
+    incoming: unknown,
+    current: CurrentDoc | null,
+    method: 'POST' | 'PUT' | 'PATCH',
+    ctx: WriteCtx,
+    now: Date,
+  ): Promise<PreparedWrite> {
+    requireWritableType(type);
+    let resource = this.deps.validate(incoming, {
+      expectedType: type,
+      mode: method === 'POST' ? 'create' : 'update',
+      id: method === 'POST' ? undefined : id,
+    });
+    const previous = current && !current.deleted ? current.res : undefined;
+    if (this.deps.beforeWrite) {
+      resource = await this.deps.beforeWrite({ principal: ctx.principal, method }, resource, previous);
+    }
+    const expectedVid = current?.vid ?? 0;
+    const vid = expectedVid + 1;
+    const meta = { ...(resource.meta ?? {}) };
+    delete meta.versionId;
+    delete meta.lastUpdated;
+    const body = { ...resource, id } as Resource;
+    if (Object.keys(meta).length > 0) body.meta = meta;
+    else delete body.meta;
+
+    // An update identical to the current content makes no new version.
+    if (previous && !current?.deleted && jsonEqual(stripServerMeta(previous), body)) {
+      return { type, id, method, expectedVid, current, doc: current as CurrentDoc, noop: true };
+    }
+
+    const stamped = {
+      ...body,
+      meta: { ...meta, versionId: String(vid), lastUpdated: now.toISOString() },
+    } as Resource;
+    // Key order: resourceType, id, meta first, as readers expect.
+    const { resourceType, id: _id, meta: m, ...rest } = stamped as Resource & Record<string, unknown>;
+    const ordered = { resourceType, id: _id, meta: m, ...rest } as Resource;
+    const { idx, comp } = this.deps.indexer.index(ordered);
+    if (!ctx.principal.policy.canWrite(ordered, comp)) {
+      throw Errors.forbidden(`Your access does not allow writing this ${type}`, 'MSG_FORBIDDEN', [type]);
+    }
+    if (previous && current && !ctx.principal.policy.canWrite(previous, current.comp)) {
+      throw Errors.forbidden(`Your access does not allow changing ${type}/${id}`, 'MSG_FORBIDDEN', [type]);
+    }
+    const doc: CurrentDoc = { _id: id, res: ordered, vid, ts: now, deleted: false, idx, comp };
+    return { type, id, method, expectedVid, current, doc, noop: false };
+  }
+
+  prepareDelete(type: string, current: CurrentDoc, ctx: WriteCtx, now: Date): PreparedWrite {
+    requireWritableType(type);
+    if (!ctx.principal.policy.canWrite(current.res, current.comp)) {
+      throw Errors.forbidden(`Your access does not allow deleting ${type}/${current._id}`, 'MSG_FORBIDDEN', [type]);
+    }
+    const doc: CurrentDoc = {
+      _id: current._id,
+      res: current.res,
+      vid: current.vid + 1,
+      ts: now,
+      deleted: true,
+      idx: {},
+      comp: current.comp,
+    };
+    return { type, id: current._id, method: 'DELETE', expectedVid: current.vid, current, doc, noop: false };
+  }
+
+  // ---------------------------------------------------------------- commit
+
+  historyDocOf(w: PreparedWrite, txId?: string): HistoryDoc {
+    const h: HistoryDoc & { txp?: true } = {
+      _id: historyId(w.type, w.id, w.doc.vid),
+      type: w.type,
+      id: w.id,
+      vid: w.doc.vid,
+      ts: w.doc.ts,
+      deleted: w.doc.deleted,
+      method: w.method,
+      comp: w.doc.comp,
+      pending: true,
+    };
+    if (!w.doc.deleted) h.res = w.doc.res;
+    if (txId) {
+      h.tx = txId;
+      h.txp = true;
+    }
+    return h;
+  }
+
+  /**
+   * Commits one prepared version: the history insert is the commit point; a duplicate key
+   * there means another writer committed this version first (409).
+   */
+  async commit(w: PreparedWrite): Promise<void> {
+    try {
+      await this.history.insertOne(this.historyDocOf(w));
+    } catch (e) {
+      if (isDuplicateKey(e)) {
+        // Someone else committed this version (or a crashed write left it): make current
+        // reflect it so the next attempt sees the true latest version.
+        await this.applyFromHistory(w.type, w.id);
+        throw Errors.conflict(
+          `${w.type}/${w.id} was changed by another request at the same time; read it and try again`,
+          'MSG_VERSION_CONFLICT',
+          [w.type],
+        );
+      }
+      throw e;
+    }
+    await this.applyCurrent(w.type, w.doc, w.expectedVid);
+    this.deps.onCommit?.();
+  }
+
+  /** Makes the current document show `doc` unless a newer version is already there. */
+  async applyCurrent(type: string, doc: CurrentDoc, expectedVid: number): Promise<void> {
+    const col = this.current(type);
+    if (expectedVid === 0) {
+      try {
+        await col.insertOne(doc);
+        return;
+      } catch (e) {
+        if (!isDuplicateKey(e)) throw e;
+      }
+    }
+    const r = await col.replaceOne({ _id: doc._id, vid: { $lt: doc.vid } }, doc);
+    if (r.matchedCount === 0) {
+      // Either a newer version is already current (fine), or the document vanished; in the
+      // latter case put ours in place.
+      const existing = await col.findOne({ _id: doc._id }, { projection: { vid: 1 } });
+      if (!existing) await col.insertOne(doc).catch((e: unknown) => (isDuplicateKey(e) ? undefined : Promise.reject(e)));
+    }
+  }
+
+  /** Rebuilds the current document of type/id from its newest committed history version. */
+  async applyFromHistory(type: string, id: string): Promise<void> {
+    const latest = await this.history.findOne(
+      { type, id, txp: { $ne: true } } as Filter<HistoryDoc>,
+      { sort: { vid: -1 } },
+    );
+    if (!latest) return;
+    await this.applyCurrent(type, this.currentDocOf(latest), latest.vid - 1);
+  }
+
+  currentDocOf(h: HistoryDoc, previousRes?: Resource): CurrentDoc {
+    if (h.deleted || !h.res) {
+      return {
+        _id: h.id,
+        res: previousRes ?? ({ resourceType: h.type, id: h.id } as Resource),
+        vid: h.vid,
+        ts: h.ts,
+        deleted: true,
+        idx: {},
+        comp: h.comp,
+      };
+    }
+    const { idx, comp } = this.deps.indexer.index(h.res);
+    return { _id: h.id, res: h.res, vid: h.vid, ts: h.ts, deleted: false, idx, comp };
+  }
+
+  // ---------------------------------------------------------------- interactions
+
+  async create(type: string, body: unknown, ctx: WriteCtx, ifNoneExist?: string): Promise<WriteResult> {
+    if (ifNoneExist !== undefined) return this.conditionalCreate(type, body, ctx, ifNoneExist);
+    const now = this.deps.clock();
+    const w = await this.prepare(type, this.deps.newId(), body, null, 'POST', ctx, now);
+    await this.commit(w);
+    return resultOf(w, 201);
+  }
+
+  /**
+   * Update (PUT). Without If-Match, a concurrent writer makes us re-read and try again (last
+   * writer wins, as the spec allows); with If-Match the version must match exactly.
+   */
+  async update(type: string, id: string, body: unknown, ctx: WriteCtx, ifMatch?: number): Promise<WriteResult> {
+    for (let attempt = 0; ; attempt++) {
+      const current = await this.current(type).findOne({ _id: id });
+      if (current && !current.deleted && !ctx.principal.policy.canRead(current.res, current.comp)) {
+        throw Errors.forbidden(`Your access does not allow changing ${type}/${id}`, 'MSG_FORBIDDEN', [type]);
+      }
+      checkIfMatch(type, id, current, ifMatch);
+      const w = await this.prepare(type, id, body, current, 'PUT', ctx, this.deps.clock());
+      if (w.noop) return resultOf(w, 200);
+      try {
+        await this.commit(w);
+      } catch (e) {
+        if (e instanceof FhirError && e.status === 409 && ifMatch === undefined && attempt < 3) continue;
+        if (e instanceof FhirError && e.status === 409 && ifMatch !== undefined) {
+          throw Errors.preconditionFailed(
+            `${type}/${id} changed concurrently; If-Match W/"${ifMatch}" no longer matches`,
+            'MSG_VERSION_AWARE_CONFLICT',
+          );
+        }
+        throw e;
+      }
+      return resultOf(w, current && !current.deleted ? 200 : 201);
+    }
+  }
+
+  /** PATCH: `apply` turns the current resource into the new one (JSON Patch or FHIRPath Patch). */
+  async patch(
+    type: string,
+    id: string,
+    apply: (current: Resource) => unknown,
+    ctx: WriteCtx,
+    ifMatch?: number,
+  ): Promise<WriteResult> {
+    const current = await this.read(type, id, ctx.principal.policy);
+    checkIfMatch(type, id, current, ifMatch);
+    const w = await this.prepare(type, id, apply(stripServerMeta(current.res)), current, 'PATCH', ctx, this.deps.clock());
+    if (w.noop) return resultOf(w, 200);
+    try {
+      await this.commit(w);
+    } catch (e) {
+      if (e instanceof FhirError && e.status === 409) {
+        throw Errors.preconditionFailed(`${type}/${id} changed while it was being patched; try again`, 'MSG_VERSION_AWARE_CONFLICT');
+      }
+      throw e;
+    }
+    return resultOf(w, 200);
+  }
+
+  /** Delete: idempotent; deleting something absent or already deleted answers 204 as well. */
+  async delete(type: string, id: string, ctx: WriteCtx, ifMatch?: number): Promise<WriteResult | undefined> {
+    requireWritableType(type);
+    const current = await this.current(type).findOne({ _id: id });
+    if (!current || !ctx.principal.policy.canRead(current.res, current.comp)) {
+      if (ifMatch !== undefined) throw Errors.notFound(`${type}/${id} is not known`, 'MSG_NO_EXIST', [type]);
+      return undefined;
+    }
+    checkIfMatch(type, id, current, ifMatch);
+    if (current.deleted) return undefined;
+    const w = this.prepareDelete(type, current, ctx, this.deps.clock());
+    await this.commit(w);
+    return resultOf(w, 204);
+  }
+
+  // ---------------------------------------------------------------- conditional interactions
+
+  /**
+   * Conditional create. Two identical requests racing must yield one resource: the query is
+   * serialised through a lock document, and the search is repeated once the lock is ours.
+   */
+  async conditionalCreate(type: string, body: unknown, ctx: WriteCtx, query: string): Promise<WriteResult> {
+    requireWritableType(type);
+    const existing = await this.matchOne(type, query, ctx, 'If-None-Exist');
+    if (existing) return existingResult(type, existing);
+    const lockId = `create:${type}?${normaliseQuery(query)}`;
+    await this.acquireLock(lockId);
+    try {
+      const again = await this.matchOne(type, query, ctx, 'If-None-Exist');
+      if (again) return existingResult(type, again);
+      const w = await this.prepare(type, this.deps.newId(), body, null, 'POST', ctx, this.deps.clock());
+      await this.commit(w);
+      return resultOf(w, 201);
+    } finally {
+      await this.locks.deleteOne({ _id: lockId });
+    }
+  }
+
+  async conditionalUpdate(type: string, query: string, body: unknown, ctx: WriteCtx, ifMatch?: number): Promise<WriteResult> {
+    requireWritableType(type);
+    if (!query) throw Errors.badRequest('Conditional update needs search parameters', 'MSG_PARAM_MISSING');
+    const lockId = `update:${type}?${normaliseQuery(query)}`;
+    await this.acquireLock(lockId);
+    try {
+      const matches = await this.deps.matcher.findMatches(type, query, ctx.principal.policy, 2);
+      if (matches.length > 1) {
+        throw Errors.preconditionFailed(
+          `Conditional update of ${type}?${query} matched more than one resource`,
+          'MSG_MULTIPLE_MATCHES',
+        );
+      }
+      const bodyId = typeof body === 'object' && body !== null ? (body as { id?: unknown }).id : undefined;
+      if (matches.length === 1) {
+        const id = matches[0]._id;
+        if (bodyId !== undefined && bodyId !== id) {
+          throw Errors.badRequest(
+            `The resource id "${String(bodyId)}" does not match the resource the condition found (${id})`,
+            'MSG_RESOURCE_ID_MISMATCH',
+            [`${type}.id`],
+          );
+        }
+        return await this.update(type, id, { ...(body as object), id }, ctx, ifMatch);
+      }
+      if (typeof bodyId === 'string') return await this.update(type, bodyId, body, ctx, ifMatch);
+      const w = await this.prepare(type, this.deps.newId(), body, null, 'POST', ctx, this.deps.clock());
+      await this.commit(w);
+      return resultOf(w, 201);
+    } finally {
+      await this.locks.deleteOne({ _id: lockId });
+    }
+  }
+
+  /** Conditional delete: deletes the one match; more than one is 412 (single-delete server). */
+  async conditionalDelete(type: string, query: string, ctx: WriteCtx): Promise<WriteResult | undefined> {
+    requireWritableType(type);
+    if (!query) throw Errors.badRequest('Conditional delete needs search parameters', 'MSG_PARAM_MISSING');
+    const matches = await this.deps.matcher.findMatches(type, query, ctx.principal.policy, 2);
+    if (matches.length > 1) {
+      throw Errors.preconditionFailed(`Conditional delete of ${type}?${query} matched more than one resource`, 'MSG_MULTIPLE_MATCHES');
+    }
+    if (matches.length === 0) return undefined;
+    return this.delete(type, matches[0]._id, ctx);
+  }
+
+  /** Finds the single match of a condition; several matches are 412 as the spec requires. */
+  async matchOne(type: string, query: string, ctx: WriteCtx, what: string): Promise<CurrentDoc | undefined> {
+    if (!query.trim()) throw Errors.badRequest(`${what} needs search parameters`, 'MSG_PARAM_MISSING');
+    const matches = await this.deps.matcher.findMatches(type, query, ctx.principal.policy, 2);
+    if (matches.length > 1) {
+      throw Errors.preconditionFailed(`${what} ${type}?${query} matched more than one resource`, 'MSG_MULTIPLE_MATCHES');
+    }
+    return matches[0];
+  }
+
+  /** Takes a named lock, waiting while another request holds it; stale locks are taken over. */
+  async acquireLock(lockId: string): Promise<void> {
+    const deadline = Date.now() + LOCK_TTL_MS;
+    for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
+      const now = new Date();
+      try {
+        await this.locks.insertOne({ _id: lockId, until: new Date(now.getTime() + LOCK_TTL_MS) });
+        return;
+      } catch (e) {
+        if (!isDuplicateKey(e)) throw e;
+      }
+      const stolen = await this.locks.updateOne(
+        { _id: lockId, until: { $lt: now } },
+        { $set: { until: new Date(now.getTime() + LOCK_TTL_MS) } },
+      );
+      if (stolen.modifiedCount === 1) return;
+      if (Date.now() > deadline) throw Errors.unavailable('The server is busy with the same conditional request; try again', 'MSG_LOCK_TIMEOUT');
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}
+
+export function checkIfMatch(type: string, id: string, current: CurrentDoc | null, ifMatch: number | undefined): void {
+  if (ifMatch === undefined) return;
+  if (!current || current.deleted) {
+    throw Errors.preconditionFailed(`If-Match W/"${ifMatch}" given but ${type}/${id} does not exist`, 'MSG_VERSION_AWARE_CONFLICT');
+  }
+  if (current.vid !== ifMatch) {
+    throw Errors.preconditionFailed(
+      `If-Match W/"${ifMatch}" does not match the current version W/"${current.vid}" of ${type}/${id}`,
+      'MSG_VERSION_AWARE_CONFLICT',
+    );
+  }
+}
+
+export function stripServerMeta<T extends Resource>(r: T): T {
+  if (!r.meta) return r;
+  const meta = { ...r.meta };
+  delete meta.versionId;
+  delete meta.lastUpdated;
+  const out = { ...r };
+  if (Object.keys(meta).length > 0) out.meta = meta;
+  else delete out.meta;
+  return out;
+}
+
+function resultOf(w: PreparedWrite, status: WriteResult['status']): WriteResult {
+  const d = w.doc;
+  return {
+    status,
+    type: w.type,
+    id: w.id,
+    vid: d.vid,
+    ts: d.ts,
+    resource: d.deleted ? undefined : d.res,
+    comp: d.comp,
+    changed: !w.noop,
+  };
+}
+
+function existingResult(type: string, doc: CurrentDoc): WriteResult {
+  return { status: 200, type, id: doc._id, vid: doc.vid, ts: doc.ts, resource: doc.res, comp: doc.comp, changed: false };
+}
+
+/** Canonical form of a condition so the same query in another order takes the same lock. */
+export function normaliseQuery(query: string): string {
+  const params = new URLSearchParams(query);
+  const pairs = [...params.entries()].sort(([a, av], [b, bv]) => (a === b ? av.localeCompare(bv) : a.localeCompare(b)));
+  return new URLSearchParams(pairs).toString();
+}
+
+export type { Document };
