@@ -22,13 +22,19 @@ export interface AccessPolicy {
   assertAllowed(interaction: Interaction, type: string): void;
   /**
    * A MongoDB filter on the current-document shape (`comp`, `idx`) that limits what of this
-   * type may be read; undefined when everything granted is readable.
+   * type may be read; undefined when everything granted is readable. A type the caller may not
+   * read at all yields a filter that matches nothing. Given `interaction` (read, search...),
+   * only scopes granting that interaction count; without it, scopes granting read or search do.
    */
-  readFilter(type: string): Filter<Document> | undefined;
+  readFilter(type: string, interaction?: Interaction): Filter<Document> | undefined;
   /** In-memory twin of readFilter, for a resource already at hand. */
-  canRead(resource: Resource, comp: string[]): boolean;
-  /** Whether the caller may write this resource (as it would be stored). */
-  canWrite(resource: Resource, comp: string[]): boolean;
+  canRead(resource: Resource, comp: string[], interaction?: Interaction): boolean;
+  /**
+   * Whether the caller may write this resource (as it would be stored). Given `interaction`
+   * (create/update/patch/delete), only scopes granting that interaction count; without it, any
+   * write scope does. Updates should check both the stored and the new version.
+   */
+  canWrite(resource: Resource, comp: string[], interaction?: Interaction): boolean;
 }
 
 /** Who is calling. */
@@ -39,6 +45,12 @@ export interface Principal {
   /** Patient id of the launch context, for patient/ scopes. */
   patient?: string;
   policy: AccessPolicy;
+  /** Issuer of the token (our authorization server or a configured external one). */
+  issuer?: string;
+  /** The token's `jti`, for correlating audit records without storing the token. */
+  tokenId?: string;
+  /** When the token stops being valid. */
+  expiresAt?: Date;
 }
 
 /** Policy used when authentication is switched off for local experiments. */
@@ -60,3 +72,16 @@ export const anonymousPrincipal: Principal = {
   scopes: ['system/*.*'],
   policy: allowAllPolicy,
 };
+
+/**
+ * What the search engine provides so that v2 scope restrictions (`?category=...`) mean exactly
+ * what the same search means, in the database and in memory.
+ */
+export interface CriteriaPort {
+  /** Compiles `query` (e.g. `category=http://...|vital-signs`) for `type`; throws FhirError on bad criteria. */
+  compileCriteria(type: string, query: string): unknown;
+  /** Whether a resource matches compiled criteria. */
+  matches(criteria: unknown, resource: Resource): boolean;
+  /** The MongoDB filter for compiled criteria, on the CurrentDoc shape. */
+  criteriaFilter(criteria: unknown): Filter<Document>;
+}

@@ -1,0 +1,195 @@
+import { readFileSync } from 'node:fs';
+import type { Collection, Db } from 'mongodb';
+import { assertFetchableUrl, isJwks, type Jwks } from './jwks';
+import { publicKeyFromJwk } from './jwt';
+import { parseScope, splitScopes } from './scopes';
+import { hashSecret, isSecretHash } from './secrets';
+
+/** A registered client as stored in MongoDB (collection `auth_clients`). Secrets only as scrypt hashes. */
+export interface ClientDoc {
+  _id: string;
+  name: string;
+  /** Space-separated scopes the client may be granted. */
+  scope: string;
+  jwks?: Jwks;
+  jwks_uri?: string;
+  secretHash?: string;
+  /** Fixed patient id (device or app bound to one patient). */
+  patient?: string;
+  disabled: boolean;
+  source: 'file' | 'admin';
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** One entry of SMART_CLIENTS_FILE, or what `admin clients add` receives. */
+export interface ClientRegistration {
+  client_id: string;
+  name: string;
+  scope: string;
+  jwks?: Jwks;
+  jwks_uri?: string;
+  /** Plain secret (hashed before storing). Prefer client_secret_hash in files. */
+  client_secret?: string;
+  /** A hash produced by `admin secret-hash`, so files need not hold the secret itself. */
+  client_secret_hash?: string;
+  patient?: string;
+  disabled?: boolean;
+}
+
+export const CLIENTS_COLLECTION = 'auth_clients';
+
+const ID_RE = /^[A-Za-z0-9._~:-]{1,128}$/;
+const PATIENT_RE = /^[A-Za-z0-9\-.]{1,64}$/;
+
+/** Checks one registration and says exactly what is wrong with it. */
+export function validateRegistration(input: unknown, where: string): ClientRegistration {
+  const fail = (msg: string): never => {
+    throw new Error(`${where}: ${msg}`);
+  };
+  if (!input || typeof input !== 'object' || Array.isArray(input)) fail('a client must be a JSON object');
+  const r = input as Record<string, unknown>;
+  const known = ['client_id', 'name', 'scope', 'jwks', 'jwks_uri', 'client_secret', 'client_secret_hash', 'patient', 'disabled'];
+  for (const k of Object.keys(r)) if (!known.includes(k)) fail(`unknown field "${k}" (known: ${known.join(', ')})`);
+  if (typeof r.client_id !== 'string' || !ID_RE.test(r.client_id)) fail('client_id must be 1-128 URL-safe characters');
+  if (typeof r.name !== 'string' || !r.name.trim()) fail('name must be a non-empty string');
+  if (typeof r.scope !== 'string' || !r.scope.trim()) fail('scope must be a non-empty space-separated string');
+  for (const s of splitScopes(r.scope as string)) {
+    try {
+      parseScope(s);
+    } catch (e) {
+      fail((e as Error).message);
+    }
+  }
+  const methods = ['jwks', 'jwks_uri', 'client_secret', 'client_secret_hash'].filter((k) => r[k] !== undefined);
+  if (methods.length !== 1) fail(`exactly one of jwks, jwks_uri, client_secret, client_secret_hash is required (got ${methods.length})`);
+  if (r.jwks !== undefined) {
+    if (!isJwks(r.jwks) || r.jwks.keys.length === 0) fail('jwks must be {"keys": [...]} with at least one key');
+    for (const k of (r.jwks as Jwks).keys) {
+      if (typeof k.kid !== 'string' || !k.kid) fail('every key in jwks needs a kid');
+      try {
+        publicKeyFromJwk(k);
+      } catch (e) {
+        fail(`key ${String(k.kid)}: ${(e as Error).message}`);
+      }
+    }
+  }
+  if (r.jwks_uri !== undefined) {
+    if (typeof r.jwks_uri !== 'string') fail('jwks_uri must be a string');
+    try {
+      assertFetchableUrl(r.jwks_uri as string);
+    } catch (e) {
+      fail((e as Error).message);
+    }
+  }
+  if (r.client_secret !== undefined && (typeof r.client_secret !== 'string' || r.client_secret.length < 16)) {
+    fail('client_secret must be a string of at least 16 characters');
+  }
+  if (r.client_secret_hash !== undefined && (typeof r.client_secret_hash !== 'string' || !isSecretHash(r.client_secret_hash))) {
+    fail('client_secret_hash must be a hash printed by `admin secret-hash`');
+  }
+  if (r.patient !== undefined && (typeof r.patient !== 'string' || !PATIENT_RE.test(r.patient))) fail('patient must be a FHIR id');
+  if (r.disabled !== undefined && typeof r.disabled !== 'boolean') fail('disabled must be true or false');
+  return r as unknown as ClientRegistration;
+}
+
+/** Reads and validates SMART_CLIENTS_FILE. */
+export function readClientsFile(file: string): ClientRegistration[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`SMART_CLIENTS_FILE ${file}: ${(e as Error).message}`);
+  }
+  if (!Array.isArray(parsed)) throw new Error(`SMART_CLIENTS_FILE ${file}: must be a JSON array of clients`);
+  const regs = parsed.map((c, i) => validateRegistration(c, `SMART_CLIENTS_FILE ${file} entry ${i}`));
+  const ids = new Set<string>();
+  for (const r of regs) {
+    if (ids.has(r.client_id)) throw new Error(`SMART_CLIENTS_FILE ${file}: client_id ${r.client_id} appears twice`);
+    ids.add(r.client_id);
+  }
+  return regs;
+}
+
+/** Fields of a registration as stored (secret hashed), without bookkeeping. */
+async function storedFields(reg: ClientRegistration): Promise<Omit<ClientDoc, '_id' | 'disabled' | 'source' | 'createdAt' | 'updatedAt'>> {
+  const secretHash = reg.client_secret_hash ?? (reg.client_secret !== undefined ? await hashSecret(reg.client_secret) : undefined);
+  return {
+    name: reg.name,
+    scope: splitScopes(reg.scope).join(' '),
+    ...(reg.jwks ? { jwks: reg.jwks } : {}),
+    ...(reg.jwks_uri ? { jwks_uri: reg.jwks_uri } : {}),
+    ...(secretHash ? { secretHash } : {}),
+    ...(reg.patient ? { patient: reg.patient } : {}),
+  };
+}
+
+/** The clients in MongoDB: file clients are upserted at start, admin clients added by the CLI. */
+export class ClientStore {
+  readonly col: Collection<ClientDoc>;
+
+  constructor(db: Db) {
+    this.col = db.collection<ClientDoc>(CLIENTS_COLLECTION);
+  }
+
+  async get(clientId: string): Promise<ClientDoc | undefined> {
+    if (!ID_RE.test(clientId)) return undefined;
+    return (await this.col.findOne({ _id: clientId })) ?? undefined;
+  }
+
+  async list(): Promise<ClientDoc[]> {
+    return this.col.find({}).sort({ _id: 1 }).toArray();
+  }
+
+  /**
+   * The file is the source of truth for its clients' registration; a client disabled by the admin
+   * CLI stays disabled across restarts unless the file itself says `disabled: false`.
+   */
+  async loadFileClients(regs: ClientRegistration[], now: Date): Promise<void> {
+    for (const reg of regs) {
+      const fields = await storedFields(reg);
+      const unset: Record<string, ''> = {};
+      for (const k of ['jwks', 'jwks_uri', 'secretHash', 'patient'] as const) if (!(k in fields)) unset[k] = '';
+      const set: Partial<ClientDoc> = { ...fields, source: 'file', updatedAt: now };
+      if (reg.disabled !== undefined) set.disabled = reg.disabled;
+      await this.col.updateOne(
+        { _id: reg.client_id },
+        {
+          $set: set,
+          ...(Object.keys(unset).length ? { $unset: unset } : {}),
+          $setOnInsert: reg.disabled === undefined ? { createdAt: now, disabled: false } : { createdAt: now },
+        },
+        { upsert: true },
+      );
+    }
+  }
+
+  /** Adds a client; refuses an existing id so a typo cannot overwrite another client's keys. */
+  async add(reg: ClientRegistration, now: Date): Promise<ClientDoc> {
+    const doc: ClientDoc = {
+      _id: reg.client_id,
+      ...(await storedFields(reg)),
+      disabled: reg.disabled ?? false,
+      source: 'admin',
+      createdAt: now,
+      updatedAt: now,
+    };
+    try {
+      await this.col.insertOne(doc);
+    } catch (e) {
+      if ((e as { code?: number }).code === 11000) throw new Error(`client ${reg.client_id} already exists`);
+      throw e;
+    }
+    return doc;
+  }
+
+  async setDisabled(clientId: string, disabled: boolean, now: Date): Promise<boolean> {
+    const r = await this.col.updateOne({ _id: clientId }, { $set: { disabled, updatedAt: now } });
+    return r.matchedCount === 1;
+  }
+
+  async disabledIds(): Promise<Set<string>> {
+    const docs = await this.col.find({ disabled: true }, { projection: { _id: 1 } }).toArray();
+    return new Set(docs.map((d) => d._id));
+  }
+}

@@ -1,0 +1,135 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, type JsonWebKey, type KeyObject } from 'node:crypto';
+import type { Collection, Db } from 'mongodb';
+import type { Jwks } from './jwks';
+
+/**
+ * The authorization server's signing keys live in MongoDB (collection `auth_keys`), not in files:
+ * every server instance must sign and verify with the same keys, and the database is the one
+ * thing they all share. Whoever can read that database can read every patient's data already,
+ * so the keys add no new trust boundary; they are never in the repository and never logged.
+ */
+export interface SigningKeyDoc {
+  _id: string; // kid
+  alg: 'RS384';
+  /** PKCS#8 PEM. */
+  privatePem: string;
+  publicJwk: JsonWebKey;
+  createdAt: Date;
+}
+
+export interface SigningKey {
+  kid: string;
+  alg: 'RS384';
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+  publicJwk: JsonWebKey;
+  createdAt: Date;
+}
+
+export const KEYS_COLLECTION = 'auth_keys';
+
+export function newSigningKeyDoc(now: Date): SigningKeyDoc {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const kid = `${now.toISOString().slice(0, 10)}-${randomUUID().slice(0, 8)}`;
+  return {
+    _id: kid,
+    alg: 'RS384',
+    privatePem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    publicJwk: { ...publicKey.export({ format: 'jwk' }), kid, alg: 'RS384', use: 'sig' },
+    createdAt: now,
+  };
+}
+
+function toKey(d: SigningKeyDoc): SigningKey {
+  const privateKey = createPrivateKey(d.privatePem);
+  return {
+    kid: d._id,
+    alg: d.alg,
+    privateKey,
+    publicKey: createPublicKey(privateKey),
+    publicJwk: d.publicJwk,
+    createdAt: d.createdAt,
+  };
+}
+
+/**
+ * The key ring: the newest key signs, every key still present verifies. Rotation = add a key
+ * (`admin keys rotate`); instances pick it up on their next reload. Removing a key ends the
+ * tokens it signed (at most one token lifetime after rotation is the safe moment).
+ */
+export class KeyRing {
+  private keys: SigningKey[] = [];
+  private loadedAt = 0;
+  private lastMissReload = 0;
+  private readonly col: Collection<SigningKeyDoc>;
+
+  constructor(
+    db: Db,
+    private readonly now: () => Date,
+    private readonly reloadMs = 60_000,
+  ) {
+    this.col = db.collection<SigningKeyDoc>(KEYS_COLLECTION);
+  }
+
+  /** Loads the keys, generating the first one when the database has none. */
+  async init(): Promise<void> {
+    await this.reload();
+    if (this.keys.length === 0) {
+      await this.col.insertOne(newSigningKeyDoc(this.now()));
+      await this.reload();
+    }
+  }
+
+  async reload(): Promise<void> {
+    const docs = await this.col.find({}).sort({ createdAt: -1, _id: -1 }).toArray();
+    this.keys = docs.map(toKey);
+    this.loadedAt = this.now().getTime();
+  }
+
+  private async maybeReload(): Promise<void> {
+    if (this.now().getTime() - this.loadedAt > this.reloadMs) await this.reload();
+  }
+
+  async signingKey(): Promise<SigningKey> {
+    await this.maybeReload();
+    const key = this.keys[0];
+    if (!key) throw new Error('no signing key (was auth_keys emptied?)');
+    return key;
+  }
+
+  /** The verification key for a kid; an unknown kid triggers one reload at most every 5 s. */
+  async verificationKey(kid: string): Promise<SigningKey | undefined> {
+    await this.maybeReload();
+    let key = this.keys.find((k) => k.kid === kid);
+    const t = this.now().getTime();
+    if (!key && t - this.lastMissReload > 5000) {
+      this.lastMissReload = t;
+      await this.reload();
+      key = this.keys.find((k) => k.kid === kid);
+    }
+    return key;
+  }
+
+  async jwks(): Promise<Jwks> {
+    await this.maybeReload();
+    return { keys: this.keys.map((k) => k.publicJwk) };
+  }
+}
+
+/** Admin operations on the key ring. */
+export async function rotateKey(db: Db, now = new Date()): Promise<string> {
+  const doc = newSigningKeyDoc(now);
+  await db.collection<SigningKeyDoc>(KEYS_COLLECTION).insertOne(doc);
+  return doc._id;
+}
+
+export async function listKeys(db: Db): Promise<{ kid: string; alg: string; createdAt: Date }[]> {
+  const docs = await db.collection<SigningKeyDoc>(KEYS_COLLECTION).find({}).sort({ createdAt: -1 }).toArray();
+  return docs.map((d) => ({ kid: d._id, alg: d.alg, createdAt: d.createdAt }));
+}
+
+export async function removeKey(db: Db, kid: string): Promise<boolean> {
+  const col = db.collection<SigningKeyDoc>(KEYS_COLLECTION);
+  if ((await col.countDocuments({})) <= 1) throw new Error('refusing to remove the only signing key; rotate first');
+  return (await col.deleteOne({ _id: kid })).deletedCount === 1;
+}
