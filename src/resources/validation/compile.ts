@@ -1,0 +1,154 @@
+import Ajv, { type ErrorObject, type SchemaValidateFunction, type ValidateFunction } from 'ajv';
+import type { IssueCode } from '../../errors';
+import { SCHEMA_KEY, type ElementRules, type R4Schema } from './schema';
+
+/**
+ * Compiled validators of the patched R4 schema, one per resource type, compiled on first use and kept.
+ * Two sets exist: the write path stops at the first error (`allErrors: false`, fastest), `$validate`
+ * reports every error.
+ */
+export class SchemaValidators {
+  private readonly ajv: Ajv;
+  private readonly byType = new Map<string, ValidateFunction>();
+
+  constructor(
+    private readonly r4: R4Schema,
+    allErrors: boolean,
+  ) {
+    this.ajv = new Ajv({
+      strict: false, // the FHIR schema uses keywords and unions strict mode refuses
+      allErrors,
+      allowUnionTypes: true,
+      messages: false, // issues.ts writes FHIR-specific messages
+      validateSchema: false, // the schema is trusted; meta-validating 3.5 MB costs start-up time
+      inlineRefs: false, // FHIR types are referenced everywhere: inlining multiplies code size
+      addUsedSchema: false,
+      // Errors carry their schema (to name the FHIR type) and data; only the reporting set pays for it.
+      verbose: allErrors,
+    });
+    this.ajv.addFormat('fhir-calendar', { type: 'string', validate: isCalendarDate });
+    this.ajv.addKeyword({ keyword: 'fhirElementRules', schemaType: 'object', validate: elementRulesKeyword(allErrors) });
+    this.ajv.addKeyword({ keyword: 'fhirXhtml', schemaType: 'boolean', validate: xhtmlKeyword as SchemaValidateFunction });
+    this.ajv.addKeyword({
+      keyword: 'fhirResource',
+      schemaType: 'boolean',
+      validate: this.nestedResourceKeyword(),
+    });
+    this.ajv.addSchema(r4.schema, SCHEMA_KEY);
+  }
+
+  /** The validator of one resource type (compiled once). The type must be in `resourceTypes`. */
+  forType(type: string): ValidateFunction {
+    let v = this.byType.get(type);
+    if (!v) {
+      v = this.ajv.getSchema(`${SCHEMA_KEY}#/definitions/${type}`);
+      if (!v) throw new Error(`No schema definition for resource type ${type}`);
+      this.byType.set(type, v);
+    }
+    return v;
+  }
+
+  /** Contained and other nested resources: validate against the schema of their own type. */
+  private nestedResourceKeyword() {
+    const self = this;
+    type Ctx = { instancePath: string };
+    const keyword: SchemaValidateFunction = function (_s: boolean, data: Record<string, unknown>, _p: unknown, cxt?: Ctx): boolean {
+      const at = cxt?.instancePath ?? '';
+      const type = data.resourceType;
+      const fail = (code: IssueCode, messageCode: string, message: string): boolean => {
+        keyword.errors = [{ keyword: 'fhirResource', instancePath: at, schemaPath: '', params: { code, messageCode, message, property: 'resourceType' } }];
+        return false;
+      };
+      if (typeof type !== 'string') return fail('required', 'MSG_RESOURCE_TYPE_MISSING', 'Missing resourceType');
+      if (!self.r4.resourceTypes.has(type)) return fail('structure', 'MSG_UNKNOWN_TYPE', `Unknown resource type '${type}'`);
+      const v = self.forType(type);
+      if (v(data)) return true;
+      keyword.errors = (v.errors ?? []).map(
+        (nested): ErrorObject => ({
+          keyword: 'fhirResource',
+          instancePath: at + nested.instancePath,
+          schemaPath: '',
+          params: { nested },
+        }),
+      );
+      return false;
+    } as SchemaValidateFunction;
+    return keyword;
+  }
+}
+
+type KeywordFn = SchemaValidateFunction;
+
+/** Choice elements (one variant at most, exactly one when required) and required primitives. */
+function elementRulesKeyword(allErrors: boolean): KeywordFn {
+  const present = (obj: Record<string, unknown>, p: string): boolean => obj[p] !== undefined || obj[`_${p}`] !== undefined;
+  const fn = function (rules: ElementRules, obj: Record<string, unknown>): boolean {
+    if (obj === null || typeof obj !== 'object') return true;
+    const errors: Partial<ErrorObject>[] = [];
+    const add = (code: IssueCode, messageCode: string, message: string, property?: string): boolean => {
+      errors.push({ keyword: 'fhirElementRules', params: { code, messageCode, message, property } });
+      return allErrors;
+    };
+    let go = true;
+    for (const group of rules.choices ?? []) {
+      const used = group.filter((p) => present(obj, p));
+      if (used.length > 1) go = add('structure', 'MSG_CHOICE_CONFLICT', `Only one of ${used.join(', ')} may be present`, used[1]);
+      if (!go) break;
+    }
+    for (const group of go ? (rules.requiredChoices ?? []) : []) {
+      if (!group.some((p) => present(obj, p))) {
+        const base = commonPrefix(group);
+        go = add('required', 'MSG_REQUIRED_ELEMENT', `Missing required element '${base}[x]' (one of ${group.join(', ')})`);
+        if (!go) break;
+      }
+    }
+    for (const p of go ? (rules.requiredPrimitives ?? []) : []) {
+      if (!present(obj, p)) {
+        go = add('required', 'MSG_REQUIRED_ELEMENT', `Missing required element '${p}'`, p);
+        if (!go) break;
+      }
+    }
+    fn.errors = errors;
+    return errors.length === 0;
+  } as KeywordFn;
+  return fn;
+}
+
+function commonPrefix(names: string[]): string {
+  let p = names[0] ?? '';
+  for (const n of names) while (!n.startsWith(p)) p = p.slice(0, -1);
+  return p;
+}
+
+/**
+ * Narrative xhtml: a `<div>` in the XHTML namespace without active content (txt-1, txt-2). A full
+ * XHTML parse is out of proportion for the write path; this refuses what makes narrative dangerous.
+ */
+const ACTIVE_CONTENT = /<\s*(script|iframe|object|embed|form|style|link|meta|base)\b|\son[a-z]+\s*=|javascript:/i;
+function xhtmlKeyword(this: unknown, _s: boolean, div: string): boolean {
+  const fn = xhtmlKeyword as KeywordFn;
+  const fail = (message: string): boolean => {
+    fn.errors = [{ keyword: 'fhirXhtml', params: { code: 'value', messageCode: 'MSG_INVALID_NARRATIVE', message } }];
+    return false;
+  };
+  if (typeof div !== 'string') return true;
+  if (!/^\s*<div[\s>]/.test(div) || !/^\s*<div\b[^>]*\bxmlns\s*=\s*["']http:\/\/www\.w3\.org\/1999\/xhtml["']/.test(div)) {
+    return fail('Narrative must be a <div> in the XHTML namespace (xmlns="http://www.w3.org/1999/xhtml")');
+  }
+  if (ACTIVE_CONTENT.test(div)) return fail('Narrative must not contain scripts, forms, styles or event handlers');
+  return true;
+}
+
+const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/** The patterns accept 2023-02-31; FHIR says dates SHALL be valid dates. */
+export function isCalendarDate(s: string): boolean {
+  if (s.length < 10 || s[4] !== '-' || s[7] !== '-') return true; // year or year-month: the pattern decides
+  const y = Number(s.slice(0, 4));
+  const m = Number(s.slice(5, 7));
+  const d = Number(s.slice(8, 10));
+  if (!(m >= 1 && m <= 12)) return true; // pattern decides
+  const leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+  const max = m === 2 && leap ? 29 : DAYS[m - 1];
+  return d >= 1 && d <= max;
+}
