@@ -39,6 +39,8 @@ export interface WriteCtx {
   principal: Principal;
   /** Set when the write belongs to a transaction Bundle (see transaction.ts). */
   txId?: string;
+  /** Server-side writes (audit trail, shipped topics) may write server-only types. */
+  internal?: boolean;
 }
 
 /** The outcome of a write, enough to build any response form. */
@@ -165,14 +167,14 @@ export class ResourceStore {
     ctx: WriteCtx,
     now: Date,
   ): Promise<PreparedWrite> {
-    requireWritableType(type);
+    if (!ctx.internal) requireWritableType(type);
     let resource = this.deps.validate(incoming, {
       expectedType: type,
       mode: method === 'POST' ? 'create' : 'update',
       id: method === 'POST' ? undefined : id,
     });
     const previous = current && !current.deleted ? current.res : undefined;
-    if (this.deps.beforeWrite) {
+    if (this.deps.beforeWrite && !ctx.internal) {
       resource = await this.deps.beforeWrite({ principal: ctx.principal, method }, resource, previous);
     }
     const expectedVid = current?.vid ?? 0;

@@ -1,0 +1,287 @@
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { AuditEvent } from 'fhir/r4';
+import helmet from 'helmet';
+import type { Db } from 'mongodb';
+import { randomUUID } from 'node:crypto';
+import type http from 'node:http';
+import type { Logger } from 'pino';
+import { AuditTrail, AuthService } from './auth';
+import { anonymousPrincipal } from './auth/types';
+import type { Config } from './config';
+import { Errors } from './errors';
+import { buildCapabilityStatement } from './http/capability';
+import { fhirEdge, type AccessRecord } from './http/edge';
+import { outcomeOf, toFhirError } from './http/outcome';
+import { createDispatcher } from './http/routes';
+import type { Services } from './http/services';
+import { accessAudit } from './http/audit-mapping';
+import { CursorCodec } from './resources/cursor';
+import { Outbox } from './resources/outbox';
+import { SERVED_TYPES } from './resources/registry';
+import { ResourceStore } from './resources/store';
+import { TransactionJournal } from './resources/transaction';
+import { prepareValidation, validateOperation, validateResource } from './resources/validation';
+import { SearchService } from './search/service';
+import { SubscriptionService } from './subscriptions/service';
+import { VERSION } from './version';
+
+export interface VigilDeps {
+  config: Config;
+  db: Db;
+  logger: Logger;
+  clock?: () => Date;
+  newId?: () => string;
+  /** Fault injection for crash tests (see TransactionJournal). */
+  crashPoint?: (point: 'after-history' | 'after-commit') => void;
+}
+
+/** The assembled server: the Express app plus the services and workers behind it. */
+export interface Vigil {
+  app: Express;
+  store: ResourceStore;
+  outbox: Outbox;
+  journal: TransactionJournal;
+  search: SearchService;
+  auth?: AuthService;
+  audit: AuditTrail;
+  subscriptions: SubscriptionService;
+  /** Creates indexes, recovers interrupted transactions, starts workers. */
+  start(): Promise<void>;
+  /** Lets websockets share the HTTP server (call once the server exists). */
+  attach(server: http.Server): void;
+  stop(): Promise<void>;
+}
+
+/**
+ * Builds everything the server needs around one database, without listening: `src/server.ts`
+ * listens, tests drive `app` with supertest.
+ */
+export async function createVigil(deps: VigilDeps): Promise<Vigil> {
+  const { config, db, logger } = deps;
+  const clock = deps.clock ?? (() => new Date());
+  const newId = deps.newId ?? (() => randomUUID());
+  const startedAt = clock();
+
+  const compileMs = prepareValidation(SERVED_TYPES);
+  logger.debug({ compileMs }, 'validation schemas compiled');
+  const search = await SearchService.create({ db, config, types: [...SERVED_TYPES] });
+  const cursors = new CursorCodec(await cursorSecret(db, config));
+
+  const auth = config.authEnabled ? await AuthService.create({ db, config, logger, criteria: search }) : undefined;
+  let subscriptions: SubscriptionService | undefined;
+  let outbox: Outbox | undefined;
+
+  const store = new ResourceStore({
+    db,
+    clock,
+    newId,
+    indexer: search,
+    matcher: search,
+    validate: (resource, o) => validateResource(resource, { ...o, allowedTypes: SERVED_TYPES }),
+    beforeWrite: (ctx, r, prev) => (subscriptions ? subscriptions.beforeWrite(ctx, r, prev) : Promise.resolve(r)),
+    onCommit: () => outbox?.nudge(),
+  });
+  outbox = new Outbox(store, logger);
+  const journal = new TransactionJournal(store, logger, deps.crashPoint);
+
+  subscriptions = await SubscriptionService.create({
+    db,
+    config,
+    logger,
+    criteria: search,
+    policyFor: (p) => (auth ? auth.policyFor(p.scopes, p.patient) : anonymousPrincipal.policy),
+    writeResource: async (resource) => {
+      const r = await store.update(resource.resourceType, resource.id!, resource, { principal: anonymousPrincipal });
+      return r.resource ?? resource;
+    },
+  });
+  const subs = subscriptions;
+  outbox.addConsumer((events) => subs.onCommitted(events));
+
+  const audit = new AuditTrail({
+    logger,
+    persist: async (events: AuditEvent[]) => {
+      // Audit events are written in one batch, straight through the store's commit primitives.
+      const now = clock();
+      const ctx = { principal: anonymousPrincipal, internal: true };
+      const writes = await Promise.all(events.map((e) => store.prepare('AuditEvent', newId(), e, null, 'POST', ctx, now)));
+      if (writes.length === 0) return;
+      await store.history.insertMany(writes.map((w) => store.historyDocOf(w)));
+      await store.current('AuditEvent').insertMany(writes.map((w) => w.doc));
+    },
+  });
+
+  const services: Services = {
+    config,
+    store,
+    search,
+    cursors,
+    capabilityStatement: () =>
+      buildCapabilityStatement({
+        baseUrl: config.baseUrl,
+        version: VERSION,
+        startedAt,
+        searchParams: (t) => search.capabilitySearchParams(t),
+        security: auth?.capabilitySecurity(),
+        subscriptionExtensions: subs.capability(),
+      }),
+    validateOperation: (resource, type, mode, id) =>
+      validateOperation(resource, { expectedType: type, allowedTypes: SERVED_TYPES, mode: mode === 'update' ? 'update' : 'validate', id }),
+  };
+  const dispatch = createDispatcher(services, journal);
+  const basePath = new URL(config.baseUrl).pathname.replace(/\/+$/, '');
+  const authenticate = auth
+    ? (h: string | undefined) => auth.authenticate(h)
+    : async () => anonymousPrincipal;
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', 'loopback');
+  app.use(
+    helmet({
+      contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+      hsts: Boolean(config.tlsCertFile),
+    }),
+  );
+  app.use((req, res, next) => {
+    const given = req.get('x-request-id');
+    res.setHeader('X-Request-Id', given && /^[\w\-.]{1,64}$/.test(given) ? given : randomUUID());
+    next();
+  });
+  app.use(requestLog(logger));
+  if (config.corsOrigins.length) app.use(cors(config.corsOrigins));
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', (_req, res) => {
+    db.command({ ping: 1 })
+      .then(() => res.json({ status: 'ready' }))
+      .catch(() => res.status(503).json({ status: 'database unreachable' }));
+  });
+  if (auth) app.use(auth.router());
+
+  // Operations contributed by subscriptions run after authentication, like every FHIR call.
+  const authenticated = (req: Request, res: Response, next: NextFunction) => {
+    authenticate(req.get('authorization'))
+      .then((p) => {
+        res.locals.principal = p;
+        next();
+      })
+      .catch((e: unknown) => sendError(res, e, logger));
+  };
+  app.use(basePath, express.raw({ type: () => true, limit: config.bodyLimitBytes }));
+  app.use(basePath, (req, res, next) => {
+    if (/\/Subscription(\/[^/]+)?\/\$[a-z-]+$/.test(req.path)) authenticated(req, res, next);
+    else next();
+  });
+  app.use(basePath, subs.router());
+  const onAccess = (r: AccessRecord) => {
+    if (r.segments[0] !== 'metadata') audit.record(accessAudit(r));
+  };
+  app.use(basePath, fhirEdge({ dispatch, authenticate, logger, maxJsonDepth: config.maxJsonDepth, onAccess }));
+  app.use((req, res) => sendError(res, Errors.notFound(`Nothing at ${req.path}; the FHIR API is at ${basePath}`, 'MSG_NO_ROUTE'), logger));
+  // Body-parser failures (size, encoding) and anything else thrown before the FHIR edge.
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    const e = err as { type?: string; status?: number };
+    if (e.type === 'entity.too.large') {
+      return sendError(res, Errors.tooLarge(`The body exceeds the limit of ${config.bodyLimitBytes} bytes`, 'MSG_TOO_LARGE'), logger);
+    }
+    if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
+      return sendError(res, Errors.badRequest('The request body could not be read', 'MSG_BODY_INVALID'), logger);
+    }
+    sendError(res, err, logger);
+  });
+
+  let stopped = false;
+  return {
+    app,
+    store,
+    outbox,
+    journal,
+    search,
+    auth,
+    audit,
+    subscriptions: subs,
+    async start() {
+      await store.ensureIndexes(SERVED_TYPES);
+      await search.ensureIndexes();
+      await search.reindexIfNeeded((msg) => logger.info(msg));
+      await journal.recover();
+      outbox!.start();
+      subs.start();
+    },
+    attach(server) {
+      subs.attach(server);
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await subs.stop();
+      await outbox!.stop();
+      await audit.flush();
+      await auth?.close();
+    },
+  };
+}
+
+function sendError(res: Response, err: unknown, logger: Logger): void {
+  const fe = toFhirError(err);
+  if (fe.status >= 500) logger.error({ err }, 'unexpected error');
+  res.status(fe.status);
+  for (const [k, v] of Object.entries(fe.headers ?? {})) res.setHeader(k, v);
+  res.type('application/fhir+json; charset=utf-8').send(JSON.stringify(outcomeOf(fe)));
+}
+
+/** Request log lines: method, path, status, duration, request id. Never queries, bodies or tokens (PHI). */
+function requestLog(logger: Logger) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const start = process.hrtime.bigint();
+    res.on('finish', () => {
+      logger.info(
+        {
+          requestId: res.getHeader('X-Request-Id'),
+          method: req.method,
+          path: req.path.replace(/\/(Patient|Device|Observation)\/[^/]+/g, '/$1/:id'),
+          status: res.statusCode,
+          ms: Number(process.hrtime.bigint() - start) / 1e6,
+        },
+        'request',
+      );
+    });
+    next();
+  };
+}
+
+function cors(origins: string[]) {
+  const any = origins.includes('*');
+  return (req: Request, res: Response, next: NextFunction) => {
+    const origin = req.get('origin');
+    if (origin && (any || origins.includes(origin))) {
+      res.setHeader('Access-Control-Allow-Origin', any ? '*' : origin);
+      res.setHeader('Vary', 'Origin');
+      res.setHeader('Access-Control-Expose-Headers', 'ETag, Location, Last-Modified, X-Request-Id');
+      if (req.method === 'OPTIONS') {
+        res.setHeader('Access-Control-Allow-Methods', 'GET, HEAD, POST, PUT, PATCH, DELETE');
+        res.setHeader(
+          'Access-Control-Allow-Headers',
+          'Authorization, Content-Type, Accept, If-Match, If-None-Exist, If-None-Match, Prefer, X-Request-Id',
+        );
+        res.setHeader('Access-Control-Max-Age', '600');
+        res.status(204).end();
+        return;
+      }
+    }
+    next();
+  };
+}
+
+/** The cursor-signing secret: configured, or generated once and kept in the database. */
+async function cursorSecret(db: Db, config: Config): Promise<string> {
+  if (config.cursorSecret) return config.cursorSecret;
+  const meta = db.collection<{ _id: string; value: string }>('meta');
+  const fresh = randomUUID() + randomUUID();
+  await meta.updateOne({ _id: 'cursor-secret' }, { $setOnInsert: { value: fresh } }, { upsert: true }).catch(() => undefined);
+  const doc = await meta.findOne({ _id: 'cursor-secret' });
+  return doc?.value ?? fresh;
+}

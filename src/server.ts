@@ -1,0 +1,103 @@
+import http from 'node:http';
+import { MongoClient } from 'mongodb';
+import pino from 'pino';
+import { createVigil } from './app';
+import { createTlsServer } from './auth';
+import { ConfigError, loadConfig, type Config } from './config';
+import { startEmbeddedDatabase, type EmbeddedDatabase } from './db/embedded';
+import { VERSION } from './version';
+
+/**
+ * Fault injection for the crash-recovery tests: VIGIL_TEST_CRASH_AT=after-history|after-commit
+ * makes the process kill itself at that point of a transaction commit. Unset in real use.
+ */
+function crashPoint(): ((point: string) => void) | undefined {
+  const at = process.env.VIGIL_TEST_CRASH_AT;
+  if (!at) return undefined;
+  return (point) => {
+    if (point === at) process.kill(process.pid, 'SIGKILL');
+  };
+}
+
+function warnAuthOff(logger: pino.Logger): void {
+  const line = '!'.repeat(78);
+  const msg = [
+    line,
+    '!! AUTH IS DISABLED (AUTH_ENABLED=false): every caller can read and write all patient data.',
+    '!! Use this only for local experiments, never with real patients.',
+    line,
+  ].join('\n');
+  process.stderr.write(msg + '\n');
+  logger.warn('authentication is disabled (AUTH_ENABLED=false)');
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`vigil: configuration error: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const logger = pino({
+    level: config.logLevel,
+    base: { service: 'vigil' },
+    redact: ['req.headers.authorization', 'authorization', 'token', 'access_token'],
+  });
+  if (!config.authEnabled) warnAuthOff(logger);
+
+  let embedded: EmbeddedDatabase | undefined;
+  let uri = config.mongodbUri;
+  if (!uri) {
+    embedded = await startEmbeddedDatabase(config.dataDir, { log: (m) => logger.info(m) });
+    uri = embedded.uri;
+  }
+  const client = new MongoClient(uri, { appName: 'vigil', serverSelectionTimeoutMS: 10_000 });
+  await client.connect();
+  const db = client.db(config.dbName);
+  const vigil = await createVigil({ config, db, logger, crashPoint: crashPoint() });
+  await vigil.start();
+
+  const server: http.Server =
+    config.tlsCertFile && config.tlsKeyFile
+      ? createTlsServer({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }, vigil.app)
+      : http.createServer(vigil.app);
+  server.requestTimeout = 60_000;
+  server.headersTimeout = 30_000;
+  vigil.attach(server);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, () => resolve());
+  });
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.port;
+  logger.info({ port, version: VERSION, database: embedded ? 'embedded FerretDB' : 'MONGODB_URI' }, 'vigil ready');
+  process.stdout.write(`Vigil ${VERSION} ready: FHIR base ${config.baseUrl}\n`);
+
+  let shuttingDown = false;
+  const shutdown = async (signal: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    logger.info({ signal }, 'shutting down: draining requests');
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections?.();
+    const force = setTimeout(() => server.closeAllConnections?.(), 10_000);
+    await closed;
+    clearTimeout(force);
+    await vigil.stop();
+    await client.close();
+    await embedded?.stop();
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`vigil: failed to start: ${(e as Error).stack ?? String(e)}\n`);
+  process.exit(1);
+});
