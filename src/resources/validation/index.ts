@@ -166,7 +166,8 @@ function collectIssues(type: string, body: Record<string, unknown>, all: boolean
     issues.push(i);
     return all && issues.length < MAX_ISSUES;
   });
-  if (issues.length > 0 && !all) return issues;
+  // A body too deep for the JSON rules is not handed to the (recursive) schema validator either.
+  if (issues.length > 0 && (!all || issues.some((i) => i.messageCode === 'MSG_TOO_DEEP'))) return issues;
   const e = getEngine();
   const validate = (all ? e.allErrors : e.firstError).forType(type);
   if (!validate(body)) {

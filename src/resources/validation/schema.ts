@@ -105,7 +105,7 @@ export function loadR4Schema(): R4Schema {
   const defs = source.definitions;
   const resourceTypes = new Set(
     Object.keys(source.discriminator.mapping).filter(
-      (t) => !NON_R4_TYPES.has(t) && defs[t]?.properties?.resourceType !== undefined,
+      (t) => !NON_R4_TYPES.has(t) && (defs[t]?.properties?.resourceType as JsonSchema | undefined)?.const === t,
     ),
   );
   const primitives = new Set(
