@@ -295,10 +295,13 @@ async function transaction(
   const responses = new Map<number, BundleEntry>();
   for (const p of ordered) {
     if (p.method === 'GET' || p.method === 'HEAD') {
+      // Reads run after the commit point, so their failures are reported per entry: the
+      // writes have happened and must not be reported as failed.
       try {
         responses.set(p.index, responseEntry(s, await dispatch(entryRequest(req, p.entry, p.url)), minimal));
       } catch (e) {
-        throw e instanceof FhirError ? entryError(p.index, e) : e;
+        const fe = toFhirError(e);
+        responses.set(p.index, { response: { status: String(fe.status), outcome: outcomeOf(fe) } });
       }
       continue;
     }
