@@ -1,0 +1,144 @@
+import { createHash } from 'node:crypto';
+import type { Collection, Db } from 'mongodb';
+import type { WriteMethod } from '../resources/types';
+import type { SubscriptionStatusCode } from './constants';
+import type { SubscriptionSpec } from './spec';
+
+/** The subscriber as it was when the Subscription was written; its policy is rebuilt from this. */
+export interface StoredPrincipal {
+  clientId: string;
+  scopes: string[];
+  patient?: string;
+}
+
+export interface SigningSecret {
+  value: string;
+  /** Set on a previous secret: it keeps signing until then. */
+  notAfter?: Date;
+}
+
+/** Written before the Subscription commits (beforeWrite): who wrote it and its signing secrets. */
+export interface OwnerDoc {
+  _id: string;
+  principal: StoredPrincipal;
+  secrets: SigningSecret[];
+  updatedAt: Date;
+}
+
+/** Runtime state of one Subscription; also the unit of work that delivery workers lease. */
+export interface StateDoc {
+  _id: string;
+  spec: SubscriptionSpec;
+  /** Subscription version this state reflects (stale replays of older versions are ignored). */
+  resourceVid: number;
+  status: SubscriptionStatusCode;
+  deleted: boolean;
+  principal: StoredPrincipal;
+  secrets: SigningSecret[];
+  /** A handshake (rest-hook) or activation (websocket) is due. */
+  handshakePending: boolean;
+  /** Pending notification rows may exist; cleared only when workSeq did not move meanwhile. */
+  hasWork: boolean;
+  workSeq: number;
+  nextAttemptAt: Date;
+  nextHeartbeatAt?: Date;
+  failures: number;
+  lastError?: string;
+  lastDeliveredAt?: Date;
+  leaseOwner?: string;
+  leaseUntil: Date;
+  updatedAt: Date;
+}
+
+export type RowState = 'pending' | 'delivered' | 'expired';
+
+/** One event for one subscription, numbered gap-free per subscription. */
+export interface NotificationRow {
+  /** "<subscription id>|<history id>": re-offered events collide with themselves. */
+  _id: string;
+  sub: string;
+  num: number;
+  historyId: string;
+  type: string;
+  id: string;
+  vid: number;
+  method: WriteMethod;
+  /** Commit time of the version. */
+  ts: Date;
+  state: RowState;
+  attempts: number;
+  createdAt: Date;
+  deliveredAt?: Date;
+}
+
+/** A writer parked until its Subscription commits (creates reach beforeWrite without an id). */
+export interface PendingOwnerDoc {
+  _id: string;
+  hash: string;
+  principal: StoredPrincipal;
+  secrets: SigningSecret[];
+  createdAt: Date;
+}
+
+export interface TokenDoc {
+  _id: string;
+  subs: string[];
+  principal: StoredPrincipal;
+  exp: Date;
+}
+
+export interface MetaDoc {
+  _id: string;
+  n: number;
+}
+
+export interface Collections {
+  owners: Collection<OwnerDoc>;
+  pendingOwners: Collection<PendingOwnerDoc>;
+  state: Collection<StateDoc>;
+  rows: Collection<NotificationRow>;
+  tokens: Collection<TokenDoc>;
+  meta: Collection<MetaDoc>;
+}
+
+export function collections(db: Db): Collections {
+  return {
+    owners: db.collection<OwnerDoc>('sub_owner'),
+    pendingOwners: db.collection<PendingOwnerDoc>('sub_owner_pending'),
+    state: db.collection<StateDoc>('sub_state'),
+    rows: db.collection<NotificationRow>('sub_notifications'),
+    tokens: db.collection<TokenDoc>('sub_ws_tokens'),
+    meta: db.collection<MetaDoc>('sub_meta'),
+  };
+}
+
+export async function ensureIndexes(c: Collections): Promise<void> {
+  // The unique (sub, num) index is what makes numbering safe when two writers race.
+  await c.rows.createIndex({ sub: 1, num: 1 }, { unique: true, name: 'sub_num' });
+  await c.rows.createIndex({ sub: 1, state: 1, num: 1 }, { name: 'sub_state_num' });
+  await c.state.createIndex({ hasWork: 1, nextAttemptAt: 1 }, { name: 'due_work' });
+  await c.state.createIndex({ nextHeartbeatAt: 1 }, { name: 'due_heartbeat' });
+  await c.pendingOwners.createIndex({ hash: 1, createdAt: 1 }, { name: 'hash_created' });
+}
+
+export const EPOCH = new Date(0);
+
+/**
+ * Fingerprint of a resource's content without the parts the store sets (id, versionId,
+ * lastUpdated): keys sorted, so the same content always gives the same text.
+ */
+export function fingerprint(resource: object): string {
+  const { id: _id, meta, ...rest } = resource as { id?: string; meta?: Record<string, unknown> };
+  const m = { ...(meta ?? {}) };
+  delete m.versionId;
+  delete m.lastUpdated;
+  const body = Object.keys(m).length ? { ...rest, meta: m } : rest;
+  const canon = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(canon) : v && typeof v === 'object' ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canon((v as Record<string, unknown>)[k])])) : v;
+  return createHash('sha256').update(JSON.stringify(canon(body))).digest('hex');
+}
+
+export function isDuplicateKey(e: unknown): boolean {
+  const err = e as { code?: number; writeErrors?: Array<{ code?: number }>; errorResponse?: { code?: number } };
+  return err?.code === 11000 || err?.errorResponse?.code === 11000 || (err?.writeErrors ?? []).some((w) => w.code === 11000);
+}
