@@ -1,0 +1,71 @@
+import { type Cond, not } from '../cond';
+import type { Encoder, Idx, SearchParam, TypedValue } from '../types';
+import { invalid, splitPrefix } from './common';
+
+const NUM_RE = /^[+-]?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/;
+
+/** A search number and the half-unit of its last significant digit (spec: precision ranges). */
+export function parseNumber(param: SearchParam, s: string): { v: number; half: number } {
+  const m = NUM_RE.exec(s);
+  if (!m) throw invalid(param, 'number', s);
+  const decimals = (m[2]?.length ?? 0) - Number(m[3] ?? 0);
+  return { v: Number(s), half: 0.5 * 10 ** -decimals };
+}
+
+/** Number conditions over a numeric field (scalar, or array when `elem`). */
+export function numberCond(param: SearchParam, raw: string, path: string, elem: boolean, scale?: (n: number) => number): Cond {
+  const { prefix, rest } = splitPrefix(raw);
+  const { v, half } = parseNumber(param, rest);
+  const s = scale ?? ((n: number) => n);
+  const r = (b: Record<string, number>): Cond => ({ k: 'range', f: path, elem, b });
+  switch (prefix) {
+    case 'eq':
+      return r({ gte: s(v - half), lt: s(v + half) });
+    case 'ne':
+      return not(r({ gte: s(v - half), lt: s(v + half) }));
+    case 'gt':
+    case 'sa':
+      return r({ gt: s(v) });
+    case 'lt':
+    case 'eb':
+      return r({ lt: s(v) });
+    case 'ge':
+      return r({ gte: s(v) });
+    case 'le':
+      return r({ lte: s(v) });
+    case 'ap': {
+      const d = Math.max(Math.abs(v) * 0.1, half);
+      return r({ gte: s(v - d), lte: s(v + d) });
+    }
+  }
+}
+
+export function numbers(values: TypedValue[]): number[] {
+  const out: number[] = [];
+  for (const { value } of values) {
+    if (typeof value === 'number' && Number.isFinite(value)) out.push(value);
+    else if (typeof value === 'string' && NUM_RE.test(value)) out.push(Number(value));
+  }
+  return out;
+}
+
+const P = (f: string) => `idx.${f}`;
+
+export const numberEncoder: Encoder = {
+  modifiers: [],
+  index(param, values, idx: Idx, field) {
+    const ns = numbers(values);
+    if (ns.length === 0) return;
+    if (param.single) idx[field] = ns[0];
+    else {
+      idx[field] = ns;
+      idx[`${field}:s`] = Math.min(...ns);
+    }
+  },
+  toCond(param, value, field) {
+    if (value.modifier) throw invalid(param, 'modifier', value.modifier);
+    return numberCond(param, value.raw, P(field), !param.single);
+  },
+  presenceField: (field) => P(field),
+  sortField: (param, field) => P(param.single ? field : `${field}:s`),
+};
