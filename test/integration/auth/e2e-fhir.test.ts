@@ -316,11 +316,12 @@ describe('audit trail', () => {
     const r = await ctx.request.get('/fhir/AuditEvent?_count=1000').set(as('auditor'));
     expect(r.status).toBe(200);
     const events = (r.body.entry ?? []).map((e: { resource: Record<string, unknown> }) => e.resource);
-    const read = events.find(
-      (e: { agent: { who: { identifier: { value: string } } }[]; entity?: { what?: { reference?: string } }[] }) =>
-        e.agent[0].who.identifier.value === 'gw-p1' && e.entity?.some((x) => x.what?.reference === 'Observation/o1'),
-    );
+    type Ev = { action: string; subtype?: { code: string }[]; agent: { who: { identifier: { value: string } } }[]; entity?: { what?: { reference?: string } }[] };
+    const byGw = (e: Ev) => e.agent[0].who.identifier.value === 'gw-p1' && e.entity?.some((x) => x.what?.reference === 'Observation/o1');
+    const read = events.find((e: Ev) => byGw(e) && e.subtype?.[0].code === 'read');
     expect(read).toMatchObject({ action: 'R', outcome: '0' });
+    // The refused attempt to move o1 to another patient is on record as a failure.
+    expect(events.find((e: Ev) => byGw(e) && e.action === 'U')).toMatchObject({ outcome: '4', outcomeDesc: 'HTTP 403' });
     expect(read.entity.some((x: { what?: { reference?: string } }) => x.what?.reference === 'Patient/p1')).toBe(true);
     const text = JSON.stringify(events);
     expect(text).not.toContain('valueQuantity');
