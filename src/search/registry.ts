@@ -5,7 +5,7 @@ import type { SearchParameter } from 'fhir/r4';
 import path2Repeating from 'fhirpath/fhir-context/r4/path2Repeating.json';
 import choiceTypePaths from 'fhirpath/fhir-context/r4/choiceTypePaths.json';
 import path2Type from 'fhirpath/fhir-context/r4/path2Type.json';
-import { compileExpression } from './fhirpath';
+import { compileExpression, splitTopLevel } from './fhirpath';
 import type { CompositeDef, ParamType, SearchParam } from './types';
 
 /**
@@ -44,24 +44,7 @@ function loadDefinitions(): SearchParameter[] {
   return defs;
 }
 
-/** Splits an expression on top-level `|` (outside parentheses and quotes). */
-export function splitUnion(expr: string): string[] {
-  const out: string[] = [];
-  let depth = 0;
-  let quote = false;
-  let cur = '';
-  for (const ch of expr) {
-    if (ch === "'") quote = !quote;
-    if (!quote && ch === '(') depth++;
-    if (!quote && ch === ')') depth--;
-    if (!quote && depth === 0 && ch === '|') {
-      out.push(cur.trim());
-      cur = '';
-    } else cur += ch;
-  }
-  if (cur.trim()) out.push(cur.trim());
-  return out;
-}
+export const splitUnion = splitTopLevel;
 
 function leadingName(part: string): string {
   return /^\(*\s*([A-Za-z]+)/.exec(part)?.[1] ?? '';
@@ -199,7 +182,7 @@ function compositeDef(
       const basePath = p.replace(/[()]/g, '').trim();
       return {
         nodes: compileExpression(p),
-        components: comps.map((c) => compileExpression(c.expression, basePath === type ? undefined : basePath)),
+        components: comps.map((c) => compileExpression(c.expression, basePath)),
       };
     }),
   };

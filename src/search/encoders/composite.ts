@@ -1,6 +1,6 @@
 import { type Cond } from '../cond';
 import type { EncodeContext, Encoder, Idx, SearchParam } from '../types';
-import { escapeKey, invalid, splitEscaped } from './common';
+import { escapeKey, invalid, pushAll, splitEscaped } from './common';
 import { tokenParts, tokenQueryString } from './token';
 
 /**
@@ -22,8 +22,15 @@ export function compositeEncoder(second: (p: SearchParam) => Encoder): Encoder {
           const tokens = tokenParts(part.components[0](node.value)).tokens;
           const vals = part.components[1](node.value);
           if (tokens.length === 0 || vals.length === 0) continue;
-          for (const t of new Set(tokens)) {
-            second(valueParam).index({ ...valueParam, single: false }, vals, idx, `${field}.${escapeKey(t)}`, ctx);
+          // `system|` alone is no composite query form; sort keys are not needed inside buckets.
+          for (const t of new Set(tokens.filter((x) => !x.endsWith('|')))) {
+            const bucket: Idx = {};
+            second(valueParam).index({ ...valueParam, single: false }, vals, bucket, `${field}.${escapeKey(t)}`, ctx);
+            for (const [k, v] of Object.entries(bucket)) {
+              if (k.endsWith(':s')) continue;
+              if (Array.isArray(v)) pushAll(idx, k, v);
+              else idx[k] = v;
+            }
           }
         }
       }
@@ -34,9 +41,10 @@ export function compositeEncoder(second: (p: SearchParam) => Encoder): Encoder {
       if (!def) throw invalid(param, 'composite', value.raw);
       const parts = splitEscaped(value.raw, '$');
       if (parts.length !== 2) throw invalid(param, 'composite value (token$value)', value.raw);
-      const [tokenParam, valueParam] = def.params;
+      // Errors name the composite the client sent, not its component.
+      const [tokenParam, valueParam] = def.params.map((c) => ({ ...c, code: param.code, single: false }));
       const t = tokenQueryString(tokenParam, parts[0]);
-      return second(valueParam).toCond({ ...valueParam, single: false }, { raw: parts[1] }, `${field}.${escapeKey(t)}`, ctx);
+      return second(valueParam).toCond(valueParam, { raw: parts[1] }, `${field}.${escapeKey(t)}`, ctx);
     },
     presenceField: (field) => `idx.${field}`,
     sortField: (_p, field) => `idx.${field}`,

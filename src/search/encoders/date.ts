@@ -26,7 +26,6 @@ export function dateRange(s: string): { l: Date; h: Date } | undefined {
   if (day < 1 || day > daysIn) return undefined;
   if (hh && (Number(hh) > 23 || Number(mi) > 59)) return undefined;
   if (ss && Number(ss) > 59) return undefined;
-  if (hh && !tz && ss === undefined && !mi) return undefined;
   let offsetMin = 0;
   if (tz && tz !== 'Z') {
     const sign = tz[0] === '-' ? -1 : 1;
@@ -111,7 +110,8 @@ export function dateCond(param: SearchParam, raw: string, path: string, elem: bo
     case 'eq':
       return and([r(L, { gte: q.l }), r(H, { lte: q.h })]);
     case 'ne':
-      return not(and([r(L, { gte: q.l }), r(H, { lte: q.h })]));
+      // Resources without a value are not "not equal" to anything.
+      return and([{ k: 'exists', f: L, v: true }, not(and([r(L, { gte: q.l }), r(H, { lte: q.h })]))]);
     case 'gt':
       return r(H, { gt: q.h });
     case 'lt':

@@ -1,4 +1,4 @@
-import { type Cond, not } from '../cond';
+import { type Cond, and, not } from '../cond';
 import type { Encoder, Idx, SearchParam, TypedValue } from '../types';
 import { invalid, splitPrefix } from './common';
 
@@ -22,7 +22,8 @@ export function numberCond(param: SearchParam, raw: string, path: string, elem: 
     case 'eq':
       return r({ gte: s(v - half), lt: s(v + half) });
     case 'ne':
-      return not(r({ gte: s(v - half), lt: s(v + half) }));
+      // Resources without a value are not "not equal" to anything.
+      return and([{ k: 'exists', f: path, v: true }, not(r({ gte: s(v - half), lt: s(v + half) }))]);
     case 'gt':
     case 'sa':
       return r({ gt: s(v) });

@@ -10,28 +10,43 @@ const QUANTITY_TYPES = new Set(['Quantity', 'Age', 'Duration', 'Distance', 'Coun
 
 const utils = UcumLhcUtils.getInstance();
 
-const canonCache = new Map<string, string | null>();
+/** A UCUM unit's base-unit dimension and, for linear units, its factor (conversion is slow; cached). */
+interface UnitInfo {
+  dim: string;
+  factor?: number;
+}
+const unitCache = new Map<string, UnitInfo | null>();
 
-/** The UCUM base-unit dimension of a unit (e.g. `g1.m-1.s-2` for mm[Hg]); null when not UCUM. */
-export function canonicalUnit(code: string): string | null {
-  let k = canonCache.get(code);
-  if (k === undefined) {
+function unitInfo(code: string): UnitInfo | null {
+  let u = unitCache.get(code);
+  if (u === undefined) {
     const r = utils.convertToBaseUnits(code, 1);
-    k =
-      r.status === 'succeeded' && r.unitToExp
-        ? Object.entries(r.unitToExp)
-            .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-            .map(([u, e]) => `${u}${e}`)
-            .join('_') || '1'
-        : null;
-    if (canonCache.size > 5000) canonCache.clear();
-    canonCache.set(code, k);
+    if (r.status === 'succeeded' && r.unitToExp && typeof r.magnitude === 'number') {
+      const dim =
+        Object.entries(r.unitToExp)
+          .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+          .map(([k, e]) => `${k}${e}`)
+          .join('_') || '1';
+      const zero = utils.convertToBaseUnits(code, 0);
+      // Offset units (Cel, [degF]) are not a plain factor: convert those value by value.
+      u = { dim, factor: zero.magnitude === 0 ? r.magnitude : undefined };
+    } else u = null;
+    if (unitCache.size > 5000) unitCache.clear();
+    unitCache.set(code, u);
   }
-  return k;
+  return u;
+}
+
+/** The UCUM base-unit dimension of a unit (e.g. `g1_m-1_s-2` for mm[Hg]); null when not UCUM. */
+export function canonicalUnit(code: string): string | null {
+  return unitInfo(code)?.dim ?? null;
 }
 
 /** A value in UCUM base units (handles offset units such as Cel). */
 export function toCanonical(code: string, value: number): number | undefined {
+  const u = unitInfo(code);
+  if (!u) return undefined;
+  if (u.factor !== undefined) return value * u.factor;
   const r = utils.convertToBaseUnits(code, value);
   return r.status === 'succeeded' && typeof r.magnitude === 'number' ? r.magnitude : undefined;
 }
