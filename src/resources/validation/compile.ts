@@ -1,6 +1,15 @@
 import Ajv, { type ErrorObject, type SchemaValidateFunction, type ValidateFunction } from 'ajv';
+import type { DataValidateFunction } from 'ajv/dist/types';
 import type { IssueCode } from '../../errors';
+import { containedViolation, INVARIANTS } from './invariants';
 import { SCHEMA_KEY, type ElementRules, type R4Schema } from './schema';
+
+/** A resource in `contained` (not in Bundle.entry or Parameters), by its instance path. */
+const CONTAINED = /\/contained\/\d+$/;
+
+function invariantParams(inv: { key: string; human: string }, property?: string): Record<string, unknown> {
+  return { code: 'invariant', messageCode: 'MSG_INVARIANT', message: `Constraint ${inv.key} failed: ${inv.human}`, property };
+}
 
 /**
  * Compiled validators of the patched R4 schema, one per resource type, compiled on first use and kept.
@@ -28,6 +37,7 @@ export class SchemaValidators {
     });
     this.ajv.addFormat('fhir-calendar', { type: 'string', validate: isCalendarDate });
     this.ajv.addKeyword({ keyword: 'fhirElementRules', schemaType: 'object', validate: elementRulesKeyword(allErrors) });
+    this.ajv.addKeyword({ keyword: 'fhirInvariants', schemaType: 'string', compile: invariantsKeyword(allErrors) });
     this.ajv.addKeyword({ keyword: 'fhirXhtml', schemaType: 'boolean', validate: xhtmlKeyword as SchemaValidateFunction });
     this.ajv.addKeyword({
       keyword: 'fhirResource',
@@ -61,16 +71,20 @@ export class SchemaValidators {
       };
       if (typeof type !== 'string') return fail('required', 'MSG_RESOURCE_TYPE_MISSING', 'Missing resourceType');
       if (!self.r4.resourceTypes.has(type)) return fail('structure', 'MSG_UNKNOWN_TYPE', `Unknown resource type '${type}'`);
+      const broken = CONTAINED.test(at) ? containedViolation(data) : undefined;
       const v = self.forType(type);
-      if (v(data)) return true;
-      keyword.errors = (v.errors ?? []).map(
+      if (v(data) && !broken) return true;
+      const errors: ErrorObject[] = broken
+        ? [{ keyword: 'fhirResource', instancePath: at, schemaPath: '', params: invariantParams(broken, broken.blame) }]
+        : [];
+      keyword.errors = errors.concat((v.errors ?? []).map(
         (nested): ErrorObject => ({
           keyword: 'fhirResource',
           instancePath: at + nested.instancePath,
           schemaPath: '',
           params: { nested },
         }),
-      );
+      ));
       return false;
     } as SchemaValidateFunction;
     return keyword;
@@ -112,6 +126,25 @@ function elementRulesKeyword(allErrors: boolean): KeywordFn {
     return errors.length === 0;
   } as KeywordFn;
   return fn;
+}
+
+/** The hand-coded invariants of one definition (invariants.ts), bound once per definition. */
+function invariantsKeyword(allErrors: boolean) {
+  return (defName: string): DataValidateFunction => {
+    const invariants = INVARIANTS[defName] ?? [];
+    const fn: DataValidateFunction = function (data: Record<string, unknown>): boolean {
+      if (data === null || typeof data !== 'object') return true;
+      let errors: Partial<ErrorObject>[] | undefined;
+      for (const inv of invariants) {
+        if (inv.holds(data)) continue;
+        (errors ??= []).push({ keyword: 'fhirInvariants', params: invariantParams(inv, inv.blame) });
+        if (!allErrors) break;
+      }
+      fn.errors = errors;
+      return errors === undefined;
+    };
+    return fn;
+  };
 }
 
 function commonPrefix(names: string[]): string {

@@ -2,6 +2,7 @@ import type { OperationOutcome, Parameters, Resource } from 'fhir/r4';
 import { Errors, FhirError, isFhirError } from '../../errors';
 import { SchemaValidators } from './compile';
 import { errorOfIssues, issueFromAjv, issueOfError, outcome, toOutcomeIssue, type ValidationIssue } from './issues';
+import { checkLocalReferences } from './invariants';
 import { checkJsonRules } from './json-rules';
 import { loadR4Schema, type R4Schema } from './schema';
 
@@ -159,13 +160,15 @@ function checkEnvelope(resource: unknown, opts: ValidateOptions): { type: string
   return { type, body };
 }
 
-/** JSON rules first (cheap, and their messages are the clearest), then the schema. */
+/** JSON rules and local references first (cheap, and their messages are the clearest), then the schema. */
 function collectIssues(type: string, body: Record<string, unknown>, all: boolean): ValidationIssue[] {
   const issues: ValidationIssue[] = [];
-  checkJsonRules(body, type, (i) => {
+  const report = (i: ValidationIssue): boolean => {
     issues.push(i);
     return all && issues.length < MAX_ISSUES;
-  });
+  };
+  const localRefs = checkJsonRules(body, type, report);
+  if (all || issues.length === 0) checkLocalReferences(body, type, localRefs, report);
   // A body too deep for the JSON rules is not handed to the (recursive) schema validator either.
   if (issues.length > 0 && (!all || issues.some((i) => i.messageCode === 'MSG_TOO_DEEP'))) return issues;
   const e = getEngine();

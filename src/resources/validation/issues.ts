@@ -155,6 +155,7 @@ export function issueFromAjv(rootType: string, root: unknown, e: ErrorObject): V
         expression: at,
       };
     case 'fhirElementRules':
+    case 'fhirInvariants':
     case 'fhirResource':
     case 'fhirXhtml': {
       const p = params as { code: IssueCode; messageCode: string; message: string; property?: string };

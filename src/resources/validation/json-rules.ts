@@ -1,4 +1,5 @@
 import { toFhirPath, type ValidationIssue } from './issues';
+import type { LocalRef } from './invariants';
 
 /**
  * The FHIR JSON rules (http://hl7.org/fhir/R4/json.html) that hold for every element whatever its
@@ -7,14 +8,16 @@ import { toFhirPath, type ValidationIssue } from './issues';
  *  - `null` only inside an array of primitives, where the paired `_name` array has content at the
  *    same index (and vice versa); paired arrays have the same length;
  *  - bounded nesting, so a hostile body cannot exhaust the stack.
- * Reports issues to `report`, which returns false to stop at the first one (the hot path).
+ * Reports issues to `report`, which returns false to stop at the first one (the hot path), and
+ * returns the strings starting with '#' (local references) for the contained-resource invariants.
  */
 export const MAX_DEPTH = 100;
 
 export type Report = (issue: ValidationIssue) => boolean;
 
-export function checkJsonRules(resource: Record<string, unknown>, rootType: string, report: Report): void {
+export function checkJsonRules(resource: Record<string, unknown>, rootType: string, report: Report): LocalRef[] {
   const path: (string | number)[] = [];
+  const localRefs: LocalRef[] = [];
   const issue = (messageCode: string, message: string, code: ValidationIssue['code'] = 'structure'): boolean => {
     const expression = toFhirPath(rootType, path);
     return report({ code, messageCode, message: `${message} at ${expression}`, expression });
@@ -24,7 +27,10 @@ export function checkJsonRules(resource: Record<string, unknown>, rootType: stri
 
   // Returns false when the caller should stop.
   const walkValue = (v: unknown, depth: number): boolean => {
-    if (typeof v === 'string') return !isBlank(v) || issue('MSG_EMPTY_VALUE', 'Empty string (omit the element instead)', 'value');
+    if (typeof v === 'string') {
+      if (v.charCodeAt(0) === 35) localRefs.push({ path: [...path], value: v }); // '#': see invariants.ts
+      return !isBlank(v) || issue('MSG_EMPTY_VALUE', 'Empty string (omit the element instead)', 'value');
+    }
     if (typeof v !== 'object' || v === null) return true; // null is judged by the container
     if (depth > MAX_DEPTH) return issue('MSG_TOO_DEEP', `Nesting deeper than ${MAX_DEPTH} levels`);
     if (Array.isArray(v)) return true; // arrays are walked by walkObject, which knows their pairing
@@ -85,4 +91,5 @@ export function checkJsonRules(resource: Record<string, unknown>, rootType: stri
   };
 
   walkObject(resource, 0);
+  return localRefs;
 }

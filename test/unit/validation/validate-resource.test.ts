@@ -167,9 +167,9 @@ describe('content errors: 422 with the FHIRPath of the element', () => {
     ['required primitive missing deep down', (o) => (o.valueSampledData = { origin: { value: 0 }, dimensions: 1 }, delete o.valueQuantity), 'Observation.valueSampledData.period', 'MSG_REQUIRED_ELEMENT', "'period'"],
     ['narrative without the xhtml namespace', (o) => (o.text = { status: 'generated', div: '<div>hi</div>' }), 'Observation.text.div', 'MSG_INVALID_NARRATIVE', 'XHTML'],
     ['narrative with an event handler', (o) => (o.text = { status: 'generated', div: '<div xmlns="http://www.w3.org/1999/xhtml"><img src="x" onerror="alert(1)"/></div>' }), 'Observation.text.div', 'MSG_INVALID_NARRATIVE', 'event handlers'],
-    ['contained resource with a bad element', (o) => (o.contained = [{ resourceType: 'Device', id: 'd', status: 'on' }]), 'Observation.contained[0].status', 'MSG_INVALID_CODE', 'active'],
-    ['contained resource of an unknown type', (o) => (o.contained = [{ resourceType: 'Gadget', id: 'd' }]), 'Observation.contained[0].resourceType', 'MSG_UNKNOWN_TYPE', 'Gadget'],
-    ['contained resource without resourceType', (o) => (o.contained = [{ id: 'd', status: 'active' }]), 'Observation.contained[0].resourceType', 'MSG_RESOURCE_TYPE_MISSING', 'resourceType'],
+    ['contained resource with a bad element', (o) => ((o.contained = [{ resourceType: 'Device', id: 'd', status: 'on' }]), (o.device = { reference: '#d' })), 'Observation.contained[0].status', 'MSG_INVALID_CODE', 'active'],
+    ['contained resource of an unknown type', (o) => ((o.contained = [{ resourceType: 'Gadget', id: 'd' }]), (o.device = { reference: '#d' })), 'Observation.contained[0].resourceType', 'MSG_UNKNOWN_TYPE', 'Gadget'],
+    ['contained resource without resourceType', (o) => ((o.contained = [{ id: 'd', status: 'active' }]), (o.device = { reference: '#d' })), 'Observation.contained[0].resourceType', 'MSG_RESOURCE_TYPE_MISSING', 'resourceType'],
     ['null outside an array', (o) => (o.subject = null), 'Observation.subject', 'MSG_NULL_VALUE', 'null'],
   ];
 
@@ -202,6 +202,63 @@ describe('content errors: 422 with the FHIRPath of the element', () => {
     const e = rejection({ ...heartRate(), extension: [ext] });
     expect(e.status).toBe(422);
     expect(e.messageCode).toBe('MSG_TOO_DEEP');
+  });
+});
+
+describe('R4 invariants the schema cannot state', () => {
+  const cases: [string, (o: Record<string, any>) => void, string, string][] = [
+    ['ext-1: value and nested extensions', (o) => (o.extension = [{ url: 'urn:x', valueString: 'a', extension: [{ url: 'urn:y', valueBoolean: true }] }]), 'Observation.extension[0]', 'ext-1'],
+    ['ext-1: neither value nor extensions', (o) => (o.extension = [{ url: 'urn:x' }]), 'Observation.extension[0]', 'ext-1'],
+    ['qty-3: unit code without system', (o) => delete o.valueQuantity.system, 'Observation.valueQuantity.system', 'qty-3'],
+    ['per-1: period ending before it starts', (o) => ((o.effectivePeriod = { start: '2024-05-01T10:00:00Z', end: '2024-05-01T11:00:00+02:00' }), delete o.effectiveDateTime), 'Observation.effectivePeriod.end', 'per-1'],
+    ['obs-6: dataAbsentReason beside a value', (o) => (o.dataAbsentReason = { text: 'sensor off' }), 'Observation.dataAbsentReason', 'obs-6'],
+    ['obs-7: a component repeating the code of a valued Observation', (o) => (o.component = [{ code: { coding: [o.code.coding[0]] }, valueQuantity: { value: 1 } }]), 'Observation.component', 'obs-7'],
+    ['obs-3: reference range with no bounds or text', (o) => (o.referenceRange = [{ type: { text: 'normal' } }]), 'Observation.referenceRange[0]', 'obs-3'],
+    ['rng-2: low above high', (o) => ((o.valueRange = { low: { value: 10, system: 'http://unitsofmeasure.org', code: '/min' }, high: { value: 5, system: 'http://unitsofmeasure.org', code: '/min' } }), delete o.valueQuantity), 'Observation.valueRange.high', 'rng-2'],
+    ['rat-1: numerator without denominator', (o) => ((o.valueRatio = { numerator: { value: 1 } }), delete o.valueQuantity), 'Observation.valueRatio', 'rat-1'],
+    ['tim-2: period without unit', (o) => ((o.effectiveTiming = { repeat: { frequency: 1, period: 1 } }), delete o.effectiveDateTime), 'Observation.effectiveTiming.repeat.periodUnit', 'tim-2'],
+    ['ref-1: local reference to nothing', (o) => (o.subject = { reference: '#p' }), 'Observation.subject.reference', 'ref-1'],
+    ['dom-3: contained resource nobody refers to', (o) => (o.contained = [{ resourceType: 'Device', id: 'd' }]), 'Observation.contained[0]', 'dom-3'],
+    ['dom-2: contained resource with its own contained', (o) => ((o.contained = [{ resourceType: 'Device', id: 'd', contained: [{ resourceType: 'Device', id: 'e' }] }]), (o.device = { reference: '#d' })), 'Observation.contained[0].contained', 'dom-2'],
+    ['dom-4: contained resource with a versionId', (o) => ((o.contained = [{ resourceType: 'Device', id: 'd', meta: { versionId: '1' } }]), (o.device = { reference: '#d' })), 'Observation.contained[0].meta', 'dom-4'],
+    ['dom-5: contained resource with a security label', (o) => ((o.contained = [{ resourceType: 'Device', id: 'd', meta: { security: [{ code: 'R' }] } }]), (o.device = { reference: '#d' })), 'Observation.contained[0].meta', 'dom-5'],
+  ];
+
+  test.each(cases)('%s', (_n, mutate, expression, key) => {
+    const o = heartRate() as unknown as Record<string, any>;
+    mutate(o);
+    const e = rejection(o, { expectedType: 'Observation' });
+    expect(e.status).toBe(422);
+    expect(e.code).toBe('invariant');
+    expect(e.messageCode).toBe('MSG_INVARIANT');
+    expect(e.expression?.[0]).toBe(expression);
+    expect(e.message).toContain(`Constraint ${key} failed`);
+  });
+
+  test.each([
+    ['pat-1: contact with only a relationship', { contact: [{ relationship: [{ text: 'friend' }] }] }, 'Patient.contact[0]'],
+    ['cpt-2: telecom value without system', { telecom: [{ value: '555-0100' }] }, 'Patient.telecom[0].system'],
+    ['att-1: photo data without contentType', { photo: [{ data: 'aGk=' }] }, 'Patient.photo[0].contentType'],
+  ])('%s', (_n, fields, expression) => {
+    const e = rejection({ resourceType: 'Patient', ...fields });
+    expect(e.code).toBe('invariant');
+    expect(e.expression?.[0]).toBe(expression);
+  });
+
+  test('contained resources referred to, or referring to their container, are fine', () => {
+    const o = { ...heartRate(), contained: [{ resourceType: 'Device', id: 'd' }], device: { reference: '#d' } };
+    expect(validateResource(o, { mode: 'create', allowedTypes: TYPES }).resourceType).toBe('Observation');
+    const back = {
+      resourceType: 'Patient',
+      contained: [{ resourceType: 'RelatedPerson', id: 'r', patient: { reference: '#' } }],
+    };
+    expect(validateResource(back, { mode: 'create', allowedTypes: TYPES }).resourceType).toBe('Patient');
+  });
+
+  test('periods and ranges the invariants cannot order are not refused', () => {
+    const o = { ...heartRate(), effectivePeriod: { start: '2024-05', end: '2024-05-01T10:00:00Z' } } as Record<string, unknown>;
+    delete o.effectiveDateTime;
+    expect(validateResource(o, { mode: 'create', allowedTypes: TYPES }).resourceType).toBe('Observation');
   });
 });
 
