@@ -418,7 +418,7 @@ export class SearchService {
     qHash: string,
   ): Promise<{ docs: CurrentDoc[]; next?: CursorState; prev?: CursorState }> {
     const keys: SortKey[] = [...ctl.sort, { field: '_id', dir: 1 }];
-    const state = ctl.cursor ? decodeCursor(this.secret, ctl.cursor, qHash) : undefined;
+    const state = ctl.cursor !== undefined ? decodeCursor(this.secret, ctl.cursor, qHash) : undefined;
     if (state && state.k.length !== keys.length - 1) throw Errors.badRequest('Invalid or expired paging cursor (_cursor)', 'MSG_PARAM_INVALID', ['_cursor']);
     const back = state?.d === 'p';
     const order = keys.map((k) => ({ field: k.field, dir: (back ? -k.dir : k.dir) as 1 | -1 }));
@@ -527,7 +527,7 @@ export class SearchService {
     });
     const used = usedPairs(req.params, ignored);
     const qHash = hashQuery('*', used);
-    const state = ctl.cursor ? decodeCursor(this.secret, ctl.cursor, qHash) : undefined;
+    const state = ctl.cursor !== undefined ? decodeCursor(this.secret, ctl.cursor, qHash) : undefined;
     const countOnly = ctl.summary === 'count' || ctl.count === 0;
     const filters_ = new Map<string, Filter<Document>>();
     for (const t of readable) filters_.set(t, this.mongoFilter(t, await this.filterCond(t, common, req.policy, req.handling, []), req.policy));
