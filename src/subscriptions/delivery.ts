@@ -286,7 +286,7 @@ export class DeliveryWorker {
     const body = bare ? '' : JSON.stringify(await this.bundle(s, type, rows));
     const now = this.ctx.now();
     const headers: Record<string, string> = {};
-    for (const [k, v] of spec.headers) headers[k] = v;
+    for (const h of spec.headers) headers[h.name] = h.value;
     if (!bare) headers['Content-Type'] = `${spec.payloadMime ?? 'application/fhir+json'}; charset=utf-8`;
     const secrets = s.secrets.filter((x) => !x.notAfter || x.notAfter > now).map((x) => x.value);
     if (secrets.length) headers[SIGNATURE_HEADER] = signatureHeader(Math.floor(now.getTime() / 1000), body, secrets);

@@ -4,6 +4,7 @@ import express from 'express';
 import type { Db } from 'mongodb';
 import type { Principal } from '../auth/types';
 import { Errors } from '../errors';
+import { outcomeOf, toFhirError } from '../http/outcome';
 import type { CurrentDoc, HistoryDoc } from '../resources/types';
 import { notificationBundle, statusParameters, type EventForBundle } from './bundle';
 import type { Collections, StateDoc } from './collections';
@@ -96,10 +97,16 @@ export function subscriptionRouter(ctx: RouterContext): express.Router {
     });
   }
 
+  // Errors are answered here, as OperationOutcomes, so no outer handler can mistake a FhirError's status for something else.
   const wrap =
     (fn: (req: express.Request, res: express.Response) => Promise<void>): express.RequestHandler =>
-    (req, res, next) => {
-      fn(req, res).catch(next);
+    (req, res) => {
+      fn(req, res).catch((e: unknown) => {
+        const fe = toFhirError(e);
+        res.status(fe.status);
+        for (const [k, v] of Object.entries(fe.headers ?? {})) res.setHeader(k, v);
+        res.type('application/fhir+json; charset=utf-8').send(JSON.stringify(outcomeOf(fe)));
+      });
     };
 
   const statusHandler = wrap(async (req, res) => {
@@ -120,7 +127,6 @@ export function subscriptionRouter(ctx: RouterContext): express.Router {
     const principal = principalOf(res);
     const id = req.params[0];
     const { sub, state } = await readable(principal, id);
-    if (!state) throw Errors.notFound(`Subscription/${id} has no events yet`);
     const since = wholeNumber(param(req, 'eventsSinceNumber'), 'eventsSinceNumber');
     const until = wholeNumber(param(req, 'eventsUntilNumber'), 'eventsUntilNumber');
     if (since !== undefined && until !== undefined && until < since) {
@@ -130,7 +136,8 @@ export function subscriptionRouter(ctx: RouterContext): express.Router {
     if (contentRaw !== undefined && !['empty', 'id-only', 'full-resource'].includes(contentRaw)) {
       throw Errors.badRequest(`Parameter content must be empty, id-only or full-resource, got "${contentRaw}"`, 'MSG_PARAM_INVALID');
     }
-    const content = (contentRaw ?? state.spec.content) as PayloadContent;
+    // Until the commit of the Subscription has been processed there is no state and no event yet.
+    const content = (contentRaw ?? state?.spec.content ?? 'id-only') as PayloadContent;
     const last = await ctx.log.lastNumber(id);
     const range: Record<string, number> = {};
     if (since !== undefined) range.$gte = since;
@@ -154,7 +161,7 @@ export function subscriptionRouter(ctx: RouterContext): express.Router {
     send(
       res,
       notificationBundle(
-        { baseUrl: ctx.baseUrl, subscriptionId: id, topic: state.spec.topic, status: (state.status ?? sub.status) as SubscriptionStatusCode, type: 'query-event', eventsSinceStart: last, events, content },
+        { baseUrl: ctx.baseUrl, subscriptionId: id, topic: state?.spec.topic, status: (state?.status ?? sub.status) as SubscriptionStatusCode, type: 'query-event', eventsSinceStart: last, events, content },
         ctx.now(),
       ),
     );

@@ -20,7 +20,8 @@ export interface SubscriptionSpec {
   filters: FilterSpec[];
   channelType: ChannelType;
   endpoint?: string;
-  headers: Array<[string, string]>;
+  /** Kept as objects: FerretDB stores no nested arrays. */
+  headers: Array<{ name: string; value: string }>;
   /** channel.payload; absent means: notify without a body (R4 "empty" ping). */
   payloadMime?: string;
   content: PayloadContent;
@@ -156,13 +157,13 @@ export function parseSubscription(
       throw invalid('A rest-hook channel needs an absolute http(s) endpoint', 'Subscription.channel.endpoint', 'MSG_SUBSCRIPTION_CHANNEL');
     }
   }
-  const headers: Array<[string, string]> = (channel.header ?? []).map((h, i) => {
+  const headers: Array<{ name: string; value: string }> = (channel.header ?? []).map((h, i) => {
     const where = `Subscription.channel.header[${i}]`;
     const m = /^([^:]+):\s*(.*)$/.exec(h ?? '');
     if (!m || !HEADER_NAME.test(m[1].trim()) || /[\r\n]/.test(m[2])) throw invalid(`Header "${h}" must look like "Name: value"`, where, 'MSG_SUBSCRIPTION_CHANNEL');
     const name = m[1].trim();
     if (RESERVED_HEADERS.has(name.toLowerCase())) throw invalid(`Header ${name} is set by the server and cannot be given`, where, 'MSG_SUBSCRIPTION_CHANNEL');
-    return [name, m[2].trim()];
+    return { name, value: m[2].trim() };
   });
 
   let payloadMime: string | undefined;
