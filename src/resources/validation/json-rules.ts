@@ -7,6 +7,7 @@ import type { LocalRef } from './invariants';
  *  - no empty strings (or whitespace only), arrays or objects, no element carrying only an `id` (ele-1);
  *  - `null` only inside an array of primitives, where the paired `_name` array has content at the
  *    same index (and vice versa); paired arrays have the same length;
+ *  - finite numbers only;
  *  - bounded nesting, so a hostile body cannot exhaust the stack.
  * Reports issues to `report`, which returns false to stop at the first one (the hot path), and
  * returns the strings starting with '#' (local references) for the contained-resource invariants.
@@ -31,6 +32,8 @@ export function checkJsonRules(resource: Record<string, unknown>, rootType: stri
       if (v.charCodeAt(0) === 35) localRefs.push({ path: [...path], value: v }); // '#': see invariants.ts
       return !isBlank(v) || issue('MSG_EMPTY_VALUE', 'Empty string (omit the element instead)', 'value');
     }
+    // JSON.parse turns 1e400 into Infinity, which would be stored and read back as null.
+    if (typeof v === 'number') return Number.isFinite(v) || issue('MSG_INVALID_VALUE', 'Number out of range', 'value');
     if (typeof v !== 'object' || v === null) return true; // null is judged by the container
     if (depth > MAX_DEPTH) return issue('MSG_TOO_DEEP', `Nesting deeper than ${MAX_DEPTH} levels`);
     if (Array.isArray(v)) return true; // arrays are walked by walkObject, which knows their pairing

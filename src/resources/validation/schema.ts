@@ -84,6 +84,16 @@ const NON_R4_ELEMENTS: Record<string, string[]> = {
 
 const INT32 = { minimum: -2147483648, maximum: 2147483647 };
 
+/*
+ * The published patterns use \s and \S as Java and XML Schema mean them: ASCII whitespace only. In
+ * JavaScript they include every Unicode space, so a name with a no-break space or an ideographic
+ * space (common in CJK text) would fail. These are the same rules with ASCII whitespace spelled out;
+ * string and markdown also refuse the control characters R4 forbids (below U+0020 except tab, CR, LF).
+ */
+const WS = ' \\t\\n\\x0B\\f\\r';
+const STRING_PATTERN = '^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F]+$';
+const URI_PATTERN = `^[^${WS}]*$`;
+
 /** Primitive definitions whose schema needs more than the published one says. */
 const PRIMITIVE_OVERRIDES: Record<string, JsonSchema> = {
   integer: { type: 'integer', ...INT32 },
@@ -93,6 +103,12 @@ const PRIMITIVE_OVERRIDES: Record<string, JsonSchema> = {
   boolean: { type: 'boolean' },
   // Whitespace is allowed between groups; the published pattern backtracks badly on long input.
   base64Binary: { type: 'string', pattern: '^[A-Za-z0-9+/=\\s]+$' },
+  string: { pattern: STRING_PATTERN },
+  markdown: { pattern: STRING_PATTERN },
+  code: { pattern: `^[^${WS}]+( [^${WS}]+)*$` },
+  uri: { pattern: URI_PATTERN },
+  url: { pattern: URI_PATTERN },
+  canonical: { pattern: URI_PATTERN },
   date: { format: 'fhir-calendar' },
   dateTime: { format: 'fhir-calendar' },
   instant: { format: 'fhir-calendar' },

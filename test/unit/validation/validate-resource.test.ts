@@ -262,6 +262,57 @@ describe('R4 invariants the schema cannot state', () => {
   });
 });
 
+describe('strings and numbers as R4 means them', () => {
+  const named = (text: string): unknown => ({ resourceType: 'Patient', name: [{ text }] });
+
+  test.each([
+    ['a no-break space', 'Jean\u00A0Paul'],
+    ['an ideographic space', '山田\u3000太郎'],
+    ['tabs and line breaks', 'line one\r\n\tline two'],
+    ['emoji', 'Jo 🙂'],
+  ])('a string with %s is fine', (_n, text) => {
+    expect(validateResource(named(text), { mode: 'create', allowedTypes: TYPES }).resourceType).toBe('Patient');
+  });
+
+  test.each([
+    ['a control character', 'Jo\u0001'],
+    ['a vertical tab', 'Jo\u000Bhn'],
+    ['a form feed', 'Jo\u000Chn'],
+  ])('a string with %s is refused', (_n, text) => {
+    const e = rejection(named(text));
+    expect(e.messageCode).toBe('MSG_INVALID_VALUE');
+    expect(e.expression).toEqual(['Patient.name[0].text']);
+  });
+
+  test('a code may hold single spaces but not doubled or other whitespace', () => {
+    const withCode = (code: string): unknown => ({ ...heartRate(), code: { coding: [{ system: 'urn:x', code }] } });
+    expect(validateResource(withCode('a b'), { mode: 'create', allowedTypes: TYPES }).resourceType).toBe('Observation');
+    expect(validateResource(withCode('a\u00A0b'), { mode: 'create', allowedTypes: TYPES }).resourceType).toBe('Observation');
+    expect(rejection(withCode('a\tb')).expression).toEqual(['Observation.code.coding[0].code']);
+    expect(rejection(withCode(' a')).expression).toEqual(['Observation.code.coding[0].code']);
+  });
+
+  test('a number JSON cannot represent as a double is refused, not stored as null', () => {
+    const o = JSON.parse('{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1e400}}') as unknown;
+    const e = rejection(o);
+    expect(e.messageCode).toBe('MSG_INVALID_VALUE');
+    expect(e.expression).toEqual(['Observation.valueQuantity.value']);
+  });
+
+  test('integers keep to 32 bits', () => {
+    const p = (n: number): unknown => ({ resourceType: 'Patient', multipleBirthInteger: n });
+    expect(validateResource(p(2147483647), { mode: 'create', allowedTypes: TYPES }).resourceType).toBe('Patient');
+    expect(rejection(p(2147483648)).expression).toEqual(['Patient.multipleBirthInteger']);
+  });
+
+  test('a __proto__ key is an unknown element, and pollutes nothing', () => {
+    const o = JSON.parse('{"resourceType":"Patient","__proto__":{"polluted":true}}') as unknown;
+    const e = rejection(o);
+    expect(e.messageCode).toBe('MSG_UNKNOWN_ELEMENT');
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
 describe('primitive extensions and null', () => {
   const patient = (name: Record<string, unknown>): unknown => ({ resourceType: 'Patient', name: [name] });
   const ext = { extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/iso21090-EN-qualifier', valueCode: 'CL' }] };
