@@ -11,7 +11,7 @@ import { basic, VITALS } from './helpers';
  * patient must look exactly like data that does not exist.
  */
 const secret = (name: string) => `${name}-${randomBytes(12).toString('hex')}`;
-const S = { admin: secret('admin'), gw: secret('gw'), vitals: secret('vitals'), obs: secret('obs'), auditor: secret('auditor'), dev: secret('dev') };
+const S = { admin: secret('admin'), gw: secret('gw'), vitals: secret('vitals'), obs: secret('obs'), auditor: secret('auditor'), dev: secret('dev'), subSys: secret('subsys'), subP1: secret('subp1') };
 
 let ctx: TestContext;
 const tokens: Record<string, string> = {};
@@ -47,6 +47,8 @@ beforeAll(async () => {
       { client_id: 'obs-only', name: 'Observation reader', scope: 'system/Observation.rs', client_secret: S.obs },
       { client_id: 'auditor', name: 'Auditor', scope: 'system/AuditEvent.rs', client_secret: S.auditor },
       { client_id: 'dev-writer', name: 'Device registrar', scope: 'system/Device.c', client_secret: S.dev },
+      { client_id: 'sub-sys', name: 'Alerting without Observation access', scope: 'system/Subscription.cruds system/Device.rs', client_secret: S.subSys },
+      { client_id: 'sub-p1', name: 'Patient app', scope: 'patient/Subscription.cruds patient/Observation.rs', client_secret: S.subP1, patient: 'p1' },
     ]),
   );
   ctx = await createTestContext({ auth: true, env: { SMART_CLIENTS_FILE: file } });
@@ -56,6 +58,8 @@ beforeAll(async () => {
   tokens.obs = await token('obs-only', S.obs, 'system/Observation.rs');
   tokens.auditor = await token('auditor', S.auditor, 'system/AuditEvent.rs');
   tokens.dev = await token('dev-writer', S.dev, 'system/Device.c');
+  tokens.subSys = await token('sub-sys', S.subSys, 'system/Subscription.cruds system/Device.rs');
+  tokens.subP1 = await token('sub-p1', S.subP1, 'patient/Subscription.cruds patient/Observation.rs');
 
   const put = async (res: Record<string, unknown>) => {
     const r = await ctx.request.put(`/fhir/${res.resourceType}/${res.id}`).set(as('admin')).type(FHIR_JSON).send(res);
@@ -273,12 +277,28 @@ describe('other paths', () => {
     expect(r.status).toBe(201);
   });
 
+  const subscription = (criteria: string) => ({
+    resourceType: 'Subscription',
+    status: 'requested',
+    reason: 'alerts',
+    criteria,
+    channel: { type: 'rest-hook', endpoint: 'https://example.org/hook', payload: 'application/fhir+json' },
+  });
+
   it('subscription creation needs Subscription scope', async () => {
-    const r = await ctx.request
-      .post('/fhir/Subscription')
-      .set(as('gw'))
-      .type(FHIR_JSON)
-      .send({ resourceType: 'Subscription', status: 'requested', reason: 'alerts', criteria: 'Observation?subject=Patient/p2', channel: { type: 'rest-hook', endpoint: 'https://example.org/hook', payload: 'application/fhir+json' } });
+    const r = await ctx.request.post('/fhir/Subscription').set(as('gw')).type(FHIR_JSON).send(subscription('Observation?subject=Patient/p2'));
+    expect(r.status).toBe(403);
+    expect(issue(r.body).code).toBe('forbidden');
+  });
+
+  it('subscription creation needs search access to what the criteria watch', async () => {
+    const r = await ctx.request.post('/fhir/Subscription').set(as('subSys')).type(FHIR_JSON).send(subscription('Observation?code=http://loinc.org|8867-4'));
+    expect(r.status).toBe(403);
+    expect(issue(r.body).diagnostics).toMatch(/search on Observation/);
+  });
+
+  it('patient/ tokens cannot create Subscriptions (outside the patient compartment)', async () => {
+    const r = await ctx.request.post('/fhir/Subscription').set(as('subP1')).type(FHIR_JSON).send(subscription('Observation?code=http://loinc.org|8867-4'));
     expect(r.status).toBe(403);
     expect(issue(r.body).code).toBe('forbidden');
   });
