@@ -26,6 +26,12 @@ export interface AuthDeps {
   tokenRate?: { capacity: number; perSec: number };
 }
 
+/** Body-parser failures (bad encoding, too many parameters) are the client's mistake. */
+function isClientError(err: unknown): boolean {
+  const status = (err as { status?: unknown }).status;
+  return typeof status === 'number' && status >= 400 && status < 500;
+}
+
 /** Malformed scopes in a token we otherwise trust grant nothing rather than failing the request. */
 function parseTokenScopes(scopes: string[]): ResourceScope[] {
   const out: ResourceScope[] = [];
@@ -122,7 +128,7 @@ export class AuthService {
       let e: OAuthError;
       if (err instanceof OAuthError) e = err;
       else if ((err as { type?: string }).type === 'entity.too.large') e = new OAuthError(400, 'invalid_request', 'request body too large');
-      else if ((err as { status?: number }).status === 400) e = new OAuthError(400, 'invalid_request', 'malformed request body');
+      else if (isClientError(err)) e = new OAuthError(400, 'invalid_request', 'malformed request body');
       else {
         this.deps.logger.error({ err }, 'token endpoint failure');
         res.status(500).json({ error: 'server_error', error_description: 'internal error' });

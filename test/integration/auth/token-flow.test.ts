@@ -349,6 +349,15 @@ describe('backend services flow (private_key_jwt)', () => {
     const dup = await request(app).post('/auth/token').type('form').send('grant_type=client_credentials&grant_type=client_credentials');
     expect(dup.status).toBe(400);
     expect(dup.body.error_description).toBe('parameter grant_type given more than once');
+    const many = await request(app)
+      .post('/auth/token')
+      .type('form')
+      .send(Array.from({ length: 60 }, (_, i) => `p${i}=x`).join('&'));
+    expect(many.status).toBe(400);
+    expect(many.body.error).toBe('invalid_request');
+    const huge = await request(app).post('/auth/token').type('form').send(`grant_type=client_credentials&scope=${'x'.repeat(70_000)}`);
+    expect(huge.status).toBe(400);
+    expect(huge.body).toEqual({ error: 'invalid_request', error_description: 'request body too large' });
   });
 });
 
