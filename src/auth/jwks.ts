@@ -56,7 +56,8 @@ const MAX_BYTES = 256 * 1024;
  */
 export class RemoteJwks {
   private cached?: { jwks: Jwks; at: number };
-  private lastAttempt = 0;
+  private lastAttempt?: number;
+  private lastError?: string;
   private inflight?: Promise<Jwks>;
 
   constructor(
@@ -64,27 +65,33 @@ export class RemoteJwks {
     private readonly opts: { maxAgeMs?: number; minRefreshMs?: number; timeoutMs?: number; now?: () => number } = {},
   ) {}
 
+  /** The key for a token header; throws JwtError when the key set could never be fetched. */
   async key(header: { alg: string; kid?: string }, allowSingleWithoutKid: boolean): Promise<KeyObject | undefined> {
     const now = (this.opts.now ?? Date.now)();
     const maxAge = this.opts.maxAgeMs ?? 10 * 60_000;
-    const minRefresh = this.opts.minRefreshMs ?? 10_000;
-    if (!this.cached || now - this.cached.at > maxAge) await this.refresh(now);
-    let key = this.cached ? selectKey(this.cached.jwks, header, allowSingleWithoutKid) : undefined;
-    if (!key && now - this.lastAttempt >= minRefresh) {
+    if ((!this.cached || now - this.cached.at > maxAge) && this.mayFetch(now)) await this.refresh(now);
+    if (!this.cached) throw new JwtError(`could not fetch the key set${this.lastError ? `: ${this.lastError}` : ''}`);
+    let key = selectKey(this.cached.jwks, header, allowSingleWithoutKid);
+    if (!key && this.mayFetch(now)) {
       await this.refresh(now);
-      key = this.cached ? selectKey(this.cached.jwks, header, allowSingleWithoutKid) : undefined;
+      key = selectKey(this.cached.jwks, header, allowSingleWithoutKid);
     }
     return key;
   }
 
+  private mayFetch(now: number): boolean {
+    return this.lastAttempt === undefined || now - this.lastAttempt >= (this.opts.minRefreshMs ?? 10_000);
+  }
+
+  /** Never throws: on failure the last good key set (if any) stays in use. */
   private async refresh(now: number): Promise<void> {
     this.lastAttempt = now;
     this.inflight ??= this.fetchJwks().finally(() => (this.inflight = undefined));
     try {
       this.cached = { jwks: await this.inflight, at: now };
+      this.lastError = undefined;
     } catch (e) {
-      // Keep serving the last good key set; the caller sees "unknown key" if it has none.
-      if (!this.cached) throw new JwtError(`could not fetch the key set: ${(e as Error).message}`);
+      this.lastError = (e as Error).message;
     }
   }
 
