@@ -1,8 +1,9 @@
 import type { Resource } from 'fhir/r4';
-import type { Collection, Filter } from 'mongodb';
+import type { Collection } from 'mongodb';
+import { findByIds } from '../db/lookup';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { ResourceStore } from './store';
+import { STALE_INTENT_MS, type ResourceStore } from './store';
 import type { HistoryDoc, WriteMethod } from './types';
 
 /** One committed version, as post-commit consumers (subscriptions) see it. */
@@ -29,10 +30,12 @@ const LEASE_MS = 15_000;
 const BATCH = 200;
 
 /**
- * The outbox: history documents carry `pending` from their commit until post-commit work is
- * done. One instance at a time (a lease in MongoDB) takes pending versions in commit order,
- * makes sure the current document reflects them (repairing a write interrupted by a crash),
- * hands them to the consumers, then clears the flag. Nothing lives only in memory.
+ * The outbox: every write inserts an intent (`outbox` collection, `_id` = history id) just
+ * before its commit point, and the intent stays until post-commit work is done. One instance
+ * at a time (a lease in MongoDB) takes intents in order, makes sure the current document
+ * reflects each committed version (repairing a write interrupted by a crash), hands the
+ * versions to the consumers, then deletes the intents. The collection stays small, so this
+ * costs no scan of history; nothing lives only in memory.
  */
 export class Outbox {
   private readonly leases: Collection<Lease>;
@@ -64,6 +67,7 @@ export class Outbox {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.running;
+    this.leaseUntil = 0;
     await this.leases.deleteOne({ _id: 'outbox', owner: this.owner }).catch(() => undefined);
   }
 
@@ -93,7 +97,11 @@ export class Outbox {
     this.timer.unref?.();
   }
 
+  /** Until when this instance knows it holds the lease (renewed at half time, not per batch). */
+  private leaseUntil = 0;
+
   private async holdLease(): Promise<boolean> {
+    if (this.leaseUntil - Date.now() > LEASE_MS / 2) return true;
     const now = new Date();
     const until = new Date(now.getTime() + LEASE_MS);
     try {
@@ -102,8 +110,11 @@ export class Outbox {
         { $set: { owner: this.owner, until } },
         { upsert: true },
       );
-      return r.matchedCount + r.upsertedCount > 0;
+      const held = r.matchedCount + r.upsertedCount > 0;
+      this.leaseUntil = held ? until.getTime() : 0;
+      return held;
     } catch (e) {
+      this.leaseUntil = 0;
       if ((e as { code?: number }).code === 11000) return false; // another instance holds it
       throw e;
     }
@@ -131,18 +142,42 @@ export class Outbox {
     }
   }
 
+  /**
+   * Takes the oldest intents, keeps those whose version is committed (in per-resource order:
+   * a resource whose earlier version is still in flight waits), drops intents of writers
+   * that died before their commit point, and hands the committed versions on.
+   */
   private async processBatch(): Promise<number> {
-    const batch = await this.store.history
-      .find({ pending: true, txp: { $ne: true } } as Filter<HistoryDoc>)
-      .sort({ ts: 1, _id: 1 })
-      .limit(BATCH)
-      .toArray();
-    if (batch.length === 0) return 0;
-    await this.repairCurrent(batch);
-    const events = batch.map((h) => this.eventOf(h));
-    for (const c of this.consumers) await c(events);
-    await this.store.history.updateMany({ _id: { $in: batch.map((h) => h._id) } }, { $unset: { pending: '' } });
-    return batch.length;
+    const intents = await this.store.outbox.find({}).sort({ at: 1, _id: 1 }).limit(BATCH).toArray();
+    if (intents.length === 0) return 0;
+    const versions = await findByIds(this.store.history, intents.map((i) => i._id));
+    const byId = new Map(versions.map((h) => [h._id, h]));
+    const now = Date.now();
+    const ready: HistoryDoc[] = [];
+    const abandoned: string[] = [];
+    const waiting = new Set<string>();
+    for (const intent of intents) {
+      const h = byId.get(intent._id);
+      const key = intent._id.slice(0, intent._id.lastIndexOf('/'));
+      if (h && !h.txp && !waiting.has(key)) {
+        ready.push(h);
+      } else if (!h && now - intent.at.getTime() > STALE_INTENT_MS && !intent.tx) {
+        abandoned.push(intent._id);
+      } else {
+        waiting.add(key);
+      }
+    }
+    if (ready.length > 0) {
+      await this.repairCurrent(ready);
+      const events = ready.map((h) => this.eventOf(h));
+      for (const c of this.consumers) await c(events);
+    }
+    const done = [...ready.map((h) => h._id), ...abandoned];
+    // One write for the whole batch; the outbox collection is small, so $in costs no big scan.
+    if (done.length) await this.store.outbox.deleteMany({ _id: { $in: done } });
+    if (abandoned.length) this.logger.warn({ count: abandoned.length }, 'dropped outbox intents of writes that never committed');
+    // A full batch of which nothing could be done yet is not progress: wait for the next poll.
+    return done.length === 0 ? 0 : intents.length;
   }
 
   /** Applies versions whose writer died between the commit point and the current update. */
@@ -150,10 +185,7 @@ export class Outbox {
     const byType = new Map<string, HistoryDoc[]>();
     for (const h of batch) byType.set(h.type, [...(byType.get(h.type) ?? []), h]);
     for (const [type, hs] of byType) {
-      const cur = await this.store
-        .current(type)
-        .find({ _id: { $in: hs.map((h) => h.id) } }, { projection: { vid: 1 } })
-        .toArray();
+      const cur = await findByIds(this.store.current(type), hs.map((h) => h.id), { projection: { vid: 1 } });
       const vids = new Map(cur.map((c) => [c._id, c.vid]));
       for (const h of hs) {
         if ((vids.get(h.id) ?? 0) >= h.vid) continue;
@@ -176,8 +208,7 @@ export class Outbox {
       resource: h.res,
       async previous() {
         if (h.vid <= 1) return undefined;
-        const p = await store.history.findOne({ _id: `${h.type}/${h.id}/${h.vid - 1}` });
-        return p?.res;
+        return (await store.committedVersion(h.type, h.id, h.vid - 1))?.res;
       },
     };
   }

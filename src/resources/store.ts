@@ -1,10 +1,10 @@
 import type { Resource } from 'fhir/r4';
-import type { Collection, Db, Document, Filter } from 'mongodb';
+import type { Collection, Db, Document } from 'mongodb';
 import type { AccessPolicy, Principal } from '../auth/types';
 import { Errors, FhirError } from '../errors';
 import { jsonEqual } from './equality';
 import { typeDef } from './registry';
-import { historyId, type CurrentDoc, type HistoryDoc, type IndexEntries, type WriteMethod } from './types';
+import { historyId, type CurrentDoc, type HistoryDoc, type IndexEntries, type OutboxDoc, type WriteMethod } from './types';
 
 /** What the store needs from the search engine. */
 export interface Indexer {
@@ -69,6 +69,8 @@ export interface PreparedWrite {
 
 /** Conditional-create locks expire so a crashed writer cannot block a query forever. */
 const LOCK_TTL_MS = 30_000;
+/** An outbox intent without its history version this old belongs to a writer that died. */
+export const STALE_INTENT_MS = 10_000;
 
 export function parseVersionTag(etag: string | undefined, header = 'If-Match'): number | undefined {
   if (etag === undefined) return undefined;
@@ -96,11 +98,32 @@ export function requireWritableType(type: string): void {
  */
 export class ResourceStore {
   readonly history: Collection<HistoryDoc>;
+  readonly outbox: Collection<OutboxDoc>;
   private readonly locks: Collection<{ _id: string; until: Date }>;
 
   constructor(readonly deps: StoreDeps) {
     this.history = deps.db.collection<HistoryDoc>('history');
+    this.outbox = deps.db.collection<OutboxDoc>('outbox');
     this.locks = deps.db.collection('locks');
+  }
+
+  /**
+   * One committed version by its history id (a primary-key lookup on every database);
+   * versions of a transaction still in flight are not committed yet.
+   */
+  async committedVersion(type: string, id: string, vid: number): Promise<HistoryDoc | null> {
+    const h = await this.history.findOne({ _id: historyId(type, id, vid) });
+    return h && !h.txp ? h : null;
+  }
+
+  /** The newest committed version at or above `fromVid`, probing by primary key. */
+  async latestCommitted(type: string, id: string, fromVid: number): Promise<HistoryDoc | null> {
+    let latest: HistoryDoc | null = null;
+    for (let v = Math.max(1, fromVid); ; v++) {
+      const h = await this.committedVersion(type, id, v);
+      if (!h) return latest;
+      latest = h;
+    }
   }
 
   current(type: string): Collection<CurrentDoc> {
@@ -111,7 +134,7 @@ export class ResourceStore {
     await this.history.createIndex({ type: 1, id: 1, vid: -1 });
     await this.history.createIndex({ ts: -1, _id: -1 });
     await this.history.createIndex({ type: 1, ts: -1, _id: -1 });
-    await this.history.createIndex({ pending: 1, ts: 1 });
+    await this.outbox.createIndex({ at: 1 });
     for (const t of types) await this.current(t).createIndex({ ts: -1, _id: -1 });
   }
 
@@ -134,8 +157,8 @@ export class ResourceStore {
   }
 
   async vread(type: string, id: string, vid: number, policy: AccessPolicy): Promise<HistoryDoc> {
-    const doc = await this.history.findOne({ _id: historyId(type, id, vid), txp: { $ne: true } } as Filter<HistoryDoc>);
-    const visible = doc && (doc.res ? policy.canRead(doc.res, doc.comp) : await this.canSeeDeleted(type, id, policy));
+    const doc = await this.committedVersion(type, id, vid);
+    const visible = doc && (doc.res ? policy.canRead(doc.res, doc.comp) : await this.canSeeDeleted(type, id, vid, policy));
     if (!doc || !visible) {
       throw Errors.notFound(`Version ${vid} of ${type}/${id} is not known`, 'MSG_NO_EXIST', [type]);
     }
@@ -144,11 +167,8 @@ export class ResourceStore {
   }
 
   /** A deletion is visible to whoever could read the version it deleted. */
-  private async canSeeDeleted(type: string, id: string, policy: AccessPolicy): Promise<boolean> {
-    const prev = await this.history.findOne(
-      { type, id, deleted: false, txp: { $ne: true } } as Filter<HistoryDoc>,
-      { sort: { vid: -1 } },
-    );
+  private async canSeeDeleted(type: string, id: string, vid: number, policy: AccessPolicy): Promise<boolean> {
+    const prev = vid > 1 ? await this.committedVersion(type, id, vid - 1) : null;
     return Boolean(prev?.res && policy.canRead(prev.res, prev.comp));
   }
 
@@ -238,7 +258,6 @@ export class ResourceStore {
       deleted: w.doc.deleted,
       method: w.method,
       comp: w.doc.comp,
-      pending: true,
     };
     if (!w.doc.deleted) h.res = w.doc.res;
     if (txId) {
@@ -249,27 +268,51 @@ export class ResourceStore {
   }
 
   /**
-   * Commits one prepared version: the history insert is the commit point; a duplicate key
-   * there means another writer committed this version first (409).
+   * Commits one prepared version. The outbox intent goes first (so the version's post-commit
+   * work survives a crash), then the history insert, which is the commit point; a duplicate
+   * key on either means another writer took this version first (409).
    */
   async commit(w: PreparedWrite): Promise<void> {
+    const hid = historyId(w.type, w.id, w.doc.vid);
+    await this.claimIntent(hid, w);
     try {
       await this.history.insertOne(this.historyDocOf(w));
     } catch (e) {
       if (isDuplicateKey(e)) {
-        // Someone else committed this version (or a crashed write left it): make current
-        // reflect it so the next attempt sees the true latest version.
-        await this.applyFromHistory(w.type, w.id);
-        throw Errors.conflict(
-          `${w.type}/${w.id} was changed by another request at the same time; read it and try again`,
-          'MSG_VERSION_CONFLICT',
-          [w.type],
-        );
+        await this.outbox.deleteOne({ _id: hid });
+        throw await this.lostRace(w);
       }
       throw e;
     }
     await this.applyCurrent(w.type, w.doc, w.expectedVid);
     this.deps.onCommit?.();
+  }
+
+  /** Writes the outbox intent of a version, taking over one left by a writer that died. */
+  private async claimIntent(hid: string, w: PreparedWrite): Promise<void> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await this.outbox.insertOne({ _id: hid, at: new Date() });
+        return;
+      } catch (e) {
+        if (!isDuplicateKey(e)) throw e;
+      }
+      if (await this.history.findOne({ _id: hid }, { projection: { _id: 1 } })) throw await this.lostRace(w);
+      const intent = await this.outbox.findOne({ _id: hid });
+      if (intent && Date.now() - intent.at.getTime() < STALE_INTENT_MS) throw await this.lostRace(w);
+      await this.outbox.deleteOne({ _id: hid });
+    }
+    throw await this.lostRace(w);
+  }
+
+  /** Someone else committed this version: make current reflect it, then report the conflict. */
+  private async lostRace(w: PreparedWrite): Promise<FhirError> {
+    await this.applyFromHistory(w.type, w.id);
+    return Errors.conflict(
+      `${w.type}/${w.id} was changed by another request at the same time; read it and try again`,
+      'MSG_VERSION_CONFLICT',
+      [w.type],
+    );
   }
 
   /** Makes the current document show `doc` unless a newer version is already there. */
@@ -294,12 +337,11 @@ export class ResourceStore {
 
   /** Rebuilds the current document of type/id from its newest committed history version. */
   async applyFromHistory(type: string, id: string): Promise<void> {
-    const latest = await this.history.findOne(
-      { type, id, txp: { $ne: true } } as Filter<HistoryDoc>,
-      { sort: { vid: -1 } },
-    );
+    const cur = await this.current(type).findOne({ _id: id }, { projection: { vid: 1, res: 1 } });
+    const latest = await this.latestCommitted(type, id, (cur?.vid ?? 0) + 1);
     if (!latest) return;
-    await this.applyCurrent(type, this.currentDocOf(latest), latest.vid - 1);
+    const prev = latest.deleted ? (await this.committedVersion(type, id, latest.vid - 1))?.res : undefined;
+    await this.applyCurrent(type, this.currentDocOf(latest, prev), latest.vid - 1);
   }
 
   currentDocOf(h: HistoryDoc, previousRes?: Resource): CurrentDoc {

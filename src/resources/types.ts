@@ -26,9 +26,9 @@ export type WriteMethod = 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /**
  * One version of one resource, in the shared `history` collection. Inserting it is the commit
- * point of every write: `_id` = "<type>/<id>/<vid>" makes racing writers collide. `pending` stays
- * set until the current document reflects this version and post-commit work (events) is done;
- * the outbox worker finishes whatever a crash interrupted.
+ * point of every write: `_id` = "<type>/<id>/<vid>" makes racing writers collide. An outbox
+ * intent with the same `_id` is written just before it (see outbox.ts), so post-commit work
+ * (repairing the current document, events) is never lost to a crash.
  */
 export interface HistoryDoc {
   _id: string;
@@ -41,9 +41,17 @@ export interface HistoryDoc {
   /** The resource as of this version (absent for deletions). */
   res?: Resource;
   comp: string[];
-  /** Present (true) while post-commit work is outstanding. */
-  pending?: true;
   /** Transaction journal id, when the version was written by a transaction Bundle. */
+  tx?: string;
+  /** Set while the transaction that wrote it has not completed: hidden from readers. */
+  txp?: true;
+}
+
+/** An outbox intent: written before the history insert of the version it names. */
+export interface OutboxDoc {
+  /** The history `_id` of the version. */
+  _id: string;
+  at: Date;
   tx?: string;
 }
 

@@ -63,6 +63,8 @@ export class SchemaValidators {
     const self = this;
     type Ctx = { instancePath: string };
     const keyword: SchemaValidateFunction = function (_s: boolean, data: Record<string, unknown>, _p: unknown, cxt?: Ctx): boolean {
+      // Not an object: the `type` keyword reports it (with allErrors, keywords still run).
+      if (data === null || typeof data !== 'object' || Array.isArray(data)) return true;
       const at = cxt?.instancePath ?? '';
       const type = data.resourceType;
       const fail = (code: IssueCode, messageCode: string, message: string): boolean => {
@@ -93,37 +95,40 @@ export class SchemaValidators {
 
 type KeywordFn = SchemaValidateFunction;
 
-/** Choice elements (one variant at most, exactly one when required) and required primitives. */
+/**
+ * Choice elements (one variant at most, exactly one when required) and required primitives. Runs on
+ * every object of a definition that has such rules, so the passing path allocates nothing.
+ */
 function elementRulesKeyword(allErrors: boolean): KeywordFn {
   const present = (obj: Record<string, unknown>, p: string): boolean => obj[p] !== undefined || obj[`_${p}`] !== undefined;
   const fn = function (rules: ElementRules, obj: Record<string, unknown>): boolean {
-    if (obj === null || typeof obj !== 'object') return true;
-    const errors: Partial<ErrorObject>[] = [];
+    if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return true;
+    let errors: Partial<ErrorObject>[] | undefined;
     const add = (code: IssueCode, messageCode: string, message: string, property?: string): boolean => {
-      errors.push({ keyword: 'fhirElementRules', params: { code, messageCode, message, property } });
+      (errors ??= []).push({ keyword: 'fhirElementRules', params: { code, messageCode, message, property } });
       return allErrors;
     };
-    let go = true;
-    for (const group of rules.choices ?? []) {
-      const used = group.filter((p) => present(obj, p));
-      if (used.length > 1) go = add('structure', 'MSG_CHOICE_CONFLICT', `Only one of ${used.join(', ')} may be present`, used[1]);
-      if (!go) break;
-    }
-    for (const group of go ? (rules.requiredChoices ?? []) : []) {
-      if (!group.some((p) => present(obj, p))) {
-        const base = commonPrefix(group);
-        go = add('required', 'MSG_REQUIRED_ELEMENT', `Missing required element '${base}[x]' (one of ${group.join(', ')})`);
-        if (!go) break;
+    check: {
+      for (const group of rules.choices ?? []) {
+        let count = 0;
+        for (const p of group) if (present(obj, p)) count++;
+        if (count > 1) {
+          const used = group.filter((p) => present(obj, p));
+          if (!add('structure', 'MSG_CHOICE_CONFLICT', `Only one of ${used.join(', ')} may be present`, used[1])) break check;
+        }
       }
-    }
-    for (const p of go ? (rules.requiredPrimitives ?? []) : []) {
-      if (!present(obj, p)) {
-        go = add('required', 'MSG_REQUIRED_ELEMENT', `Missing required element '${p}'`, p);
-        if (!go) break;
+      for (const group of rules.requiredChoices ?? []) {
+        if (group.some((p) => present(obj, p))) continue;
+        const message = `Missing required element '${commonPrefix(group)}[x]' (one of ${group.join(', ')})`;
+        if (!add('required', 'MSG_REQUIRED_ELEMENT', message)) break check;
+      }
+      for (const p of rules.requiredPrimitives ?? []) {
+        if (present(obj, p)) continue;
+        if (!add('required', 'MSG_REQUIRED_ELEMENT', `Missing required element '${p}'`, p)) break check;
       }
     }
     fn.errors = errors;
-    return errors.length === 0;
+    return errors === undefined;
   } as KeywordFn;
   return fn;
 }
@@ -133,7 +138,7 @@ function invariantsKeyword(allErrors: boolean) {
   return (defName: string): DataValidateFunction => {
     const invariants = INVARIANTS[defName] ?? [];
     const fn: DataValidateFunction = function (data: Record<string, unknown>): boolean {
-      if (data === null || typeof data !== 'object') return true;
+      if (data === null || typeof data !== 'object' || Array.isArray(data)) return true;
       let errors: Partial<ErrorObject>[] | undefined;
       for (const inv of invariants) {
         if (inv.holds(data)) continue;
@@ -154,22 +159,33 @@ function commonPrefix(names: string[]): string {
 }
 
 /**
- * Narrative xhtml: a `<div>` in the XHTML namespace without active content (txt-1, txt-2). A full
- * XHTML parse is out of proportion for the write path; this refuses what makes narrative dangerous.
+ * Narrative xhtml: a `<div>` in the XHTML namespace without active content (txt-1). A full XHTML
+ * parse is out of proportion for the write path; this refuses what makes narrative dangerous:
+ * script-like elements, event-handler attributes and javascript: URLs. Tags are scanned one by one
+ * (`[^<>]*` cannot run past the next tag), so the cost stays linear in the size of the narrative.
  */
-const ACTIVE_CONTENT = /<\s*(script|iframe|object|embed|form|style|link|meta|base)\b|\son[a-z]+\s*=|javascript:/i;
-function xhtmlKeyword(this: unknown, _s: boolean, div: string): boolean {
-  const fn = xhtmlKeyword as KeywordFn;
-  const fail = (message: string): boolean => {
-    fn.errors = [{ keyword: 'fhirXhtml', params: { code: 'value', messageCode: 'MSG_INVALID_NARRATIVE', message } }];
-    return false;
-  };
-  if (typeof div !== 'string') return true;
-  if (!/^\s*<div[\s>]/.test(div) || !/^\s*<div\b[^>]*\bxmlns\s*=\s*["']http:\/\/www\.w3\.org\/1999\/xhtml["']/.test(div)) {
-    return fail('Narrative must be a <div> in the XHTML namespace (xmlns="http://www.w3.org/1999/xhtml")');
+const TAG = /<[^<>]*>/g;
+const ACTIVE_ELEMENT = /^<\s*\/?\s*(script|iframe|frame|object|embed|applet|form|style|link|meta|base)\b/i;
+const ACTIVE_ATTRIBUTE = /\son[a-z]+\s*=|=\s*["']?\s*(javascript|vbscript|data):/i;
+const XHTML_DIV = /^\s*<div\s[^<>]*\bxmlns\s*=\s*["']http:\/\/www\.w3\.org\/1999\/xhtml["']/;
+
+export function narrativeProblem(div: string): string | undefined {
+  if (!XHTML_DIV.test(div)) return 'Narrative must be a <div> in the XHTML namespace (xmlns="http://www.w3.org/1999/xhtml")';
+  for (const [tag] of div.matchAll(TAG)) {
+    if (ACTIVE_ELEMENT.test(tag) || ACTIVE_ATTRIBUTE.test(tag)) {
+      return `Narrative must not contain scripts, frames, forms, styles or event handlers (${tag.slice(0, 40)})`;
+    }
   }
-  if (ACTIVE_CONTENT.test(div)) return fail('Narrative must not contain scripts, forms, styles or event handlers');
-  return true;
+  return undefined;
+}
+
+function xhtmlKeyword(_s: boolean, div: unknown): boolean {
+  const fn = xhtmlKeyword as KeywordFn;
+  if (typeof div !== 'string') return true;
+  const problem = narrativeProblem(div);
+  if (!problem) return true;
+  fn.errors = [{ keyword: 'fhirXhtml', params: { code: 'value', messageCode: 'MSG_INVALID_NARRATIVE', message: problem } }];
+  return false;
 }
 
 const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
