@@ -25,7 +25,12 @@ export interface OwnerDoc {
   updatedAt: Date;
 }
 
-/** Runtime state of one Subscription; also the unit of work that delivery workers lease. */
+/**
+ * What we know of one Subscription, written only when its versions commit (onCommitted).
+ * Delivery progress lives apart (RuntimeDoc), written only by the lease holder: FerretDB applies
+ * updates as read-modify-write of the whole document, so two writers of one document could
+ * silently undo each other's fields.
+ */
 export interface StateDoc {
   _id: string;
   spec: SubscriptionSpec;
@@ -35,19 +40,36 @@ export interface StateDoc {
   deleted: boolean;
   principal: StoredPrincipal;
   secrets: SigningSecret[];
-  /** A handshake (rest-hook) or activation (websocket) is due. */
-  handshakePending: boolean;
-  /** Pending notification rows may exist; cleared only when workSeq did not move meanwhile. */
-  hasWork: boolean;
-  workSeq: number;
+  /** Version that asked for a handshake (status requested); 0 when none was ever asked. */
+  handshakeVid: number;
+  updatedAt: Date;
+}
+
+/** Delivery progress of one Subscription; written only by the holder of its lease. */
+export interface RuntimeDoc {
+  _id: string;
+  failures: number;
   nextAttemptAt: Date;
   nextHeartbeatAt?: Date;
-  failures: number;
+  /** Last Subscription version whose handshake succeeded / was attempted. */
+  handshakeDoneVid: number;
+  handshakeTriedVid: number;
   lastError?: string;
   lastDeliveredAt?: Date;
-  leaseOwner?: string;
-  leaseUntil: Date;
-  updatedAt: Date;
+}
+
+/**
+ * Leases form a chain per subscription (`<sub>:<n>`): taking over means inserting link n+1,
+ * which the unique _id lets exactly one contender do. Conditional updates are not enough on
+ * FerretDB (they are not atomic there); unique-key inserts are.
+ */
+export interface LeaseDoc {
+  _id: string;
+  sub: string;
+  n: number;
+  owner: string;
+  until: Date;
+  released?: boolean;
 }
 
 export type RowState = 'pending' | 'delivered' | 'expired';
@@ -96,6 +118,8 @@ export interface Collections {
   owners: Collection<OwnerDoc>;
   pendingOwners: Collection<PendingOwnerDoc>;
   state: Collection<StateDoc>;
+  runtime: Collection<RuntimeDoc>;
+  leases: Collection<LeaseDoc>;
   rows: Collection<NotificationRow>;
   tokens: Collection<TokenDoc>;
   meta: Collection<MetaDoc>;
@@ -106,6 +130,8 @@ export function collections(db: Db): Collections {
     owners: db.collection<OwnerDoc>('sub_owner'),
     pendingOwners: db.collection<PendingOwnerDoc>('sub_owner_pending'),
     state: db.collection<StateDoc>('sub_state'),
+    runtime: db.collection<RuntimeDoc>('sub_runtime'),
+    leases: db.collection<LeaseDoc>('sub_leases'),
     rows: db.collection<NotificationRow>('sub_notifications'),
     tokens: db.collection<TokenDoc>('sub_ws_tokens'),
     meta: db.collection<MetaDoc>('sub_meta'),
@@ -116,8 +142,8 @@ export async function ensureIndexes(c: Collections): Promise<void> {
   // The unique (sub, num) index is what makes numbering safe when two writers race.
   await c.rows.createIndex({ sub: 1, num: 1 }, { unique: true, name: 'sub_num' });
   await c.rows.createIndex({ sub: 1, state: 1, num: 1 }, { name: 'sub_state_num' });
-  await c.state.createIndex({ hasWork: 1, nextAttemptAt: 1 }, { name: 'due_work' });
-  await c.state.createIndex({ nextHeartbeatAt: 1 }, { name: 'due_heartbeat' });
+  await c.rows.createIndex({ state: 1, sub: 1 }, { name: 'state_sub' });
+  await c.leases.createIndex({ sub: 1, n: -1 }, { name: 'sub_n' });
   await c.pendingOwners.createIndex({ hash: 1, createdAt: 1 }, { name: 'hash_created' });
 }
 

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Resource } from 'fhir/r4';
-import type { Db, Filter } from 'mongodb';
+import type { Db } from 'mongodb';
 import type pino from 'pino';
 import type { HistoryDoc } from '../resources/types';
 import { backoffDelay } from './backoff';
 import { notificationBundle, type EventForBundle } from './bundle';
-import { EPOCH, type Collections, type NotificationRow, type StateDoc } from './collections';
+import { EPOCH, isDuplicateKey, type Collections, type NotificationRow, type RuntimeDoc, type StateDoc } from './collections';
 import type { NotificationType, SubscriptionStatusCode } from './constants';
 import { SIGNATURE_HEADER } from './constants';
 import type { NotificationLog } from './numbering';
@@ -28,10 +28,21 @@ export interface DeliveryContext {
 
 type Outcome = { ok: true } | { ok: false; error: string };
 
+/** Runtime of a subscription nobody has delivered for yet. */
+function freshRuntime(id: string): RuntimeDoc {
+  return { _id: id, failures: 0, nextAttemptAt: EPOCH, handshakeDoneVid: 0, handshakeTriedVid: 0 };
+}
+
+interface Lease {
+  sub: string;
+  n: number;
+}
+
 /**
- * Delivery workers: claim one subscription at a time with a lease in MongoDB, then do what is
- * due for it (handshake, pending notifications in event-number order, heartbeat) and release.
- * Any number of instances can run these; the lease makes one of them deliver a given subscription.
+ * Delivery workers. A subscription is worked on by whoever holds its lease (see LeaseDoc); the
+ * holder does what is due (handshake, pending notifications in event-number order, heartbeat)
+ * and records progress in the subscription's runtime document, which only it writes. Pending
+ * notification rows are the work list, so nothing depends on a flag or on one process's memory.
  */
 export class DeliveryWorker {
   private readonly owner = randomUUID();
@@ -40,20 +51,21 @@ export class DeliveryWorker {
   private stopped = true;
   private kicked = new Set<string>();
   private draining?: Promise<void>;
-  private idle?: Promise<void>;
+  private sweeping?: Promise<void>;
 
   constructor(private readonly ctx: DeliveryContext) {}
 
   start(): void {
     this.stopped = false;
-    this.timer = setInterval(() => void this.sweep(), this.ctx.opts.pollMs);
+    this.timer = setInterval(() => this.sweep(), this.ctx.opts.pollMs);
     this.timer.unref();
+    this.sweep();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
-    await Promise.all([this.draining, this.idle]);
+    await Promise.all([this.draining, this.sweeping]);
     while (this.running > 0) await new Promise((r) => setTimeout(r, 10));
   }
 
@@ -68,132 +80,167 @@ export class DeliveryWorker {
     while (this.kicked.size > 0 && !this.stopped) {
       const ids = [...this.kicked];
       this.kicked.clear();
-      await Promise.all(ids.map((id) => this.claimAndRun({ _id: id })));
+      await Promise.all(ids.map((id) => this.tryWork(id).catch((e: unknown) => this.ctx.logger.warn({ err: e, subscription: id }, 'delivery failed'))));
     }
   }
 
-  /** Looks for due work (retries, heartbeats, other instances' leftovers, expired leases). */
-  private async sweep(): Promise<void> {
-    if (this.stopped || this.idle) return;
-    this.idle = (async () => {
-      try {
-        for (let i = 0; i < 100 && !this.stopped; i++) {
-          const found = await this.claimAndRun(this.dueFilter());
-          if (!found) break;
-        }
-      } catch (e) {
-        this.ctx.logger.warn({ err: e }, 'subscription sweep failed');
+  /** Finds subscriptions with something due (including other instances' leftovers) and works on them. */
+  private sweep(): void {
+    if (this.stopped || this.sweeping) return;
+    this.sweeping = (async () => {
+      const pending = await this.ctx.c.rows.distinct('sub', { state: 'pending' });
+      const others = await this.ctx.c.state
+        .find(
+          { deleted: false, $or: [{ status: { $in: ['requested', 'error'] } }, { 'spec.heartbeatSeconds': { $gt: 0 } }] },
+          { projection: { _id: 1 } },
+        )
+        .toArray();
+      const ids = [...new Set<string>([...pending, ...others.map((o) => o._id)])];
+      for (let i = 0; i < ids.length && !this.stopped; i += 16) {
+        await Promise.all(ids.slice(i, i + 16).map((id) => this.tryWork(id)));
       }
-    })().finally(() => (this.idle = undefined));
+    })()
+      .catch((e: unknown) => this.ctx.logger.warn({ err: e }, 'subscription sweep failed'))
+      .finally(() => (this.sweeping = undefined));
   }
 
-  private dueFilter(): Filter<StateDoc> {
+  private async acquire(sub: string): Promise<Lease | undefined> {
+    const top = await this.ctx.c.leases.find({ sub }).sort({ n: -1 }).limit(1).next();
     const now = this.ctx.now();
-    const bound = this.ctx.hub.boundIds();
-    const restHook = { 'spec.channelType': 'rest-hook' as const };
-    return {
-      $or: [
-        { handshakePending: true, nextAttemptAt: { $lte: now } },
-        { hasWork: true, nextAttemptAt: { $lte: now }, ...restHook },
-        { hasWork: true, nextAttemptAt: { $lte: now }, _id: { $in: bound } },
-        { nextHeartbeatAt: { $lte: now }, ...restHook },
-        { nextHeartbeatAt: { $lte: now }, _id: { $in: bound } },
-      ],
-    };
+    if (top && !top.released && top.until > now) return undefined;
+    const n = (top?.n ?? 0) + 1;
+    try {
+      await this.ctx.c.leases.insertOne({ _id: `${sub}:${n}`, sub, n, owner: this.owner, until: new Date(now.getTime() + this.ctx.opts.leaseMs) });
+    } catch (e) {
+      if (isDuplicateKey(e)) return undefined; // someone else took link n
+      throw e;
+    }
+    if (n > 2) void this.ctx.c.leases.deleteMany({ sub, n: { $lt: n - 1 } }).catch(() => undefined);
+    return { sub, n };
   }
 
-  /** Claims one matching subscription (lease) and works on it. Returns whether one was claimed. */
-  private async claimAndRun(filter: Filter<StateDoc>): Promise<boolean> {
-    const now = this.ctx.now();
-    const state = await this.ctx.c.state.findOneAndUpdate(
-      { ...filter, deleted: false, status: { $ne: 'off' }, leaseUntil: { $lt: now } },
-      { $set: { leaseOwner: this.owner, leaseUntil: new Date(now.getTime() + this.ctx.opts.leaseMs) } },
-      { returnDocument: 'after' },
-    );
-    if (!state) return false;
+  /** Whether our link is still the newest (a slow holder whose lease expired must stop). */
+  private async stillMine(l: Lease): Promise<boolean> {
+    const top = await this.ctx.c.leases.find({ sub: l.sub }).sort({ n: -1 }).limit(1).next();
+    return top?.n === l.n && top.until > this.ctx.now();
+  }
+
+  private async release(l: Lease): Promise<void> {
+    await this.ctx.c.leases.updateOne({ _id: `${l.sub}:${l.n}` }, { $set: { released: true } }).catch((e: unknown) => this.ctx.logger.warn({ err: e }, 'lease release failed'));
+  }
+
+  /** Takes the lease if free, does what is due, releases. */
+  private async tryWork(id: string): Promise<void> {
+    const state = await this.ctx.c.state.findOne({ _id: id });
+    if (!state || state.deleted || state.status === 'off') return;
+    const rt = (await this.ctx.c.runtime.findOne({ _id: id })) ?? freshRuntime(id);
+    if (!(await this.isDue(state, rt))) return;
+    const lease = await this.acquire(id);
+    if (!lease) return;
     this.running++;
     try {
-      await this.work(state);
+      // Re-read after taking the lease: the previous holder may have progressed meanwhile.
+      const fresh = (await this.ctx.c.runtime.findOne({ _id: id })) ?? freshRuntime(id);
+      await this.work(state, fresh, lease);
     } catch (e) {
-      this.ctx.logger.error({ err: e, subscription: state._id }, 'subscription delivery failed unexpectedly');
+      this.ctx.logger.error({ err: e, subscription: id }, 'subscription delivery failed unexpectedly');
     } finally {
       this.running--;
-      await this.ctx.c.state
-        .updateOne({ _id: state._id, leaseOwner: this.owner }, { $set: { leaseUntil: EPOCH } })
-        .catch((e: unknown) => this.ctx.logger.warn({ err: e }, 'lease release failed'));
+      await this.release(lease);
     }
-    return true;
   }
 
-  private async work(state: StateDoc): Promise<void> {
+  private canPush(s: StateDoc): boolean {
+    return s.spec.channelType === 'rest-hook' || this.ctx.hub.isBound(s._id);
+  }
+
+  private handshakeDue(s: StateDoc, rt: RuntimeDoc, now: Date): boolean {
+    return s.handshakeVid > rt.handshakeDoneVid && (rt.handshakeTriedVid !== s.handshakeVid || rt.nextAttemptAt <= now);
+  }
+
+  private async isDue(s: StateDoc, rt: RuntimeDoc): Promise<boolean> {
     const now = this.ctx.now();
-    if (state.handshakePending && state.nextAttemptAt <= now) {
-      if (!(await this.handshake(state))) return;
-      state.handshakePending = false;
+    if (this.handshakeDue(s, rt, now)) return true;
+    if (!this.canPush(s)) return false;
+    if (s.spec.heartbeatSeconds && (rt.nextHeartbeatAt ?? EPOCH) <= now) return true;
+    return rt.nextAttemptAt <= now && (await this.ctx.c.rows.countDocuments({ sub: s._id, state: 'pending' }, { limit: 1 })) > 0;
+  }
+
+  private async saveRuntime(rt: RuntimeDoc): Promise<void> {
+    await this.ctx.c.runtime.replaceOne({ _id: rt._id }, rt, { upsert: true });
+  }
+
+  private async work(s: StateDoc, rt: RuntimeDoc, lease: Lease): Promise<void> {
+    if (this.handshakeDue(s, rt, this.ctx.now())) {
+      if (!(await this.handshake(s, rt))) return;
     }
-    if (state.hasWork && state.nextAttemptAt <= now) {
-      if (!(await this.deliverPending(state))) return;
+    if (rt.nextAttemptAt <= this.ctx.now() && this.canPush(s)) {
+      if (!(await this.deliverPending(s, rt, lease))) return;
     }
-    if (state.nextHeartbeatAt && state.nextHeartbeatAt <= this.ctx.now()) await this.heartbeat(state);
+    if (s.spec.heartbeatSeconds && this.canPush(s)) {
+      if (!rt.nextHeartbeatAt) {
+        rt.nextHeartbeatAt = new Date(this.ctx.now().getTime() + s.spec.heartbeatSeconds * 1000);
+        await this.saveRuntime(rt);
+      } else if (rt.nextHeartbeatAt <= this.ctx.now()) await this.heartbeat(s, rt);
+    }
   }
 
   private isWebsocket(s: StateDoc): boolean {
     return s.spec.channelType === 'websocket';
   }
 
-  private async handshake(s: StateDoc): Promise<boolean> {
+  private async handshake(s: StateDoc, rt: RuntimeDoc): Promise<boolean> {
+    rt.handshakeTriedVid = s.handshakeVid;
     // A websocket has no endpoint to probe: the handshake goes to each client when it binds.
     if (!this.isWebsocket(s)) {
       const r = await this.postNotification(s, 'handshake', []);
       if (!r.ok) {
-        await this.failed(s, r.error, []);
+        await this.failed(s, rt, r.error, []);
         return false;
       }
     }
-    await this.ctx.c.state.updateOne({ _id: s._id }, { $set: { handshakePending: false, failures: 0 }, $unset: { lastError: '' } });
-    s.failures = 0;
-    if (s.status !== 'active') await this.ctx.setStatus(s._id, 'active');
+    rt.handshakeDoneVid = s.handshakeVid;
+    rt.failures = 0;
+    delete rt.lastError;
+    await this.saveRuntime(rt);
+    await this.ctx.setStatus(s._id, 'active');
     s.status = 'active';
     return true;
   }
 
-  private async heartbeat(s: StateDoc): Promise<void> {
-    const next = new Date(this.ctx.now().getTime() + (s.spec.heartbeatSeconds ?? 60) * 1000);
+  private async heartbeat(s: StateDoc, rt: RuntimeDoc): Promise<void> {
     if (this.isWebsocket(s)) {
       await this.ctx.hub.send(s._id, JSON.stringify(await this.bundle(s, 'heartbeat', [])));
     } else {
       const r = await this.postNotification(s, 'heartbeat', []);
       if (!r.ok) {
-        await this.failed(s, r.error, []);
+        await this.failed(s, rt, r.error, []);
         return;
       }
     }
-    await this.ctx.c.state.updateOne({ _id: s._id }, { $set: { nextHeartbeatAt: next } });
+    rt.nextHeartbeatAt = new Date(this.ctx.now().getTime() + (s.spec.heartbeatSeconds ?? 60) * 1000);
+    await this.saveRuntime(rt);
   }
 
   /** Delivers pending rows in event-number order until none is left or one fails. */
-  private async deliverPending(s: StateDoc): Promise<boolean> {
+  private async deliverPending(s: StateDoc, rt: RuntimeDoc, lease: Lease): Promise<boolean> {
     const batch = Math.max(1, Math.min(s.spec.maxCount, this.ctx.opts.maxEventsPerNotification));
     for (let round = 0; round < 1000 && !this.stopped; round++) {
-      const seq = (await this.ctx.c.state.findOne({ _id: s._id }, { projection: { workSeq: 1 } }))?.workSeq ?? s.workSeq;
+      if (round > 0 && round % 20 === 0 && !(await this.stillMine(lease))) return false;
       const rows = await this.ctx.c.rows.find({ sub: s._id, state: 'pending' }).sort({ num: 1 }).limit(batch).toArray();
-      if (rows.length === 0) {
-        // Only clear the flag if no new rows were recorded since we looked (workSeq unchanged).
-        await this.ctx.c.state.updateOne({ _id: s._id, workSeq: seq }, { $set: { hasWork: false } });
-        return true;
-      }
+      if (rows.length === 0) return true;
       if (this.isWebsocket(s)) {
         if (!(await this.sendWebsocket(s, rows))) return false;
       } else {
         const r = await this.postNotification(s, 'event-notification', rows);
         if (!r.ok) {
-          await this.failed(s, r.error, rows);
+          await this.failed(s, rt, r.error, rows);
           return false;
         }
       }
       const now = this.ctx.now();
       await this.ctx.c.rows.updateMany({ _id: { $in: rows.map((r) => r._id) } }, { $set: { state: 'delivered', deliveredAt: now }, $inc: { attempts: 1 } });
-      await this.succeeded(s);
+      await this.succeeded(s, rt);
     }
     return true;
   }
@@ -205,14 +252,19 @@ export class DeliveryWorker {
     return sent > 0;
   }
 
-  private async succeeded(s: StateDoc): Promise<void> {
+  private async succeeded(s: StateDoc, rt: RuntimeDoc): Promise<void> {
     const now = this.ctx.now();
-    const set: Partial<StateDoc> = { failures: 0, lastDeliveredAt: now };
-    if (s.spec.heartbeatSeconds) set.nextHeartbeatAt = new Date(now.getTime() + s.spec.heartbeatSeconds * 1000);
-    await this.ctx.c.state.updateOne({ _id: s._id }, { $set: set, $unset: { lastError: '' } });
-    const wasFailing = s.failures > 0 || s.status === 'error';
-    s.failures = 0;
-    if (wasFailing && s.status === 'error') {
+    const wasFailing = rt.failures > 0 || s.status === 'error';
+    rt.lastDeliveredAt = now;
+    if (s.spec.heartbeatSeconds) rt.nextHeartbeatAt = new Date(now.getTime() + s.spec.heartbeatSeconds * 1000);
+    if (wasFailing || rt.lastError) {
+      rt.failures = 0;
+      delete rt.lastError;
+      rt.nextAttemptAt = EPOCH;
+    }
+    // Saving after every success would double the cost per event; progress is in the rows anyway.
+    if (wasFailing || s.spec.heartbeatSeconds) await this.saveRuntime(rt);
+    if (s.status === 'error') {
       await this.ctx.setStatus(s._id, 'active');
       s.status = 'active';
     }
@@ -222,10 +274,10 @@ export class DeliveryWorker {
    * Records a failed attempt: back-off with jitter, `error` status after repeated failures, and
    * rows older than the retry window given up for push (they stay available through $events).
    */
-  private async failed(s: StateDoc, error: string, rows: NotificationRow[]): Promise<void> {
+  private async failed(s: StateDoc, rt: RuntimeDoc, error: string, rows: NotificationRow[]): Promise<void> {
     const now = this.ctx.now();
-    const failures = s.failures + 1;
-    const delay = backoffDelay(failures, this.ctx.opts.backoffBaseMs, this.ctx.opts.backoffMaxMs);
+    rt.failures += 1;
+    const delay = backoffDelay(rt.failures, this.ctx.opts.backoffBaseMs, this.ctx.opts.backoffMaxMs);
     if (rows.length) {
       await this.ctx.c.rows.updateMany({ _id: { $in: rows.map((r) => r._id) } }, { $inc: { attempts: 1 } });
       const expired = rows.filter((r) => now.getTime() - r.createdAt.getTime() >= this.ctx.opts.retryForMs).map((r) => r._id);
@@ -234,13 +286,11 @@ export class DeliveryWorker {
         this.ctx.logger.warn({ subscription: s._id, count: expired.length }, 'notifications gave up after the retry window');
       }
     }
-    await this.ctx.c.state.updateOne(
-      { _id: s._id },
-      { $set: { failures, lastError: error, nextAttemptAt: new Date(now.getTime() + delay) } },
-    );
-    s.failures = failures;
-    this.ctx.logger.info({ subscription: s._id, failures, retryInMs: delay, error }, 'notification delivery failed');
-    if (failures >= this.ctx.opts.errorAfterFailures && s.status !== 'error') {
+    rt.lastError = error;
+    rt.nextAttemptAt = new Date(now.getTime() + delay);
+    await this.saveRuntime(rt);
+    this.ctx.logger.info({ subscription: s._id, failures: rt.failures, retryInMs: delay, error }, 'notification delivery failed');
+    if (rt.failures >= this.ctx.opts.errorAfterFailures && s.status !== 'error') {
       await this.ctx.setStatus(s._id, 'error', error);
       s.status = 'error';
     }

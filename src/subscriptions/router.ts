@@ -93,7 +93,7 @@ export function subscriptionRouter(ctx: RouterContext): express.Router {
       eventsSinceStart: await ctx.log.lastNumber(sub.id!),
       events: [],
       content: 'empty',
-      error: state?.lastError,
+      error: (await ctx.c.runtime.findOne({ _id: sub.id! }))?.lastError,
     });
   }
 

@@ -9,7 +9,7 @@ import type pino from 'pino';
 import type { AccessPolicy, Principal } from '../auth/types';
 import type { Config } from '../config';
 import type { CurrentDoc, HistoryDoc } from '../resources/types';
-import { collections, ensureIndexes, EPOCH, fingerprint, isDuplicateKey, type Collections, type OwnerDoc, type SigningSecret, type StateDoc, type StoredPrincipal } from './collections';
+import { collections, ensureIndexes, fingerprint, isDuplicateKey, type Collections, type OwnerDoc, type SigningSecret, type StateDoc, type StoredPrincipal } from './collections';
 import { EXT, type SubscriptionStatusCode } from './constants';
 import { DeliveryWorker } from './delivery';
 import { DefinitionIndex, deriveObservationInterpretation, stripDerived } from './interpretation';
@@ -87,7 +87,7 @@ export class SubscriptionService {
   private shippedDefs: ObservationDefinition[];
   private definitions: DefinitionIndex;
   private generation = -1;
-  /** Subscription ids whose next write is our own status change, not a client's. */
+  /** Our own status changes in flight (fingerprints): told apart from a client's concurrent write by content. */
   private internalWrites = new Set<string>();
   private refreshTimer?: NodeJS.Timeout;
 
@@ -241,7 +241,7 @@ export class SubscriptionService {
   }
 
   private async beforeSubscriptionWrite(principal: Principal, incoming: Subscription, previous?: Subscription): Promise<Subscription> {
-    if (incoming.id && this.internalWrites.has(incoming.id)) return incoming;
+    if (incoming.id && this.internalWrites.has(fingerprint(incoming))) return incoming;
     const { resource, secret } = takeSigningSecret(incoming);
     const spec = parseSubscription(resource, { criteria: this.deps.criteria, topic: (u) => this.topics.get(u) });
     for (const f of spec.filters) {
@@ -364,9 +364,8 @@ export class SubscriptionService {
     }
     if (bySub.size === 0) return;
     await Promise.all([...bySub].map(([sub, rows]) => this.log.record(sub, rows)));
-    const ids = [...bySub.keys()];
-    await this.c.state.updateMany({ _id: { $in: ids } }, { $set: { hasWork: true }, $inc: { workSeq: 1 } });
-    this.worker.kick(ids);
+    // The rows are the work: a local kick delivers now, other instances find them when they sweep.
+    this.worker.kick(bySub.keys());
   }
 
   private async syncSubscription(ev: CommittedEvent): Promise<void> {
@@ -374,7 +373,7 @@ export class SubscriptionService {
     const existing = await this.c.state.findOne({ _id: ev.id });
     if (existing && existing.resourceVid >= ev.vid) return; // a replay of something already applied
     if (ev.method === 'DELETE' || !ev.resource) {
-      if (existing) await this.c.state.updateOne({ _id: ev.id }, { $set: { deleted: true, status: 'off', hasWork: false, resourceVid: ev.vid, updatedAt: now } });
+      if (existing) await this.c.state.updateOne({ _id: ev.id }, { $set: { deleted: true, status: 'off', resourceVid: ev.vid, updatedAt: now } });
       this.indexState({ _id: ev.id, spec: existing?.spec as SubscriptionSpec, principal: existing?.principal as StoredPrincipal, status: 'off', deleted: true });
       await this.bumpGeneration();
       return;
@@ -390,56 +389,46 @@ export class SubscriptionService {
     const owner = (await this.c.owners.findOne({ _id: ev.id })) ?? (await this.claimPendingOwner(ev.resource as Subscription));
     // Without a recorded writer nothing is readable: notifications would carry nothing.
     const principal: StoredPrincipal = owner?.principal ?? { clientId: 'unknown', scopes: [] };
-    const handshakePending = spec.status === 'requested';
-    const set: Partial<StateDoc> = {
+    const handshakeVid = spec.status === 'requested' ? ev.vid : (existing?.handshakeVid ?? 0);
+    const doc: StateDoc = {
+      _id: ev.id,
       spec,
       resourceVid: ev.vid,
       status: spec.status,
       deleted: false,
       principal,
       secrets: owner?.secrets ?? [],
-      handshakePending,
+      handshakeVid,
       updatedAt: now,
     };
-    if (handshakePending) {
-      set.nextAttemptAt = now;
-      set.failures = 0;
-    }
-    if (spec.heartbeatSeconds) set.nextHeartbeatAt = new Date(now.getTime() + spec.heartbeatSeconds * 1000);
     try {
-      await this.c.state.updateOne(
-        { _id: ev.id, resourceVid: existing ? existing.resourceVid : { $exists: false } } as never,
-        {
-          $set: set,
-          $setOnInsert: { hasWork: false, workSeq: 0, leaseUntil: EPOCH, ...(handshakePending ? {} : { failures: 0, nextAttemptAt: now }) },
-          ...(spec.heartbeatSeconds ? {} : { $unset: { nextHeartbeatAt: '' } }),
-        },
-        { upsert: true },
-      );
+      // Only onCommitted writes this document, in commit order; the vid check drops stale replays.
+      if (existing) await this.c.state.replaceOne({ _id: ev.id, resourceVid: existing.resourceVid }, doc);
+      else await this.c.state.insertOne(doc);
     } catch (e) {
-      if (!isDuplicateKey(e)) throw e; // a racing writer applied a version first; the newer one wins
+      if (!isDuplicateKey(e)) throw e; // a racing replay inserted it first
     }
     this.indexState({ _id: ev.id, spec, principal, status: spec.status, deleted: false });
     await this.bumpGeneration();
-    if (handshakePending) this.worker.kick([ev.id]);
+    if (spec.status === 'requested') this.worker.kick([ev.id]);
   }
 
   /** Changes Subscription.status with a system-level write (a new version through the store). */
   private async setStatus(id: string, status: SubscriptionStatusCode, reason?: string): Promise<void> {
-    await this.c.state.updateOne({ _id: id }, { $set: { status } });
     const doc = await this.deps.db.collection<CurrentDoc>('Subscription').findOne({ _id: id, deleted: false });
     const current = doc?.res as Subscription | undefined;
     if (!current || current.status === status || current.status === 'off') return;
     const next: Subscription = { ...current, status };
     if (status === 'error' && reason) next.error = reason;
     else delete next.error;
-    this.internalWrites.add(id);
+    const mark = fingerprint(next);
+    this.internalWrites.add(mark);
     try {
       await this.deps.writeResource(next);
     } catch (e) {
       this.deps.logger.warn({ err: e, subscription: id, status }, 'could not record the Subscription status');
     } finally {
-      this.internalWrites.delete(id);
+      this.internalWrites.delete(mark);
     }
   }
 
