@@ -10,12 +10,15 @@ import { runAdmin, UsageError } from '../../../src/admin';
 import { AuthService } from '../../../src/auth';
 import { CLIENTS_COLLECTION } from '../../../src/auth/clients';
 import { loadConfig } from '../../../src/config';
-import { testCriteria } from '../../unit/auth/criteria-port';
+import { SearchService } from '../../../src/search/service';
 import { basic, makeKey } from './helpers';
 
 let client: MongoClient;
 let db: Db;
 const dir = mkdtempSync(path.join(os.tmpdir(), 'vigil-admin-'));
+
+const config = loadConfig({ BASE_URL: 'http://localhost:1/fhir' });
+const criteria = () => SearchService.create({ db, config, types: ['Patient', 'Device', 'Observation'] });
 
 async function admin(...argv: string[]): Promise<string[]> {
   const lines: string[] = [];
@@ -42,7 +45,7 @@ describe('admin clients', () => {
     expect(JSON.stringify(stored)).not.toContain(secret);
     expect(stored?.secretHash).toMatch(/^scrypt\$/);
 
-    const svc = await AuthService.create({ db, config: loadConfig({ BASE_URL: 'http://localhost:1/fhir' }), logger: pino({ level: 'silent' }), criteria: testCriteria });
+    const svc = await AuthService.create({ db, config, logger: pino({ level: 'silent' }), criteria: await criteria() });
     const app = express().use(svc.router());
     const r = await request(app).post('/auth/token').type('form').set('Authorization', basic('gw-9', secret)).send({ grant_type: 'client_credentials', scope: 'patient/Observation.c' });
     expect(r.status).toBe(200);
@@ -98,7 +101,7 @@ describe('admin clients', () => {
 
 describe('admin keys', () => {
   it('lists, rotates and removes signing keys, never the last one', async () => {
-    const svc = await AuthService.create({ db, config: loadConfig({ BASE_URL: 'http://localhost:1/fhir' }), logger: pino({ level: 'silent' }), criteria: testCriteria });
+    const svc = await AuthService.create({ db, config, logger: pino({ level: 'silent' }), criteria: await criteria() });
     await svc.close();
     const before = await admin('keys', 'list');
     expect(before).toHaveLength(1);
