@@ -166,7 +166,7 @@ function commonPrefix(names: string[]): string {
  */
 const TAG = /<[^<>]*>/g;
 const ACTIVE_ELEMENT = /^<\s*\/?\s*(script|iframe|frame|object|embed|applet|form|style|link|meta|base)\b/i;
-const ACTIVE_ATTRIBUTE = /\son[a-z]+\s*=|=\s*["']?\s*(javascript|vbscript|data):/i;
+const ACTIVE_ATTRIBUTE = /\son[a-z]+\s*=|=\s*["']?\s*(javascript|vbscript):/i;
 const XHTML_DIV = /^\s*<div\s[^<>]*\bxmlns\s*=\s*["']http:\/\/www\.w3\.org\/1999\/xhtml["']/;
 
 export function narrativeProblem(div: string): string | undefined {

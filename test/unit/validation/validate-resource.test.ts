@@ -6,6 +6,7 @@ import {
   validateResource,
   type ValidateOptions,
 } from '../../../src/resources/validation';
+import { narrativeProblem } from '../../../src/resources/validation/compile';
 import { MAX_DEPTH } from '../../../src/resources/validation/json-rules';
 
 const TYPES = ['Patient', 'Device', 'Observation'];
@@ -310,6 +311,51 @@ describe('strings and numbers as R4 means them', () => {
     const e = rejection(o);
     expect(e.messageCode).toBe('MSG_UNKNOWN_ELEMENT');
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
+describe('narrative', () => {
+  const NS = 'xmlns="http://www.w3.org/1999/xhtml"';
+  test.each([
+    [`<div ${NS}><p>Heart rate <b>72</b> /min, on target = yes</p></div>`],
+    [`<div ${NS}><a href="http://example.org/x">link</a><img src="#pic" alt="x"/><span style="color:red">!</span></div>`],
+    [`  <div class="n" ${NS}>javascript: is just text here</div>`],
+  ])('%s is fine', (div) => {
+    expect(narrativeProblem(div)).toBeUndefined();
+  });
+
+  test.each([
+    ['<div><p>x</p></div>', 'XHTML namespace'],
+    ['<p xmlns="http://www.w3.org/1999/xhtml">x</p>', 'XHTML namespace'],
+    [`<div ${NS}><script>alert(1)</script></div>`, 'scripts'],
+    [`<div ${NS}><SCRIPT src="x"></SCRIPT></div>`, 'scripts'],
+    [`<div ${NS}><iframe src="http://x"></iframe></div>`, 'scripts'],
+    [`<div ${NS}><p onclick="x()">x</p></div>`, 'event handlers'],
+    [`<div ${NS}><a href=" javascript:alert(1)">x</a></div>`, 'scripts'],
+    [`<div ${NS}><style>p{}</style></div>`, 'styles'],
+  ])('%s is refused', (div, why) => {
+    expect(narrativeProblem(div)).toContain(why);
+  });
+
+  test('a hostile narrative of 200k "<" is answered (the scan is linear)', () => {
+    expect(narrativeProblem(`<div ${NS}>${'<'.repeat(200_000)}`)).toBeUndefined();
+  });
+});
+
+describe('$validate on garbage never throws', () => {
+  test.each([
+    ['contained null', { contained: [null] }],
+    ['contained string', { contained: ['x'] }],
+    ['contained array', { contained: [[{ resourceType: 'Device' }]] }],
+    ['valueQuantity null', { valueQuantity: null }],
+    ['extension items null', { extension: [null, 'x', 3] }],
+    ['code as array', { code: [{ text: 'x' }] }],
+    ['subject as number', { subject: 5 }],
+    ['text as string', { text: '<div/>' }],
+  ])('%s', (_n, patch) => {
+    const oo = validateOperation({ ...heartRate(), ...patch }, { mode: 'validate', allowedTypes: TYPES });
+    expect(oo.issue.length).toBeGreaterThan(0);
+    expect(oo.issue.every((i) => i.severity === 'error' && i.expression?.length === 1)).toBe(true);
   });
 });
 
