@@ -83,14 +83,17 @@ export class ClientAuthenticator {
     if (params.client_secret !== undefined) {
       throw new OAuthError(401, 'invalid_client', 'client_secret_post is not supported; use HTTP Basic (client_secret_basic)');
     }
-    if (usesBasic) return { client: await this.basic(authorization), method: 'client_secret_basic' };
+    if (usesBasic) return { client: await this.basic(authorization, params.client_id), method: 'client_secret_basic' };
     if (usesAssertion) return { client: await this.assertion(params), method: 'private_key_jwt' };
     throw new OAuthError(401, 'invalid_client', 'client authentication required (private_key_jwt or client_secret_basic)');
   }
 
-  private async basic(authorization: string | undefined): Promise<ClientDoc> {
+  private async basic(authorization: string | undefined, clientIdParam: string | undefined): Promise<ClientDoc> {
     const creds = parseBasic(authorization);
     if (!creds) throw new OAuthError(401, 'invalid_client', 'malformed HTTP Basic credentials', true);
+    if (clientIdParam !== undefined && clientIdParam !== creds.id) {
+      throw new OAuthError(400, 'invalid_request', 'client_id does not match the HTTP Basic credentials');
+    }
     const client = await this.clients.get(creds.id);
     // Always pay for one scrypt, so response time does not reveal which client ids exist.
     const ok = await verifySecret(creds.secret, client?.secretHash);
@@ -134,6 +137,7 @@ export class ClientAuthenticator {
       if ((claims.exp as number) > nowSec + MAX_ASSERTION_LIFETIME_SEC + CLOCK_SKEW_SEC) {
         throw new JwtError('exp must be at most five minutes in the future');
       }
+      if (typeof claims.iat === 'number' && claims.iat > nowSec + CLOCK_SKEW_SEC) throw new JwtError('iat is in the future');
       if (typeof claims.jti !== 'string' || !claims.jti || claims.jti.length > 256) throw new JwtError('jti is missing');
       // Recorded only after the signature checked out, so nobody can burn another client's jtis.
       const fresh = await this.replay.use(client._id, claims.jti, new Date(((claims.exp as number) + CLOCK_SKEW_SEC) * 1000));

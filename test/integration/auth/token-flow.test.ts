@@ -258,6 +258,7 @@ describe('backend services flow (private_key_jwt)', () => {
     ['an expired assertion', () => assertionBody(rsKey, 'rs-client', 'system/Observation.rs', { exp: Math.floor(Date.now() / 1000) - 120 }), /expired/],
     ['an assertion valid for too long', () => assertionBody(rsKey, 'rs-client', 'system/Observation.rs', { exp: Math.floor(Date.now() / 1000) + 900 }), /at most five minutes/],
     ['a not-yet-valid assertion', () => assertionBody(rsKey, 'rs-client', 'system/Observation.rs', { nbf: Math.floor(Date.now() / 1000) + 120 }), /not yet valid/],
+    ['an iat in the future', () => assertionBody(rsKey, 'rs-client', 'system/Observation.rs', { iat: Math.floor(Date.now() / 1000) + 600 }), /iat is in the future/],
     ['no exp', () => assertionBody(rsKey, 'rs-client', 'system/Observation.rs', { exp: undefined }), /no exp/],
     ['no jti', () => assertionBody(rsKey, 'rs-client', 'system/Observation.rs', { jti: undefined }), /jti is missing/],
     ['iss different from sub', () => assertionBody(rsKey, 'rs-client', 'system/Observation.rs', { sub: 'es-client' }), /iss and sub/],
@@ -388,6 +389,14 @@ describe('client_secret_basic', () => {
     expect(r.headers['www-authenticate']).toBe('Basic realm="vigil"');
     expect(r.body.error).toBe('invalid_client');
     expect(r.body.error_description).toMatch(reason);
+  });
+
+  it('refuses a client_id that contradicts the Basic credentials', async () => {
+    const r = await tokenFor({ grant_type: 'client_credentials', scope: 'patient/Observation.rs', client_id: 'hashed' }, basic('gw-1', GW_SECRET));
+    expect(r.status).toBe(400);
+    expect(r.body).toEqual({ error: 'invalid_request', error_description: 'client_id does not match the HTTP Basic credentials' });
+    const same = await tokenFor({ grant_type: 'client_credentials', scope: 'patient/Observation.rs', client_id: 'gw-1' }, basic('gw-1', GW_SECRET));
+    expect(same.status).toBe(200);
   });
 
   it('refuses two authentication methods at once', async () => {
