@@ -213,6 +213,10 @@ describe('patient/ scopes never reach another patient', () => {
     const del = await ctx.request.delete('/fhir/Observation/o3').set(as('gw'));
     const delMissing = await ctx.request.delete('/fhir/Observation/none').set(as('gw'));
     expect(del.status).toBe(delMissing.status);
+    const takeOver = await ctx.request.put('/fhir/Observation/o3').set(as('gw')).type(FHIR_JSON).send({ ...heartRate('p1', 1), id: 'o3' });
+    // Taking over an id used by another patient's resource is refused (the id's existence shows; its content does not).
+    expect(takeOver.status).toBe(403);
+    expect(JSON.stringify(takeOver.body)).not.toContain('p2');
     const moveOut = await ctx.request.put('/fhir/Observation/o1').set(as('gw')).type(FHIR_JSON).send({ ...heartRate('p2', 70), id: 'o1' });
     expect(moveOut.status).toBe(403);
     // o3 is untouched.
