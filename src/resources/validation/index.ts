@@ -69,10 +69,11 @@ export function isR4ResourceType(type: string): boolean {
  */
 export function validateResource(resource: unknown, opts: ValidateOptions): Resource {
   const { type, body } = checkEnvelope(resource, opts);
-  const issues = collectIssues(type, body, false);
-  if (issues.length > 0) {
+  const first = collectIssues(type, body, false);
+  if (first.length > 0) {
     // Only the failure path pays for a full report: the client gets every problem at once.
-    throw errorOfIssues(collectIssues(type, body, true).slice(0, MAX_ISSUES));
+    const all = collectIssues(type, body, true);
+    throw errorOfIssues((all.length > 0 ? all : first).slice(0, MAX_ISSUES));
   }
   return body as unknown as Resource;
 }
@@ -85,7 +86,8 @@ export function validateOperation(input: unknown, opts: ValidateOptions): Operat
   let resource = input;
   let mode = opts.mode;
   if (isObject(input) && input.resourceType === 'Parameters' && opts.expectedType !== 'Parameters') {
-    const params = (input as unknown as Parameters).parameter ?? [];
+    const raw = (input as unknown as Parameters).parameter;
+    const params = (Array.isArray(raw) ? raw : []).filter(isObject) as NonNullable<Parameters['parameter']>;
     resource = params.find((p) => p.name === 'resource')?.resource;
     const m = params.find((p) => p.name === 'mode')?.valueCode;
     if (m === 'create' || m === 'update') mode = m;

@@ -435,5 +435,9 @@ describe('$validate (validateOperation)', () => {
     expect(ok.issue[0].diagnostics).toBe('All OK');
     const empty = validateOperation({ resourceType: 'Parameters', parameter: [{ name: 'mode', valueCode: 'create' }] }, opts);
     expect(empty.issue[0].details?.coding?.[0].code).toBe('MSG_RESOURCE_REQUIRED');
+    for (const parameter of [null, 'x', [null, 3]]) {
+      const junk = validateOperation({ resourceType: 'Parameters', parameter }, opts);
+      expect(junk.issue[0].details?.coding?.[0].code).toBe('MSG_RESOURCE_REQUIRED');
+    }
   });
 });
