@@ -16,6 +16,9 @@ export const MAX_DEPTH = 100;
 
 export type Report = (issue: ValidationIssue) => boolean;
 
+/** Whitespace as R4 (and schema.ts) means it: ASCII only, so a no-break space is content. */
+const BLANK = /^[ \t\n\r\x0B\x0C]*$/;
+
 export function checkJsonRules(resource: Record<string, unknown>, rootType: string, report: Report): LocalRef[] {
   const path: (string | number)[] = [];
   const localRefs: LocalRef[] = [];
@@ -24,7 +27,7 @@ export function checkJsonRules(resource: Record<string, unknown>, rootType: stri
     return report({ code, messageCode, message: `${message} at ${expression}`, expression });
   };
 
-  const isBlank = (s: string): boolean => s.length === 0 || (s.trim().length === 0);
+  const isBlank = (s: string): boolean => BLANK.test(s);
 
   // Returns false when the caller should stop.
   const walkValue = (v: unknown, depth: number): boolean => {
