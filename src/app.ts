@@ -219,7 +219,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       stopped = true;
       await subs.stop();
       await outbox!.stop();
-      await audit.flush();
+      await audit.close();
       await auth?.close();
     },
   };

@@ -8,6 +8,20 @@ import type { Dispatcher } from './routes';
 import type { FhirRequest, FhirResponse } from './types';
 
 export const FHIR_JSON = 'application/fhir+json';
+
+/** The caller of public endpoints (metadata): may do nothing else. */
+const publicPrincipal: Principal = {
+  clientId: 'anonymous',
+  scopes: [],
+  policy: {
+    assertAllowed: (_i, type) => {
+      throw Errors.forbidden(`Anonymous callers may not access ${type}`, 'MSG_FORBIDDEN');
+    },
+    readFilter: () => ({ _id: { $in: [] } }),
+    canRead: () => false,
+    canWrite: () => false,
+  },
+};
 const JSON_TYPES = new Set(['application/fhir+json', 'application/json', 'application/json-patch+json']);
 
 /** What the edge reports to the audit trail for every request. */
@@ -136,7 +150,9 @@ export function fhirEdge(opts: EdgeOptions): RequestHandler {
       opts.onAccess?.({ principal, method: req.method, segments, status, patients, ip: req.ip, requestId, at: started });
     (async () => {
       type = negotiate(query.get('_format') ?? undefined, req.headers.accept);
-      principal = (res.locals.principal as Principal | undefined) ?? (await opts.authenticate(req.headers.authorization));
+      // The CapabilityStatement is public (clients read it to discover how to authenticate).
+      const isPublic = segments.length === 1 && segments[0] === 'metadata' && !req.headers.authorization;
+      principal = (res.locals.principal as Principal | undefined) ?? (isPublic ? publicPrincipal : await opts.authenticate(req.headers.authorization));
       res.locals.principal = principal;
       const method = req.method as FhirRequest['method'];
       if (!['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) {

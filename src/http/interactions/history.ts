@@ -68,6 +68,10 @@ export async function history(s: Services, req: FhirRequest, type?: string, id?:
       return `${base}?${q.toString()}`;
     },
   );
+  // Instance history of a resource the caller cannot see at all must not reveal it exists.
+  if (type && id && count > 0 && !page && !since && !at && (bundle.entry ?? []).length === 0) {
+    throw Errors.notFound(`${type}/${id} is not known`, 'MSG_NO_EXIST', [type]);
+  }
   if (count === 0) bundle.entry = [];
   return { status: 200, body: bundle, headers: {} };
 }
