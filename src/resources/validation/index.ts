@@ -140,7 +140,9 @@ function checkEnvelope(resource: unknown, opts: ValidateOptions): { type: string
   const body: Record<string, unknown> = { ...resource };
   if (opts.mode === 'update' || (opts.mode === 'validate' && opts.id !== undefined)) {
     if (opts.id === undefined) throw Errors.badRequest('Update needs the id from the URL', 'MSG_RESOURCE_ID_MISSING');
-    if (!ID.test(opts.id)) throw Errors.badRequest(`Invalid id '${opts.id}' in the URL`, 'MSG_ID_INVALID');
+    if (!ID.test(opts.id)) {
+      throw Errors.badRequest(`Invalid id '${opts.id}': ids are 1 to 64 of A-Z, a-z, 0-9, '-' and '.'`, 'MSG_ID_INVALID');
+    }
     if (body.id === undefined) {
       if (opts.mode === 'update') {
         throw Errors.badRequest('The resource has no id; an update must carry the id of the URL', 'MSG_RESOURCE_ID_MISSING', [`${type}.id`]);
