@@ -122,7 +122,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
         version: VERSION,
         startedAt,
         searchParams: (t) => search.capabilitySearchParams(t),
-        security: auth?.capabilitySecurity(),
+        security: auth ? { ...auth.capabilitySecurity(), cors: config.corsOrigins.length > 0 } : undefined,
         subscriptionExtensions: subs.capability(),
       }),
     validateOperation: (resource, type, mode, id) =>
