@@ -44,7 +44,8 @@ export async function readHistory(
   selfUrl: string,
   nextUrl: (page: string) => string,
 ): Promise<Bundle> {
-  const filter: Filter<HistoryDoc> & Record<string, unknown> = { txp: { $ne: true } };
+  const filter: Filter<HistoryDoc> & Record<string, unknown> = {};
+  const uncommitted = await store.uncommittedTransactions();
   if (q.type) filter.type = q.type;
   if (q.id) filter.id = q.id;
   const tsCond: Record<string, Date> = {};
@@ -72,6 +73,7 @@ export async function readHistory(
       .toArray();
     for (const h of batch) {
       lastSeen = h;
+      if (h.tx && uncommitted.has(h.tx)) continue;
       if (await visible(store, h, policy)) out.push(h);
     }
     if (batch.length < q.count + 1) break;

@@ -156,10 +156,11 @@ export class Outbox {
     const ready: HistoryDoc[] = [];
     const abandoned: string[] = [];
     const waiting = new Set<string>();
+    const uncommitted = intents.some((i) => i.tx) ? await this.store.uncommittedTransactions() : new Set<string>();
     for (const intent of intents) {
       const h = byId.get(intent._id);
       const key = intent._id.slice(0, intent._id.lastIndexOf('/'));
-      if (h && !h.txp && !waiting.has(key)) {
+      if (h && !(h.tx && uncommitted.has(h.tx)) && !waiting.has(key)) {
         ready.push(h);
       } else if (!h && now - intent.at.getTime() > STALE_INTENT_MS && !intent.tx) {
         abandoned.push(intent._id);

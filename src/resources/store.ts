@@ -4,7 +4,7 @@ import type { AccessPolicy, Principal } from '../auth/types';
 import { Errors, FhirError } from '../errors';
 import { jsonEqual } from './equality';
 import { typeDef } from './registry';
-import { historyId, type CurrentDoc, type HistoryDoc, type IndexEntries, type OutboxDoc, type WriteMethod } from './types';
+import { historyId, type CurrentDoc, type HistoryDoc, type IndexEntries, type JournalDoc, type OutboxDoc, type WriteMethod } from './types';
 
 /** What the store needs from the search engine. */
 export interface Indexer {
@@ -99,11 +99,13 @@ export function requireWritableType(type: string): void {
 export class ResourceStore {
   readonly history: Collection<HistoryDoc>;
   readonly outbox: Collection<OutboxDoc>;
+  readonly journals: Collection<JournalDoc>;
   private readonly locks: Collection<{ _id: string; until: Date }>;
 
   constructor(readonly deps: StoreDeps) {
     this.history = deps.db.collection<HistoryDoc>('history');
     this.outbox = deps.db.collection<OutboxDoc>('outbox');
+    this.journals = deps.db.collection<JournalDoc>('tx_journal');
     this.locks = deps.db.collection('locks');
   }
 
@@ -113,7 +115,15 @@ export class ResourceStore {
    */
   async committedVersion(type: string, id: string, vid: number): Promise<HistoryDoc | null> {
     const h = await this.history.findOne({ _id: historyId(type, id, vid) });
-    return h && !h.txp ? h : null;
+    if (!h?.tx) return h;
+    const j = await this.journals.findOne({ _id: h.tx }, { projection: { state: 1 } });
+    return !j || j.state === 'committed' ? h : null;
+  }
+
+  /** Ids of transactions that have not reached their commit point: their versions are hidden. */
+  async uncommittedTransactions(): Promise<Set<string>> {
+    const open = await this.journals.find({ state: 'pending' }, { projection: { _id: 1 } }).toArray();
+    return new Set(open.map((j) => j._id));
   }
 
   /** The newest committed version at or above `fromVid`, probing by primary key. */
@@ -249,7 +259,7 @@ export class ResourceStore {
   // ---------------------------------------------------------------- commit
 
   historyDocOf(w: PreparedWrite, txId?: string): HistoryDoc {
-    const h: HistoryDoc & { txp?: true } = {
+    const h: HistoryDoc = {
       _id: historyId(w.type, w.id, w.doc.vid),
       type: w.type,
       id: w.id,
@@ -260,10 +270,7 @@ export class ResourceStore {
       comp: w.doc.comp,
     };
     if (!w.doc.deleted) h.res = w.doc.res;
-    if (txId) {
-      h.tx = txId;
-      h.txp = true;
-    }
+    if (txId) h.tx = txId;
     return h;
   }
 

@@ -41,10 +41,20 @@ export interface HistoryDoc {
   /** The resource as of this version (absent for deletions). */
   res?: Resource;
   comp: string[];
-  /** Transaction journal id, when the version was written by a transaction Bundle. */
+  /**
+   * Transaction journal id, when the version was written by a transaction Bundle. Such a
+   * version is visible only once its journal has passed its commit point (or is gone).
+   */
   tx?: string;
-  /** Set while the transaction that wrote it has not completed: hidden from readers. */
-  txp?: true;
+}
+
+/** The journal of a transaction Bundle (see transaction.ts). */
+export interface JournalDoc {
+  _id: string;
+  state: 'pending' | 'committed';
+  created: Date;
+  /** type/id/vid of every version the transaction writes. */
+  versions: { type: string; id: string; vid: number; expectedVid: number }[];
 }
 
 /** An outbox intent: written before the history insert of the version it names. */
