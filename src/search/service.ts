@@ -42,6 +42,12 @@ export interface CompiledCriteria {
   resourceType: string;
   query: string;
   cond: Cond;
+  /**
+   * Whether `criteriaFilter` selects exactly the matches. False when the criteria compare ranges
+   * within multi-valued elements (e.g. component values): FerretDB cannot bind such bounds to one
+   * element, so the filter then selects a superset and `matches()` must confirm each document.
+   */
+  exact: boolean;
 }
 
 /** The resource types served when the caller does not say. */
@@ -87,6 +93,8 @@ type MetaDoc = { _id: string; value: string };
 export class SearchService {
   readonly supportedTypes: string[];
   private readonly ctx: EncodeContext;
+  /** Index values of resources being matched, so one version matched against many criteria is indexed once. */
+  private readonly matchCache = new WeakMap<Resource, { idx: Idx; comp: string[] }>();
 
   private constructor(
     private readonly db: Db,
@@ -140,19 +148,30 @@ export class SearchService {
       const c = simpleCond(params, fp, this.ctx, 'strict', []);
       if (c) conds.push(c);
     }
-    return { resourceType: type, query, cond: and(conds) };
+    const cond = and(conds);
+    return { resourceType: type, query, cond, exact: !hasElemRange(cond) };
   }
 
   /** In-memory evaluation with the same semantics as the MongoDB filter of the same query. */
   matches(criteria: CompiledCriteria, resource: Resource): boolean {
     if (resource.resourceType !== criteria.resourceType) return false;
-    const { idx, comp } = this.index(resource);
+    // Callers hand in immutable versions (a new object per version), so identity is a safe cache key.
+    let entry = this.matchCache.get(resource);
+    if (!entry) {
+      entry = this.index(resource);
+      this.matchCache.set(resource, entry);
+    }
+    const { idx, comp } = entry;
     return evaluate(criteria.cond, { _id: resource.id, idx, comp });
   }
 
-  /** MongoDB filter on the CurrentDoc shape (current, not deleted) for compiled criteria. */
+  /**
+   * MongoDB filter on the CurrentDoc shape (current, not deleted) for compiled criteria. Never
+   * misses a match; exact when `criteria.exact` (otherwise confirm with `matches()`).
+   */
   criteriaFilter(criteria: CompiledCriteria): Filter<Document> {
-    return { $and: [toMongo(criteria.cond), { deleted: false }] };
+    const c = criteria.exact ? criteria.cond : relax(criteria.cond, true);
+    return { $and: [toMongo(c), { deleted: false }] };
   }
 
   /** Conditional create/update/delete and conditional references: current docs matching `query` (strict). */
@@ -166,11 +185,7 @@ export class SearchService {
     if (filters.length === 0) throw Errors.badRequest('A conditional operation needs search parameters', 'MSG_PARAM_INVALID');
     void params;
     const cond = await this.filterCond(type, filters, policy, 'strict', []);
-    const docs = await this.col(type)
-      .find(this.mongoFilter(type, cond, policy))
-      .limit(limit)
-      .toArray();
-    return docs as unknown as CurrentDoc[];
+    return (await this.findChecked(type, cond, policy, { limit })) as unknown as CurrentDoc[];
   }
 
   // ---------------------------------------------------------------- filters
@@ -227,10 +242,7 @@ export class SearchService {
     for (const t of usable) {
       if (!this.canRead(policy, t)) continue;
       const sub = await this.filterCond(t, [chained], policy, 'strict', ignored);
-      const ids = await this.col(t)
-        .find(this.mongoFilter(t, sub, policy), { projection: { _id: 1 } })
-        .limit(MAX_CHAIN_IDS + 1)
-        .toArray();
+      const ids = await this.findChecked(t, sub, policy, { limit: MAX_CHAIN_IDS + 1, projection: { _id: 1 } });
       if (ids.length > MAX_CHAIN_IDS) throw tooCostly(fp.name);
       refs.push(...ids.map((d) => `${t}/${d._id}`));
     }
@@ -250,10 +262,7 @@ export class SearchService {
     if (!this.canRead(policy, has.type)) return FALSE;
     const inner = parseName(has.rest, fp.value);
     const sub = await this.filterCond(has.type, [inner], policy, 'strict', ignored);
-    const docs = await this.col(has.type)
-      .find(this.mongoFilter(has.type, sub, policy), { projection: { [`idx.${has.ref}`]: 1 } })
-      .limit(MAX_CHAIN_IDS + 1)
-      .toArray();
+    const docs = await this.findChecked(has.type, sub, policy, { limit: MAX_CHAIN_IDS + 1, projection: { [`idx.${has.ref}`]: 1 } });
     if (docs.length > MAX_CHAIN_IDS) throw tooCostly(fp.name);
     const ids = new Set<string>();
     for (const d of docs) {
@@ -384,15 +393,14 @@ export class SearchService {
     const cond = await this.filterCond(type, filters, req.policy, req.handling, ignored);
     const used = usedPairs(req.params, ignored);
     const qHash = hashQuery(type, used);
-    const filter = this.mongoFilter(type, cond, req.policy);
     const self = link(req.baseUrl, type, used);
 
     const countOnly = ctl.summary === 'count' || ctl.count === 0;
     const bundle: Bundle = { resourceType: 'Bundle', type: 'searchset', link: [{ relation: 'self', url: self }] };
-    if (countOnly || ctl.total !== 'none') bundle.total = await this.col(type).countDocuments(filter);
+    if (countOnly || ctl.total !== 'none') bundle.total = await this.count(type, cond, req.policy);
     const entries: BundleEntry[] = [];
     if (!countOnly) {
-      const page = await this.fetchPage(type, filter, ctl, qHash);
+      const page = await this.fetchPage(type, cond, req.policy, ctl, qHash);
       for (const d of page.docs) entries.push(this.entry(req.baseUrl, d.res, 'match', ctl));
       const included = await this.resolveIncludes(page.docs.map((d) => d.res), ctl.includes, req.policy);
       for (const r of included) entries.push(this.entry(req.baseUrl, r, 'include', ctl));
@@ -413,7 +421,8 @@ export class SearchService {
   /** Keyset paging: count + 1 rows after (or before) the cursor's boundary in the sort order. */
   private async fetchPage(
     type: string,
-    filter: Filter<Document>,
+    cond: Cond,
+    policy: AccessPolicy,
     ctl: Control,
     qHash: string,
   ): Promise<{ docs: CurrentDoc[]; next?: CursorState; prev?: CursorState }> {
@@ -422,12 +431,14 @@ export class SearchService {
     if (state && state.k.length !== keys.length - 1) throw Errors.badRequest('Invalid or expired paging cursor (_cursor)', 'MSG_PARAM_INVALID', ['_cursor']);
     const back = state?.d === 'p';
     const order = keys.map((k) => ({ field: k.field, dir: (back ? -k.dir : k.dir) as 1 | -1 }));
-    const after = state ? keysetCond(order, [...state.k, state.id]) : undefined;
-    const sort: Sort = Object.fromEntries(order.map((k) => [k.field, k.dir]));
     const projection: Document = { res: 1 };
     for (const k of keys) if (k.field !== '_id') projection[k.field] = 1;
-    const q = after ? { $and: [filter, toMongo(after)] } : filter;
-    let docs = (await this.col(type).find(q, { projection, sort, limit: ctl.count + 1 }).toArray()) as unknown as CurrentDoc[];
+    let docs = (await this.findChecked(type, cond, policy, {
+      order,
+      after: state ? [...state.k, state.id] : undefined,
+      limit: ctl.count + 1,
+      projection,
+    })) as unknown as CurrentDoc[];
     const more = docs.length > ctl.count;
     docs = docs.slice(0, ctl.count);
     if (back) docs.reverse();
@@ -443,6 +454,51 @@ export class SearchService {
     const next = back ? boundary(last, 'n') : more ? boundary(last, 'n') : undefined;
     const prev = back ? (more ? boundary(first, 'p') : undefined) : state ? boundary(first, 'p') : undefined;
     return { docs, next, prev };
+  }
+
+  /**
+   * Finds current documents matching `cond` (and the policy), in keyset order. MongoDB binds
+   * `$elemMatch` bounds to one array element; FerretDB 1.24 does not (each bound may hold for a
+   * different element), so when a condition has such ranges the database answer is a superset
+   * and every row is re-checked with the in-memory evaluator: exact on both, in batches.
+   */
+  private async findChecked(
+    type: string,
+    cond: Cond,
+    policy: AccessPolicy,
+    opts: { order?: SortKey[]; after?: (string | number | boolean | Date | null)[]; limit: number; projection?: Document },
+  ): Promise<Document[]> {
+    const order = opts.order ?? [{ field: '_id', dir: 1 }];
+    const recheck = hasElemRange(cond);
+    const projection = opts.projection && recheck ? { ...opts.projection, idx: 1, comp: 1 } : opts.projection;
+    for (const k of order) if (projection && k.field !== '_id') projection[k.field] = 1;
+    const sort: Sort = Object.fromEntries(order.map((k) => [k.field, k.dir]));
+    const filter = this.mongoFilter(type, recheck ? relax(cond, true) : cond, policy);
+    const out: Document[] = [];
+    let after = opts.after;
+    const batch = recheck ? Math.max(opts.limit, 100) : opts.limit;
+    for (;;) {
+      const q = after ? { $and: [filter, toMongo(keysetCond(order, after))] } : filter;
+      const rows = await this.col(type).find(q, { projection, sort, limit: batch }).toArray();
+      for (const r of rows) {
+        if (!recheck || evaluate(cond, r)) out.push(r);
+        if (out.length >= opts.limit) return out;
+      }
+      if (!recheck || rows.length < batch) return out;
+      const lastRow = rows[rows.length - 1];
+      after = [...order.slice(0, -1).map((k) => sortValue(lastRow as unknown as CurrentDoc, k.field)), String(lastRow._id)];
+      if (order[order.length - 1].field !== '_id') after = order.map((k) => sortValue(lastRow as unknown as CurrentDoc, k.field));
+    }
+  }
+
+  /** Number of matches (exact, see findChecked). */
+  private async count(type: string, cond: Cond, policy: AccessPolicy): Promise<number> {
+    if (!hasElemRange(cond)) return this.col(type).countDocuments(this.mongoFilter(type, cond, policy));
+    let n = 0;
+    for await (const r of this.col(type).find(this.mongoFilter(type, relax(cond, true), policy), { projection: { idx: 1, comp: 1 } })) {
+      if (evaluate(cond, r)) n++;
+    }
+    return n;
   }
 
   /** `_include` / `_revinclude` (with `:iterate`, depth-capped), batched per type. */
@@ -529,12 +585,12 @@ export class SearchService {
     const qHash = hashQuery('*', used);
     const state = ctl.cursor !== undefined ? decodeCursor(this.secret, ctl.cursor, qHash) : undefined;
     const countOnly = ctl.summary === 'count' || ctl.count === 0;
-    const filters_ = new Map<string, Filter<Document>>();
-    for (const t of readable) filters_.set(t, this.mongoFilter(t, await this.filterCond(t, common, req.policy, req.handling, []), req.policy));
+    const conds = new Map<string, Cond>();
+    for (const t of readable) conds.set(t, await this.filterCond(t, common, req.policy, req.handling, []));
     const bundle: Bundle = { resourceType: 'Bundle', type: 'searchset', link: [{ relation: 'self', url: link(req.baseUrl, undefined, used) }] };
     if (countOnly || ctl.total !== 'none') {
       let total = 0;
-      for (const t of readable) total += await this.col(t).countDocuments(filters_.get(t) ?? {});
+      for (const t of readable) total += await this.count(t, conds.get(t) ?? FALSE, req.policy);
       bundle.total = total;
     }
     const entries: BundleEntry[] = [];
@@ -545,9 +601,11 @@ export class SearchService {
       const startType = state ? (state.t ?? 0) : 0;
       for (let i = startType; i < readable.length && !more; i++) {
         const t = readable[i];
-        const f = filters_.get(t) ?? {};
-        const q: Filter<Document> = state && i === startType ? { $and: [f, toMongo({ k: 'range', f: '_id', elem: false, b: { gt: state.id } })] } : f;
-        const docs = await this.col(t).find(q, { projection: { res: 1 }, sort: { _id: 1 }, limit: ctl.count - rows.length + 1 }).toArray();
+        const docs = await this.findChecked(t, conds.get(t) ?? FALSE, req.policy, {
+          after: state && i === startType ? [state.id] : undefined,
+          limit: ctl.count - rows.length + 1,
+          projection: { res: 1 },
+        });
         for (const d of docs) {
           if (rows.length === ctl.count) {
             more = true;
@@ -587,8 +645,9 @@ export class SearchService {
     const ctl = this.parseControl(type, control.filter(([n]) => ['_summary', '_elements', '_format', '_pretty'].includes(n.split(':')[0])), req.handling, ignored);
     for (const [n] of control) if (!['_summary', '_elements', '_format', '_pretty'].includes(n.split(':')[0])) reject(n, 'is not supported by $lastn', req.handling, ignored);
     const cond = await this.filterCond(type, filters, req.policy, req.handling, ignored);
-    const filter = this.mongoFilter(type, cond, req.policy);
+    const filter = this.mongoFilter(type, relax(cond, true), req.policy);
     const col = this.col(type);
+    const exact = (docs: Document[]) => (hasElemRange(cond) ? docs.filter((d) => evaluate(cond, d)) : docs);
     const subjects = (await col.distinct('idx.subject', filter)) as unknown[];
     const entries: BundleEntry[] = [];
     const subjectKeys: (string | null)[] = subjects.filter((s): s is string => typeof s === 'string');
@@ -597,9 +656,12 @@ export class SearchService {
       const sf: Filter<Document> = { $and: [filter, s === null ? { 'idx.subject': { $exists: false } } : { 'idx.subject': s }] };
       const codes = ((await col.distinct('idx.code:s', sf)) as unknown[]).filter((c): c is string => typeof c === 'string');
       for (const c of codes) {
-        const docs = await col
-          .find({ $and: [sf, { 'idx.code:s': c }] }, { projection: { res: 1 }, sort: { 'idx.date.l': -1, _id: 1 }, limit: max })
-          .toArray();
+        const docs = exact(
+          await col
+            .find({ $and: [sf, { 'idx.code:s': c }] }, { projection: hasElemRange(cond) ? { res: 1, idx: 1, comp: 1 } : { res: 1 }, sort: { 'idx.date.l': -1, _id: 1 } })
+            .limit(hasElemRange(cond) ? 0 : max)
+            .toArray(),
+        ).slice(0, max);
         for (const d of docs) entries.push(this.entry(req.baseUrl, d.res as Resource, 'match', ctl));
       }
     }
@@ -756,6 +818,33 @@ function sortValue(doc: CurrentDoc, field: string): string | number | boolean | 
   if (cur === undefined || cur === null) return null;
   if (typeof cur === 'string' || typeof cur === 'number' || typeof cur === 'boolean' || cur instanceof Date) return cur;
   return null;
+}
+
+/** Whether a condition has `$elemMatch` ranges (which FerretDB evaluates loosely). */
+export function hasElemRange(c: Cond): boolean {
+  if (c.k === 'range') return c.elem;
+  if (c.k === 'and' || c.k === 'or' || c.k === 'nor') return c.c.some(hasElemRange);
+  return false;
+}
+
+/**
+ * A condition the database may over-approximate safely: `$elemMatch` ranges stay where they only
+ * widen the result and become FALSE under a negation (so the negation widens too). The exact
+ * condition is then checked in memory.
+ */
+export function relax(c: Cond, positive: boolean): Cond {
+  switch (c.k) {
+    case 'range':
+      return c.elem && !positive ? FALSE : c;
+    case 'and':
+      return and(c.c.map((x) => relax(x, positive)));
+    case 'or':
+      return or(c.c.map((x) => relax(x, positive)));
+    case 'nor':
+      return { k: 'nor', c: c.c.map((x) => relax(x, !positive)) };
+    default:
+      return c;
+  }
 }
 
 /** Rows strictly after the boundary in the given order (missing values sort first ascending, last descending). */

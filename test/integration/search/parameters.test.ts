@@ -1,3 +1,4 @@
+import type { Device } from 'fhir/r4';
 import { all } from './fixtures';
 import { type SearchFixture, createSearchFixture, outcomeOf } from './helpers';
 
@@ -76,7 +77,7 @@ describe('token', () => {
   });
 
   test('escaped separators are part of the value', async () => {
-    await f.put({ resourceType: 'Device', id: 'esc', identifier: [{ system: 'urn:x', value: 'a,b|c$d' }] });
+    await f.put({ resourceType: 'Device', id: 'esc', identifier: [{ system: 'urn:x', value: 'a,b|c$d' }] } as Device);
     expect(await f.ids('Device', 'identifier=urn:x|a\\,b\\|c\\$d')).toEqual(['esc']);
     expect(await f.ids('Device', 'identifier=a\\,b\\|c\\$d')).toEqual(['esc']);
     expect(await f.ids('Device', 'identifier=a,b')).toEqual([]);

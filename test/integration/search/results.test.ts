@@ -1,4 +1,4 @@
-import type { Bundle, Observation, Resource } from 'fhir/r4';
+import type { Bundle, Observation, Patient, Resource } from 'fhir/r4';
 import type { AccessPolicy } from '../../../src/auth/types';
 import { allowAllPolicy } from '../../../src/auth/types';
 import { all } from './fixtures';
@@ -73,7 +73,7 @@ describe('paging', () => {
         // New resources sorting before the cursor are not seen, those after it are; old ones exactly once.
         if (inserted.length < 8) {
           const n = String(inserted.length).padStart(3, '0');
-          await f.put({ resourceType: 'Patient', id: `aaa-new-${n}`, name: [{ family: 'New' }] }, { resourceType: 'Patient', id: `zzz-new-${n}`, name: [{ family: 'New' }] });
+          await f.put({ resourceType: 'Patient', id: `aaa-new-${n}`, name: [{ family: 'New' }] } as Patient, { resourceType: 'Patient', id: `zzz-new-${n}`, name: [{ family: 'New' }] } as Patient);
           inserted.push(`aaa-new-${n}`, `zzz-new-${n}`);
         }
         const b = await f.search('Patient', paramsOf(url));
@@ -167,7 +167,7 @@ describe('_summary, _elements, _total', () => {
   });
 
   test('_summary=true keeps summary elements only; data drops the narrative', async () => {
-    await f.put({ resourceType: 'Patient', id: 'narr', text: { status: 'generated', div: '<div xmlns="http://www.w3.org/1999/xhtml">x</div>' }, name: [{ family: 'Narr' }], photo: [{ contentType: 'image/png', data: 'AA==' }] });
+    await f.put({ resourceType: 'Patient', id: 'narr', text: { status: 'generated', div: '<div xmlns="http://www.w3.org/1999/xhtml">x</div>' }, name: [{ family: 'Narr' }], photo: [{ contentType: 'image/png', data: 'AA==' }] } as Patient);
     const s = (await f.search('Patient', '_id=narr&_summary=true')).entry?.[0].resource as Resource & Record<string, unknown>;
     expect(s.name).toBeDefined();
     expect(s.photo).toBeUndefined();
