@@ -2,6 +2,7 @@ import type { Resource } from 'fhir/r4';
 import type { Collection, Db, Document } from 'mongodb';
 import type { AccessPolicy, Principal } from '../auth/types';
 import { Errors, FhirError } from '../errors';
+import { GroupInserter } from '../db/group-insert';
 import { jsonEqual } from './equality';
 import { typeDef } from './registry';
 import { historyId, type CurrentDoc, type HistoryDoc, type IndexEntries, type JournalDoc, type OutboxDoc, type WriteMethod } from './types';
@@ -101,12 +102,24 @@ export class ResourceStore {
   readonly outbox: Collection<OutboxDoc>;
   readonly journals: Collection<JournalDoc>;
   private readonly locks: Collection<{ _id: string; until: Date }>;
+  /** Group commit of the hot-path inserts (see group-insert.ts). */
+  private readonly intents: GroupInserter<OutboxDoc>;
+  private readonly versions: GroupInserter<HistoryDoc>;
+  private readonly creations = new Map<string, GroupInserter<CurrentDoc>>();
 
   constructor(readonly deps: StoreDeps) {
     this.history = deps.db.collection<HistoryDoc>('history');
     this.outbox = deps.db.collection<OutboxDoc>('outbox');
     this.journals = deps.db.collection<JournalDoc>('tx_journal');
     this.locks = deps.db.collection('locks');
+    this.intents = new GroupInserter(this.outbox);
+    this.versions = new GroupInserter(this.history);
+  }
+
+  private createInserter(type: string): GroupInserter<CurrentDoc> {
+    let g = this.creations.get(type);
+    if (!g) this.creations.set(type, (g = new GroupInserter(this.current(type))));
+    return g;
   }
 
   /**
@@ -283,7 +296,7 @@ export class ResourceStore {
     const hid = historyId(w.type, w.id, w.doc.vid);
     await this.claimIntent(hid, w);
     try {
-      await this.history.insertOne(this.historyDocOf(w));
+      await this.versions.insert(this.historyDocOf(w));
     } catch (e) {
       if (isDuplicateKey(e)) {
         await this.outbox.deleteOne({ _id: hid });
@@ -299,7 +312,7 @@ export class ResourceStore {
   private async claimIntent(hid: string, w: PreparedWrite): Promise<void> {
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        await this.outbox.insertOne({ _id: hid, at: new Date() });
+        await this.intents.insert({ _id: hid, at: new Date() });
         return;
       } catch (e) {
         if (!isDuplicateKey(e)) throw e;
@@ -327,7 +340,7 @@ export class ResourceStore {
     const col = this.current(type);
     if (expectedVid === 0) {
       try {
-        await col.insertOne(doc);
+        await this.createInserter(type).insert(doc);
         return;
       } catch (e) {
         if (!isDuplicateKey(e)) throw e;
