@@ -51,6 +51,10 @@ export interface RuntimeDoc {
   failures: number;
   nextAttemptAt: Date;
   nextHeartbeatAt?: Date;
+  /** Highest event number delivered (or given up after the retry window). */
+  delivered: number;
+  /** How many events were given up for push after the retry window (still in $events). */
+  expired: number;
   /** Last Subscription version whose handshake succeeded / was attempted. */
   handshakeDoneVid: number;
   handshakeTriedVid: number;
@@ -72,11 +76,12 @@ export interface LeaseDoc {
   released?: boolean;
 }
 
-export type RowState = 'pending' | 'delivered' | 'expired';
-
-/** One event for one subscription, numbered gap-free per subscription. */
+/**
+ * One event for one subscription. The id is "<subscription id>#<event number>": numbers are
+ * claimed by inserting under a unique key, and delivery reads the next number by key (the only
+ * lookup FerretDB answers without scanning). Rows never change after they are written.
+ */
 export interface NotificationRow {
-  /** "<subscription id>|<history id>": re-offered events collide with themselves. */
   _id: string;
   sub: string;
   num: number;
@@ -87,13 +92,22 @@ export interface NotificationRow {
   method: WriteMethod;
   /** Commit time of the version. */
   ts: Date;
-  state: RowState;
-  attempts: number;
   createdAt: Date;
-  deliveredAt?: Date;
 }
 
-/** A writer parked until its Subscription commits (creates reach beforeWrite without an id). */
+/** A hint of the last number used and the history ids recorded lately (the rows are the truth). */
+export interface CounterDoc {
+  _id: string;
+  last: number;
+  recent: string[];
+}
+
+/** Marks a subscription with something to deliver (rows, handshake); found by a sweep of this small collection. */
+export interface DueDoc {
+  _id: string;
+  at: Date;
+}
+
 export interface PendingOwnerDoc {
   _id: string;
   hash: string;
@@ -121,6 +135,8 @@ export interface Collections {
   runtime: Collection<RuntimeDoc>;
   leases: Collection<LeaseDoc>;
   rows: Collection<NotificationRow>;
+  counters: Collection<CounterDoc>;
+  due: Collection<DueDoc>;
   tokens: Collection<TokenDoc>;
   meta: Collection<MetaDoc>;
 }
@@ -133,16 +149,15 @@ export function collections(db: Db): Collections {
     runtime: db.collection<RuntimeDoc>('sub_runtime'),
     leases: db.collection<LeaseDoc>('sub_leases'),
     rows: db.collection<NotificationRow>('sub_notifications'),
+    counters: db.collection<CounterDoc>('sub_counters'),
+    due: db.collection<DueDoc>('sub_due'),
     tokens: db.collection<TokenDoc>('sub_ws_tokens'),
     meta: db.collection<MetaDoc>('sub_meta'),
   };
 }
 
 export async function ensureIndexes(c: Collections): Promise<void> {
-  // The unique (sub, num) index is what makes numbering safe when two writers race.
-  await c.rows.createIndex({ sub: 1, num: 1 }, { unique: true, name: 'sub_num' });
-  await c.rows.createIndex({ sub: 1, state: 1, num: 1 }, { name: 'sub_state_num' });
-  await c.rows.createIndex({ state: 1, sub: 1 }, { name: 'state_sub' });
+  await c.rows.createIndex({ sub: 1, num: 1 }, { name: 'sub_num' });
   await c.leases.createIndex({ sub: 1, n: -1 }, { name: 'sub_n' });
   await c.pendingOwners.createIndex({ hash: 1, createdAt: 1 }, { name: 'hash_created' });
 }

@@ -23,6 +23,8 @@ export interface DeliveryContext {
   baseUrl: string;
   /** Changes Subscription.status through the store (a new version), e.g. active/error. */
   setStatus(id: string, status: SubscriptionStatusCode, reason?: string): Promise<void>;
+  /** Subscriptions with a heartbeat period (from the active index). */
+  heartbeatIds(): string[];
   now(): Date;
 }
 
@@ -30,7 +32,7 @@ type Outcome = { ok: true } | { ok: false; error: string };
 
 /** Runtime of a subscription nobody has delivered for yet. */
 function freshRuntime(id: string): RuntimeDoc {
-  return { _id: id, failures: 0, nextAttemptAt: EPOCH, handshakeDoneVid: 0, handshakeTriedVid: 0 };
+  return { _id: id, failures: 0, nextAttemptAt: EPOCH, handshakeDoneVid: 0, handshakeTriedVid: 0, delivered: 0, expired: 0 };
 }
 
 interface Lease {
@@ -88,20 +90,23 @@ export class DeliveryWorker {
   private sweep(): void {
     if (this.stopped || this.sweeping) return;
     this.sweeping = (async () => {
-      const pending = await this.ctx.c.rows.distinct('sub', { state: 'pending' });
-      const others = await this.ctx.c.state
-        .find(
-          { deleted: false, $or: [{ status: { $in: ['requested', 'error'] } }, { 'spec.heartbeatSeconds': { $gt: 0 } }] },
-          { projection: { _id: 1 } },
-        )
-        .toArray();
-      const ids = [...new Set<string>([...pending, ...others.map((o) => o._id)])];
+      const marked = await this.ctx.c.due.find({}, { projection: { _id: 1 } }).toArray();
+      const ids = [...new Set<string>([...marked.map((m) => m._id), ...this.ctx.heartbeatIds()])];
       for (let i = 0; i < ids.length && !this.stopped; i += 16) {
         await Promise.all(ids.slice(i, i + 16).map((id) => this.tryWork(id)));
       }
     })()
       .catch((e: unknown) => this.ctx.logger.warn({ err: e }, 'subscription sweep failed'))
       .finally(() => (this.sweeping = undefined));
+  }
+
+  /** Leaves a mark so that this subscription is looked at again (by any instance). */
+  async mark(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    const at = this.ctx.now();
+    await this.ctx.c.due.insertMany(ids.map((_id) => ({ _id, at })), { ordered: false }).catch((e: unknown) => {
+      if (!isDuplicateKey(e)) throw e;
+    });
   }
 
   private async acquire(sub: string): Promise<Lease | undefined> {
@@ -132,20 +137,28 @@ export class DeliveryWorker {
   /** Takes the lease if free, does what is due, releases. */
   private async tryWork(id: string): Promise<void> {
     const state = await this.ctx.c.state.findOne({ _id: id });
-    if (!state || state.deleted || state.status === 'off') return;
+    if (!state || state.deleted || state.status === 'off') {
+      await this.ctx.c.due.deleteOne({ _id: id });
+      return;
+    }
     const rt = (await this.ctx.c.runtime.findOne({ _id: id })) ?? freshRuntime(id);
     if (!(await this.isDue(state, rt))) return;
     const lease = await this.acquire(id);
     if (!lease) return;
     this.running++;
+    let failed = false;
     try {
+      // Unmark before looking: work recorded from now on leaves a new mark, so none is missed.
+      await this.ctx.c.due.deleteOne({ _id: id });
       // Re-read after taking the lease: the previous holder may have progressed meanwhile.
       const fresh = (await this.ctx.c.runtime.findOne({ _id: id })) ?? freshRuntime(id);
-      await this.work(state, fresh, lease);
+      failed = !(await this.work(state, fresh, lease));
     } catch (e) {
+      failed = true;
       this.ctx.logger.error({ err: e, subscription: id }, 'subscription delivery failed unexpectedly');
     } finally {
       this.running--;
+      if (failed) await this.mark([id]).catch(() => undefined);
       await this.release(lease);
     }
   }
@@ -163,26 +176,28 @@ export class DeliveryWorker {
     if (this.handshakeDue(s, rt, now)) return true;
     if (!this.canPush(s)) return false;
     if (s.spec.heartbeatSeconds && (rt.nextHeartbeatAt ?? EPOCH) <= now) return true;
-    return rt.nextAttemptAt <= now && (await this.ctx.c.rows.countDocuments({ sub: s._id, state: 'pending' }, { limit: 1 })) > 0;
+    return rt.nextAttemptAt <= now && (await this.ctx.log.readFrom(s._id, rt.delivered + 1, 1)).length > 0;
   }
 
   private async saveRuntime(rt: RuntimeDoc): Promise<void> {
     await this.ctx.c.runtime.replaceOne({ _id: rt._id }, rt, { upsert: true });
   }
 
-  private async work(s: StateDoc, rt: RuntimeDoc, lease: Lease): Promise<void> {
+  /** Does what is due; false when something failed and must be tried again later. */
+  private async work(s: StateDoc, rt: RuntimeDoc, lease: Lease): Promise<boolean> {
     if (this.handshakeDue(s, rt, this.ctx.now())) {
-      if (!(await this.handshake(s, rt))) return;
+      if (!(await this.handshake(s, rt))) return false;
     }
-    if (rt.nextAttemptAt <= this.ctx.now() && this.canPush(s)) {
-      if (!(await this.deliverPending(s, rt, lease))) return;
-    }
-    if (s.spec.heartbeatSeconds && this.canPush(s)) {
+    if (rt.nextAttemptAt > this.ctx.now()) return false; // backing off: keep the mark
+    if (!this.canPush(s)) return true; // websocket without a client here: $events has it all
+    if (!(await this.deliverPending(s, rt, lease))) return false;
+    if (s.spec.heartbeatSeconds) {
       if (!rt.nextHeartbeatAt) {
         rt.nextHeartbeatAt = new Date(this.ctx.now().getTime() + s.spec.heartbeatSeconds * 1000);
         await this.saveRuntime(rt);
       } else if (rt.nextHeartbeatAt <= this.ctx.now()) await this.heartbeat(s, rt);
     }
+    return true;
   }
 
   private isWebsocket(s: StateDoc): boolean {
@@ -227,7 +242,7 @@ export class DeliveryWorker {
     const batch = Math.max(1, Math.min(s.spec.maxCount, this.ctx.opts.maxEventsPerNotification));
     for (let round = 0; round < 1000 && !this.stopped; round++) {
       if (round > 0 && round % 20 === 0 && !(await this.stillMine(lease))) return false;
-      const rows = await this.ctx.c.rows.find({ sub: s._id, state: 'pending' }).sort({ num: 1 }).limit(batch).toArray();
+      const rows = await this.ctx.log.readFrom(s._id, rt.delivered + 1, batch);
       if (rows.length === 0) return true;
       if (this.isWebsocket(s)) {
         if (!(await this.sendWebsocket(s, rows))) return false;
@@ -238,8 +253,7 @@ export class DeliveryWorker {
           return false;
         }
       }
-      const now = this.ctx.now();
-      await this.ctx.c.rows.updateMany({ _id: { $in: rows.map((r) => r._id) } }, { $set: { state: 'delivered', deliveredAt: now }, $inc: { attempts: 1 } });
+      rt.delivered = rows[rows.length - 1].num;
       await this.succeeded(s, rt);
     }
     return true;
@@ -257,14 +271,12 @@ export class DeliveryWorker {
     const wasFailing = rt.failures > 0 || s.status === 'error';
     rt.lastDeliveredAt = now;
     if (s.spec.heartbeatSeconds) rt.nextHeartbeatAt = new Date(now.getTime() + s.spec.heartbeatSeconds * 1000);
-    if (wasFailing || rt.lastError) {
-      rt.failures = 0;
-      delete rt.lastError;
-      rt.nextAttemptAt = EPOCH;
-    }
-    // Saving after every success would double the cost per event; progress is in the rows anyway.
-    if (wasFailing || s.spec.heartbeatSeconds) await this.saveRuntime(rt);
-    if (s.status === 'error') {
+    rt.failures = 0;
+    delete rt.lastError;
+    rt.nextAttemptAt = EPOCH;
+    // Progress is the runtime's `delivered` number: one write per notification.
+    await this.saveRuntime(rt);
+    if (wasFailing && s.status === 'error') {
       await this.ctx.setStatus(s._id, 'active');
       s.status = 'active';
     }
@@ -278,13 +290,13 @@ export class DeliveryWorker {
     const now = this.ctx.now();
     rt.failures += 1;
     const delay = backoffDelay(rt.failures, this.ctx.opts.backoffBaseMs, this.ctx.opts.backoffMaxMs);
-    if (rows.length) {
-      await this.ctx.c.rows.updateMany({ _id: { $in: rows.map((r) => r._id) } }, { $inc: { attempts: 1 } });
-      const expired = rows.filter((r) => now.getTime() - r.createdAt.getTime() >= this.ctx.opts.retryForMs).map((r) => r._id);
-      if (expired.length) {
-        await this.ctx.c.rows.updateMany({ _id: { $in: expired } }, { $set: { state: 'expired' } });
-        this.ctx.logger.warn({ subscription: s._id, count: expired.length }, 'notifications gave up after the retry window');
-      }
+    // Rows are given up in order from the head, so the expired ones are always a prefix.
+    let given = 0;
+    while (given < rows.length && now.getTime() - rows[given].createdAt.getTime() >= this.ctx.opts.retryForMs) given++;
+    if (given > 0) {
+      rt.delivered = rows[given - 1].num;
+      rt.expired += given;
+      this.ctx.logger.warn({ subscription: s._id, count: given }, 'notifications gave up after the retry window');
     }
     rt.lastError = error;
     rt.nextAttemptAt = new Date(now.getTime() + delay);

@@ -137,6 +137,10 @@ export class ActiveIndex {
     return this.all.size;
   }
 
+  heartbeatIds(): string[] {
+    return [...this.all.values()].filter((s) => s.spec.heartbeatSeconds).map((s) => s.spec.id);
+  }
+
   /** Topics that have at least one subscription interested in this type. */
   topicsFor(type: string): string[] {
     const out: string[] = [];

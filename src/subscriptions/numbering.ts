@@ -1,58 +1,102 @@
 import type { Collections, NotificationRow } from './collections';
 import { isDuplicateKey } from './collections';
 
-export type NewRow = Omit<NotificationRow, 'num'>;
+export type NewRow = Omit<NotificationRow, '_id' | 'num'>;
+
+/** How many recorded history ids per subscription are remembered to recognise re-offered events. */
+const RECENT = 512;
+
+interface SubCounter {
+  last: number;
+  recent: string[];
+  recentSet: Set<string>;
+}
+
+export function rowId(sub: string, num: number): string {
+  return `${sub}#${num}`;
+}
 
 /**
- * Gives each subscription's notification rows gap-free, increasing event numbers without
- * multi-document transactions. The numbers live only in the rows: the next number is the
- * highest stored one plus one, a unique (sub, num) index stops two writers from taking the same
- * number, and the row id (subscription + history id) makes a re-offered event a no-op. A crash
- * between two inserts therefore leaves no gap: the next writer continues from the last row.
- * The last number per subscription is cached; a collision refreshes it from the database.
+ * Gives each subscription's notifications gap-free, increasing event numbers without
+ * multi-document transactions. A number is claimed by inserting the row under the unique key
+ * "<sub>#<n>", only ever for n = last + 1, so two writers cannot take the same number and no
+ * number is skipped. The counter document is only a hint: the truth is which keys exist, and a
+ * forward probe from the hint repairs a crash between the row inserts and the hint update.
+ * Re-offered events are recognised by their history id among the recently recorded ones (the
+ * outbox re-offers at most its last unacknowledged batch).
  */
 export class NotificationLog {
-  private last = new Map<string, number>();
+  private cache = new Map<string, SubCounter>();
 
   constructor(private readonly c: Collections) {}
 
+  private async load(sub: string, refresh = false): Promise<SubCounter> {
+    let st = refresh ? undefined : this.cache.get(sub);
+    if (!st) {
+      const doc = await this.c.counters.findOne({ _id: sub });
+      st = { last: doc?.last ?? 0, recent: doc?.recent ?? [], recentSet: new Set(doc?.recent ?? []) };
+    }
+    // Forward probe: rows written after the hint (a crash, or another writer).
+    for (;;) {
+      const next = await this.c.rows.findOne({ _id: rowId(sub, st.last + 1) }, { projection: { historyId: 1 } });
+      if (!next) break;
+      st.last += 1;
+      this.remember(st, [next.historyId]);
+    }
+    this.cache.set(sub, st);
+    return st;
+  }
+
+  private remember(st: SubCounter, ids: string[]): void {
+    for (const id of ids) {
+      st.recent.push(id);
+      st.recentSet.add(id);
+    }
+    if (st.recent.length > RECENT) {
+      for (const old of st.recent.splice(0, st.recent.length - RECENT)) st.recentSet.delete(old);
+    }
+  }
+
   async lastNumber(sub: string): Promise<number> {
-    const top = await this.c.rows.find({ sub }, { projection: { num: 1 } }).sort({ num: -1 }).limit(1).next();
-    return top?.num ?? 0;
+    return (await this.load(sub, true)).last;
   }
 
   /** Inserts rows for one subscription, in the given (commit) order. Returns the rows newly recorded. */
   async record(sub: string, rows: NewRow[]): Promise<NotificationRow[]> {
-    let todo = rows;
-    let next = (this.last.get(sub) ?? (await this.lastNumber(sub))) + 1;
+    let st = await this.load(sub);
     const recorded: NotificationRow[] = [];
+    let todo = rows.filter((r) => !st.recentSet.has(r.historyId));
     for (let attempt = 0; todo.length > 0; attempt++) {
       if (attempt > 50) throw new Error(`could not number notifications of Subscription/${sub}: too much contention`);
-      const docs = todo.map((r, k) => ({ ...r, num: next + k }) as NotificationRow);
+      const docs: NotificationRow[] = todo.map((r, k) => ({ ...r, _id: rowId(sub, st.last + 1 + k), num: st.last + 1 + k }));
       try {
         await this.c.rows.insertMany(docs, { ordered: true });
         recorded.push(...docs);
-        this.last.set(sub, next + docs.length - 1);
-        return recorded;
+        st.last += docs.length;
+        this.remember(st, docs.map((d) => d.historyId));
+        todo = [];
       } catch (e) {
         if (!isDuplicateKey(e)) throw e;
-        // Which of ours exist now (inserted before the failure, or recorded by an earlier offer)?
-        const ids = todo.map((r) => r._id);
-        const present = await this.c.rows.find({ _id: { $in: ids } }).toArray();
-        const presentIds = new Set(present.map((p) => p._id));
-        for (const d of docs) {
-          const stored = present.find((p) => p._id === d._id);
-          if (stored && stored.num === d.num) recorded.push(d);
-        }
-        todo = todo.filter((r) => !presentIds.has(r._id));
-        next = (await this.lastNumber(sub)) + 1;
+        // Someone else took a number: re-read what exists (ours included), then go on after it.
+        st = await this.load(sub, true);
+        for (const d of docs) if (st.recentSet.has(d.historyId)) recorded.push(d);
+        todo = todo.filter((r) => !st.recentSet.has(r.historyId));
       }
     }
-    this.last.set(sub, next - 1);
+    if (recorded.length) {
+      await this.c.counters.replaceOne({ _id: sub }, { last: st.last, recent: st.recent }, { upsert: true });
+    }
     return recorded;
   }
 
-  forget(sub: string): void {
-    this.last.delete(sub);
+  /** Rows `from`..`from+count-1` that exist, in order, stopping at the first missing one. */
+  async readFrom(sub: string, from: number, count: number): Promise<NotificationRow[]> {
+    const found = await Promise.all(Array.from({ length: count }, (_, k) => this.c.rows.findOne({ _id: rowId(sub, from + k) })));
+    const out: NotificationRow[] = [];
+    for (const r of found) {
+      if (!r) break;
+      out.push(r);
+    }
+    return out;
   }
 }

@@ -139,15 +139,10 @@ export function subscriptionRouter(ctx: RouterContext): express.Router {
     // Until the commit of the Subscription has been processed there is no state and no event yet.
     const content = (contentRaw ?? state?.spec.content ?? 'id-only') as PayloadContent;
     const last = await ctx.log.lastNumber(id);
-    const range: Record<string, number> = {};
-    if (since !== undefined) range.$gte = since;
-    if (until !== undefined) range.$lte = until;
-    const rows = await ctx.c.rows
-      .find(Object.keys(range).length ? { sub: id, num: range } : { sub: id })
-      .sort({ num: since === undefined && until === undefined ? -1 : 1 })
-      .limit(MAX_EVENTS)
-      .toArray();
-    rows.sort((a, b) => a.num - b.num);
+    // Rows are keyed by number: read the asked range (by default the latest events) by key.
+    const from = Math.max(1, since ?? (until !== undefined ? until - MAX_EVENTS + 1 : last - MAX_EVENTS + 1));
+    const to = Math.min(last, until ?? last, from + MAX_EVENTS - 1);
+    const rows = to >= from ? await ctx.log.readFrom(id, from, to - from + 1) : [];
     // Rows were filtered with the subscriber's policy when recorded; the caller's policy applies too.
     const ids = rows.filter((r) => r.method !== 'DELETE').map((r) => r.historyId);
     const docs = ids.length ? await ctx.db.collection<HistoryDoc>('history').find({ _id: { $in: ids } }).toArray() : [];

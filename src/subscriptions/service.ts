@@ -111,6 +111,7 @@ export class SubscriptionService {
       opts: this.opts,
       baseUrl: deps.config.baseUrl,
       setStatus: (id, status, reason) => this.setStatus(id, status, reason),
+      heartbeatIds: () => this.index.heartbeatIds(),
       now: this.now,
     });
   }
@@ -348,7 +349,6 @@ export class SubscriptionService {
       const rows = bySub.get(h.sub) ?? [];
       if (rows.some((r) => r.historyId === h.ev.historyId)) continue; // several triggers, one event
       rows.push({
-        _id: `${h.sub}|${h.ev.historyId}`,
         sub: h.sub,
         historyId: h.ev.historyId,
         type: h.ev.type,
@@ -356,15 +356,14 @@ export class SubscriptionService {
         vid: h.ev.vid,
         method: h.ev.method,
         ts: h.ev.ts,
-        state: 'pending',
-        attempts: 0,
         createdAt: now,
       });
       bySub.set(h.sub, rows);
     }
     if (bySub.size === 0) return;
     await Promise.all([...bySub].map(([sub, rows]) => this.log.record(sub, rows)));
-    // The rows are the work: a local kick delivers now, other instances find them when they sweep.
+    // The mark tells any instance there is work; the local kick delivers right away.
+    await this.worker.mark([...bySub.keys()]);
     this.worker.kick(bySub.keys());
   }
 
@@ -410,7 +409,10 @@ export class SubscriptionService {
     }
     this.indexState({ _id: ev.id, spec, principal, status: spec.status, deleted: false });
     await this.bumpGeneration();
-    if (spec.status === 'requested') this.worker.kick([ev.id]);
+    if (spec.status === 'requested') {
+      await this.worker.mark([ev.id]);
+      this.worker.kick([ev.id]);
+    }
   }
 
   /** Changes Subscription.status with a system-level write (a new version through the store). */
