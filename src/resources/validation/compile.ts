@@ -36,7 +36,7 @@ export class SchemaValidators {
       verbose: allErrors,
     });
     this.ajv.addFormat('fhir-calendar', { type: 'string', validate: isCalendarDate });
-    this.ajv.addKeyword({ keyword: 'fhirElementRules', schemaType: 'object', validate: elementRulesKeyword(allErrors) });
+    this.ajv.addKeyword({ keyword: 'fhirElementRules', schemaType: 'object', compile: elementRulesKeyword(allErrors) });
     this.ajv.addKeyword({ keyword: 'fhirInvariants', schemaType: 'string', compile: invariantsKeyword(allErrors) });
     this.ajv.addKeyword({ keyword: 'fhirXhtml', schemaType: 'boolean', validate: xhtmlKeyword as SchemaValidateFunction });
     this.ajv.addKeyword({
@@ -97,40 +97,56 @@ type KeywordFn = SchemaValidateFunction;
 
 /**
  * Choice elements (one variant at most, exactly one when required) and required primitives. Runs on
- * every object of a definition that has such rules, so the passing path allocates nothing.
+ * every object of a definition that has such rules, so the passing path only walks the object's own
+ * keys against maps built once per definition, and allocates nothing.
  */
-function elementRulesKeyword(allErrors: boolean): KeywordFn {
-  const present = (obj: Record<string, unknown>, p: string): boolean => obj[p] !== undefined || obj[`_${p}`] !== undefined;
-  const fn = function (rules: ElementRules, obj: Record<string, unknown>): boolean {
-    if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return true;
-    let errors: Partial<ErrorObject>[] | undefined;
-    const add = (code: IssueCode, messageCode: string, message: string, property?: string): boolean => {
-      (errors ??= []).push({ keyword: 'fhirElementRules', params: { code, messageCode, message, property } });
-      return allErrors;
-    };
-    check: {
-      for (const group of rules.choices ?? []) {
-        let count = 0;
-        for (const p of group) if (present(obj, p)) count++;
-        if (count > 1) {
-          const used = group.filter((p) => present(obj, p));
-          if (!add('structure', 'MSG_CHOICE_CONFLICT', `Only one of ${used.join(', ')} may be present`, used[1])) break check;
+function elementRulesKeyword(allErrors: boolean) {
+  return (rules: ElementRules): DataValidateFunction => {
+    const choices = rules.choices ?? [];
+    // JSON name (and its `_` half) -> [choice group, variant].
+    const variantOf = new Map<string, [number, string]>();
+    choices.forEach((group, g) => group.forEach((p) => variantOf.set(p, [g, p]).set(`_${p}`, [g, p])));
+    const requiredChoices = (rules.requiredChoices ?? []).map((group) => ({
+      names: group.flatMap((p) => [p, `_${p}`]),
+      message: `Missing required element '${commonPrefix(group)}[x]' (one of ${group.join(', ')})`,
+    }));
+    const requiredPrimitives = (rules.requiredPrimitives ?? []).map((p) => [p, `_${p}`] as const);
+
+    const fn: DataValidateFunction = function (obj: Record<string, unknown>): boolean {
+      if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return true;
+      let errors: Partial<ErrorObject>[] | undefined;
+      const add = (code: IssueCode, messageCode: string, message: string, property?: string): boolean => {
+        (errors ??= []).push({ keyword: 'fhirElementRules', params: { code, messageCode, message, property } });
+        return allErrors;
+      };
+      check: {
+        if (variantOf.size > 0) {
+          let seen: (string | undefined)[] | undefined;
+          for (const key in obj) {
+            const v = variantOf.get(key);
+            if (!v) continue;
+            seen ??= new Array<string | undefined>(choices.length);
+            const first = seen[v[0]];
+            if (first === undefined) seen[v[0]] = v[1];
+            else if (first !== v[1] && !add('structure', 'MSG_CHOICE_CONFLICT', `Only one of ${first}, ${v[1]} may be present`, v[1])) {
+              break check;
+            }
+          }
+        }
+        for (const rc of requiredChoices) {
+          if (rc.names.some((n) => obj[n] !== undefined)) continue;
+          if (!add('required', 'MSG_REQUIRED_ELEMENT', rc.message)) break check;
+        }
+        for (const [p, ext] of requiredPrimitives) {
+          if (obj[p] !== undefined || obj[ext] !== undefined) continue;
+          if (!add('required', 'MSG_REQUIRED_ELEMENT', `Missing required element '${p}'`, p)) break check;
         }
       }
-      for (const group of rules.requiredChoices ?? []) {
-        if (group.some((p) => present(obj, p))) continue;
-        const message = `Missing required element '${commonPrefix(group)}[x]' (one of ${group.join(', ')})`;
-        if (!add('required', 'MSG_REQUIRED_ELEMENT', message)) break check;
-      }
-      for (const p of rules.requiredPrimitives ?? []) {
-        if (present(obj, p)) continue;
-        if (!add('required', 'MSG_REQUIRED_ELEMENT', `Missing required element '${p}'`, p)) break check;
-      }
-    }
-    fn.errors = errors;
-    return errors === undefined;
-  } as KeywordFn;
-  return fn;
+      fn.errors = errors;
+      return errors === undefined;
+    };
+    return fn;
+  };
 }
 
 /** The hand-coded invariants of one definition (invariants.ts), bound once per definition. */
@@ -190,13 +206,14 @@ function xhtmlKeyword(_s: boolean, div: unknown): boolean {
 
 const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
-/** The patterns accept 2023-02-31; FHIR says dates SHALL be valid dates. */
+/** The patterns accept 2023-02-31; FHIR says dates SHALL be valid dates. (Runs on every date: no slicing.) */
 export function isCalendarDate(s: string): boolean {
-  if (s.length < 10 || s[4] !== '-' || s[7] !== '-') return true; // year or year-month: the pattern decides
-  const y = Number(s.slice(0, 4));
-  const m = Number(s.slice(5, 7));
-  const d = Number(s.slice(8, 10));
-  if (!(m >= 1 && m <= 12)) return true; // pattern decides
+  if (s.length < 10 || s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45) return true; // year or year-month: the pattern decides
+  const digit = (i: number): number => s.charCodeAt(i) - 48;
+  const y = digit(0) * 1000 + digit(1) * 100 + digit(2) * 10 + digit(3);
+  const m = digit(5) * 10 + digit(6);
+  const d = digit(8) * 10 + digit(9);
+  if (!(m >= 1 && m <= 12)) return true; // malformed: the pattern decides
   const leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
   const max = m === 2 && leap ? 29 : DAYS[m - 1];
   return d >= 1 && d <= max;

@@ -67,14 +67,21 @@ export function checkJsonRules(resource: Record<string, unknown>, rootType: stri
     return true;
   };
 
-  const walkArray = (obj: Record<string, unknown>, key: string, arr: unknown[], depth: number): boolean => {
-    if (arr.length === 0) return issue('MSG_EMPTY_VALUE', 'Empty array (omit the element instead)');
+  // Pairing is looked at from the rare side only (an `_name` array, or a null item), so plain arrays
+  // cost no string building on the hot path.
+  const pairOf = (obj: Record<string, unknown>, key: string): { pairKey: string; paired?: unknown[] } => {
     const pairKey = key[0] === '_' ? key.slice(1) : `_${key}`;
     const pair = obj[pairKey];
-    const paired = Array.isArray(pair) ? pair : undefined;
-    if (paired && key[0] !== '_' && paired.length !== arr.length) {
-      if (!issue('MSG_PAIR_LENGTH', `'${key}' has ${arr.length} items but '${pairKey}' has ${paired.length}; they must match`)) {
-        return false;
+    return { pairKey, paired: Array.isArray(pair) ? pair : undefined };
+  };
+
+  const walkArray = (obj: Record<string, unknown>, key: string, arr: unknown[], depth: number): boolean => {
+    if (arr.length === 0) return issue('MSG_EMPTY_VALUE', 'Empty array (omit the element instead)');
+    if (key[0] === '_') {
+      const { pairKey, paired } = pairOf(obj, key);
+      if (paired && paired.length !== arr.length) {
+        const message = `'${pairKey}' has ${paired.length} items but '${key}' has ${arr.length}; they must match`;
+        if (!issue('MSG_PAIR_LENGTH', message)) return false;
       }
     }
     for (let i = 0; i < arr.length; i++) {
@@ -82,6 +89,7 @@ export function checkJsonRules(resource: Record<string, unknown>, rootType: stri
       path.push(i);
       let ok = true;
       if (item === null) {
+        const { pairKey, paired } = pairOf(obj, key);
         if (!paired || paired[i] === null || paired[i] === undefined) {
           ok = issue('MSG_NULL_VALUE', `null in '${key}' without a matching value in '${pairKey}'`);
         }
