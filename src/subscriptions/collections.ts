@@ -64,7 +64,8 @@ export interface RuntimeDoc {
 
 /**
  * Leases form a chain per subscription (`<sub>:<n>`): taking over means inserting link n+1,
- * which the unique _id lets exactly one contender do. Conditional updates are not enough on
+ * which the unique _id lets exactly one contender do. The newest link is found by key from a
+ * hint (sub_lease_tops) and a forward probe. Conditional updates are not enough on
  * FerretDB (they are not atomic there); unique-key inserts are.
  */
 export interface LeaseDoc {
@@ -134,6 +135,8 @@ export interface Collections {
   state: Collection<StateDoc>;
   runtime: Collection<RuntimeDoc>;
   leases: Collection<LeaseDoc>;
+  /** Hint of the newest lease link per subscription ({ _id: sub, n }). */
+  leaseTops: Collection<{ _id: string; n: number }>;
   rows: Collection<NotificationRow>;
   counters: Collection<CounterDoc>;
   due: Collection<DueDoc>;
@@ -148,6 +151,7 @@ export function collections(db: Db): Collections {
     state: db.collection<StateDoc>('sub_state'),
     runtime: db.collection<RuntimeDoc>('sub_runtime'),
     leases: db.collection<LeaseDoc>('sub_leases'),
+    leaseTops: db.collection<{ _id: string; n: number }>('sub_lease_tops'),
     rows: db.collection<NotificationRow>('sub_notifications'),
     counters: db.collection<CounterDoc>('sub_counters'),
     due: db.collection<DueDoc>('sub_due'),
@@ -158,7 +162,7 @@ export function collections(db: Db): Collections {
 
 export async function ensureIndexes(c: Collections): Promise<void> {
   await c.rows.createIndex({ sub: 1, num: 1 }, { name: 'sub_num' });
-  await c.leases.createIndex({ sub: 1, n: -1 }, { name: 'sub_n' });
+  await c.leases.createIndex({ sub: 1, n: 1 }, { name: 'sub_n' });
   await c.pendingOwners.createIndex({ hash: 1, createdAt: 1 }, { name: 'hash_created' });
 }
 

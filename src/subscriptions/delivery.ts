@@ -5,7 +5,7 @@ import type pino from 'pino';
 import type { HistoryDoc } from '../resources/types';
 import { backoffDelay } from './backoff';
 import { notificationBundle, type EventForBundle } from './bundle';
-import { EPOCH, isDuplicateKey, type Collections, type NotificationRow, type RuntimeDoc, type StateDoc } from './collections';
+import { EPOCH, isDuplicateKey, type Collections, type LeaseDoc, type NotificationRow, type RuntimeDoc, type StateDoc } from './collections';
 import type { NotificationType, SubscriptionStatusCode } from './constants';
 import { SIGNATURE_HEADER } from './constants';
 import type { NotificationLog } from './numbering';
@@ -109,25 +109,42 @@ export class DeliveryWorker {
     });
   }
 
+  /** Newest link of the subscription's lease chain, found by key from the hint (no scans). */
+  private async topLink(sub: string): Promise<LeaseDoc | null> {
+    const hint = (await this.ctx.c.leaseTops.findOne({ _id: sub }))?.n ?? 0;
+    let top: LeaseDoc | null = hint > 0 ? await this.ctx.c.leases.findOne({ _id: `${sub}:${hint}` }) : null;
+    for (let n = hint + 1; ; n++) {
+      const next = await this.ctx.c.leases.findOne({ _id: `${sub}:${n}` });
+      if (!next) return top;
+      top = next;
+    }
+  }
+
   private async acquire(sub: string): Promise<Lease | undefined> {
-    const top = await this.ctx.c.leases.find({ sub }).sort({ n: -1 }).limit(1).next();
+    const top = await this.topLink(sub);
     const now = this.ctx.now();
     if (top && !top.released && top.until > now) return undefined;
-    const n = (top?.n ?? 0) + 1;
+    const n = (top?.n ?? (await this.ctx.c.leaseTops.findOne({ _id: sub }))?.n ?? 0) + 1;
     try {
       await this.ctx.c.leases.insertOne({ _id: `${sub}:${n}`, sub, n, owner: this.owner, until: new Date(now.getTime() + this.ctx.opts.leaseMs) });
     } catch (e) {
       if (isDuplicateKey(e)) return undefined; // someone else took link n
       throw e;
     }
-    if (n > 2) void this.ctx.c.leases.deleteMany({ sub, n: { $lt: n - 1 } }).catch(() => undefined);
+    await this.ctx.c.leaseTops.replaceOne({ _id: sub }, { n }, { upsert: true });
+    // Old links are only clutter; remove them now and then, never the recent ones.
+    if (n % 500 === 0) {
+      const old = new Date(now.getTime() - 3600_000);
+      void this.ctx.c.leases.deleteMany({ sub, n: { $lt: n - 100 }, until: { $lt: old } }).catch(() => undefined);
+    }
     return { sub, n };
   }
 
   /** Whether our link is still the newest (a slow holder whose lease expired must stop). */
   private async stillMine(l: Lease): Promise<boolean> {
-    const top = await this.ctx.c.leases.find({ sub: l.sub }).sort({ n: -1 }).limit(1).next();
-    return top?.n === l.n && top.until > this.ctx.now();
+    const next = await this.ctx.c.leases.findOne({ _id: `${l.sub}:${l.n + 1}` });
+    const mine = await this.ctx.c.leases.findOne({ _id: `${l.sub}:${l.n}` });
+    return !next && Boolean(mine && mine.until > this.ctx.now());
   }
 
   private async release(l: Lease): Promise<void> {

@@ -8,7 +8,7 @@ export interface ActiveSubscription {
   spec: SubscriptionSpec;
   policy: AccessPolicy;
   filters: Array<{ resourceType: string; compiled: unknown }>;
-  /** "Patient/<id>" keys one of its filters pins it to, when any (used to skip it cheaply). */
+  /** Keys one of its filters pins it to ("Patient/1", "code:http://loinc.org|8867-4"), used to skip it cheaply. */
   patientKeys?: string[];
 }
 
@@ -23,34 +23,82 @@ const PATIENT_ELEMENT_TYPES = new Set([
 
 /** Normalises "Patient/1", "1" or "http://x/fhir/Patient/1/_history/2" to "Patient/1". */
 export function patientKey(ref: string | undefined, bareIsPatient: boolean): string | undefined {
-  if (!ref) return undefined;
-  const m = /(?:^|\/)Patient\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/.exec(ref);
-  if (m) return `Patient/${m[1]}`;
-  return bareIsPatient && /^[A-Za-z0-9\-.]{1,64}$/.test(ref) ? `Patient/${ref}` : undefined;
+  return refKey('Patient', ref, bareIsPatient);
 }
 
-/** Patient keys a filter pins, from `patient=` / `subject=` / `subject:Patient=` (comma means any of). */
-export function pinnedPatients(f: FilterSpec): string[] | undefined {
+function refKey(type: string, ref: string | undefined, bareIsType: boolean): string | undefined {
+  if (!ref) return undefined;
+  const m = new RegExp(`(?:^|/)${type}/([A-Za-z0-9\\-.]{1,64})(?:/_history/[^/]+)?$`).exec(ref);
+  if (m) return `${type}/${m[1]}`;
+  return bareIsType && /^[A-Za-z0-9\-.]{1,64}$/.test(ref) ? `${type}/${ref}` : undefined;
+}
+
+/** Keys for `code=` values: "sys|code", "|code" (no system) or "code" (any system). */
+function codeKey(value: string): string | undefined {
+  if (!value || value.includes('\\')) return undefined; // escaped separators: leave to the evaluator
+  return `code:${value}`;
+}
+
+/**
+ * Keys a filter pins its subscription to, from one equality parameter the resource itself can
+ * answer: patient/subject (a Patient reference), and for Observation also code and device. A
+ * comma means any of; modifiers (other than a Patient/Device type) disable pinning.
+ */
+export function pinnedKeys(f: FilterSpec): string[] | undefined {
   if (!PATIENT_ELEMENT_TYPES.has(f.resourceType)) return undefined;
+  const obs = f.resourceType === 'Observation';
   for (const kv of f.query.split('&')) {
     const eq = kv.indexOf('=');
     if (eq < 0) continue;
-    const name = decodeURIComponent(kv.slice(0, eq));
-    const value = decodeURIComponent(kv.slice(eq + 1));
-    const bare = name === 'patient' || name === 'subject:Patient' || name === 'patient:Patient';
-    if (!bare && name !== 'subject') continue;
-    const keys = value.split(',').map((v) => patientKey(v, bare));
+    let name: string;
+    let value: string;
+    try {
+      name = decodeURIComponent(kv.slice(0, eq));
+      value = decodeURIComponent(kv.slice(eq + 1));
+    } catch {
+      return undefined;
+    }
+    let key: ((v: string) => string | undefined) | undefined;
+    if (name === 'patient' || name === 'subject:Patient' || name === 'patient:Patient') key = (v) => patientKey(v, true);
+    else if (name === 'subject') key = (v) => patientKey(v, false);
+    else if (obs && name === 'code') key = codeKey;
+    else if (obs && (name === 'device' || name === 'device:Device')) key = (v) => refKey('Device', v, true);
+    if (!key) continue;
+    const keys = value.split(',').map(key);
     if (keys.length && keys.every((k): k is string => k !== undefined)) return keys;
   }
   return undefined;
 }
 
+/** Patient keys only (see pinnedKeys). */
+export function pinnedPatients(f: FilterSpec): string[] | undefined {
+  const k = pinnedKeys(f);
+  return k && k.every((x) => x.startsWith('Patient/')) ? k : undefined;
+}
+
+/** Every key under which a subscription able to match this resource could be filed. */
+export function resourceKeys(r: Resource): string[] {
+  if (!PATIENT_ELEMENT_TYPES.has(r.resourceType)) return [];
+  const rec = r as unknown as {
+    subject?: { reference?: string };
+    patient?: { reference?: string };
+    device?: { reference?: string };
+    code?: { coding?: Array<{ system?: string; code?: string }> };
+  };
+  const keys = [patientKey(rec.subject?.reference, false), patientKey(rec.patient?.reference, false)];
+  if (r.resourceType === 'Observation') {
+    keys.push(refKey('Device', rec.device?.reference, false));
+    for (const c of rec.code?.coding ?? []) {
+      if (!c.code) continue;
+      keys.push(`code:${c.code}`, c.system ? `code:${c.system}|${c.code}` : `code:|${c.code}`);
+    }
+  }
+  return keys.filter((k): k is string => k !== undefined);
+}
+
 /** The patient a resource is about, read from its subject/patient element (see PATIENT_ELEMENT_TYPES). */
 export function resourcePatientKeys(r: Resource): string[] {
-  if (!PATIENT_ELEMENT_TYPES.has(r.resourceType)) return [];
-  const rec = r as unknown as { subject?: { reference?: string }; patient?: { reference?: string } };
-  const keys = [patientKey(rec.subject?.reference, false), patientKey(rec.patient?.reference, false)];
-  return keys.filter((k): k is string => k !== undefined);
+  return resourceKeys(r).filter((k) => k.startsWith('Patient/'));
 }
 
 /** Subscriptions bucketed so that an event only looks at those that can match it. */
@@ -76,7 +124,7 @@ class Buckets {
   }
   candidates(r: Resource | undefined): ActiveSubscription[] {
     if (!r) return this.any;
-    const keys = resourcePatientKeys(r);
+    const keys = resourceKeys(r);
     if (!keys.length) return this.any;
     const seen = new Set<ActiveSubscription>(this.any);
     for (const k of keys) for (const s of this.byPatient.get(k) ?? []) seen.add(s);
@@ -88,8 +136,8 @@ class Buckets {
 }
 
 /**
- * Active subscriptions indexed by resource type (R4 criteria) and by topic, then by pinned
- * patient, so matching cost does not grow with subscriptions that cannot match the event.
+ * Active subscriptions indexed by resource type (R4 criteria) and by topic, then by a pinned
+ * patient, code or device, so matching cost does not grow with subscriptions that cannot match the event.
  */
 export class ActiveIndex {
   private byType = new Map<string, Buckets>();
@@ -104,7 +152,7 @@ export class ActiveIndex {
     const filters = spec.filters.map((f) => ({ resourceType: f.resourceType, compiled: this.criteria.compileCriteria(f.resourceType, f.query) }));
     const s: ActiveSubscription = { spec, policy, filters };
     if (spec.kind === 'criteria') {
-      s.patientKeys = pinnedPatients(spec.filters[0]);
+      s.patientKeys = pinnedKeys(spec.filters[0]);
       const type = spec.filters[0].resourceType;
       if (!this.byType.has(type)) this.byType.set(type, new Buckets());
       this.byType.get(type)!.add(s);
@@ -113,7 +161,7 @@ export class ActiveIndex {
       this.byTopic.set(spec.topic!, perType);
       for (const type of topicTypes) {
         const own = spec.filters.filter((f) => f.resourceType === type);
-        const pinned = own.map(pinnedPatients).find((k) => k !== undefined);
+        const pinned = own.map(pinnedKeys).find((k) => k !== undefined);
         const entry: ActiveSubscription = pinned ? { ...s, patientKeys: pinned } : s;
         if (!perType.has(type)) perType.set(type, new Buckets());
         perType.get(type)!.add(entry);

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { allowAllPolicy } from '../../../src/auth/types';
 import type { SearchService } from '../../../src/search/service';
-import { ActiveIndex, patientKey, pinnedPatients } from '../../../src/subscriptions/matcher';
+import { ActiveIndex, patientKey, pinnedKeys, pinnedPatients } from '../../../src/subscriptions/matcher';
 import { parseSubscription, type SubscriptionSpec } from '../../../src/subscriptions/spec';
 import { compileTopic, topicFires, type CompiledTopic, type SubscriptionTopicResource } from '../../../src/subscriptions/topics';
 import { realSearch } from './search';
@@ -121,6 +121,22 @@ describe('subscription matching with the real search evaluator', () => {
     expect(idx.criteriaCandidates('Observation', obs('p7', 1))).toEqual([]);
   });
 
+  it('pins by code and device too, and pinned candidates still go through the real evaluator', () => {
+    const idx = new ActiveIndex(search);
+    const mk = (id: string, query: string): SubscriptionSpec => ({
+      id, kind: 'criteria', filters: [{ resourceType: 'Observation', query }], channelType: 'rest-hook', endpoint: 'http://127.0.0.1:9/', headers: [], content: 'empty', maxCount: 1, status: 'active',
+    });
+    for (let i = 0; i < 500; i++) idx.put(mk(`c${i}`, `code=http://loinc.org|${1000 + i}-0`), allowAllPolicy);
+    idx.put(mk('hrAnySystem', 'code=8867-4'), allowAllPolicy);
+    idx.put(mk('hrLoinc', 'code=http://loinc.org|8867-4'), allowAllPolicy);
+    idx.put(mk('hrOther', 'code=http://other.org|8867-4'), allowAllPolicy);
+    idx.put(mk('watch', 'device=Device/watch-1'), allowAllPolicy);
+    const o = obs('p1', 80);
+    const cands = idx.criteriaCandidates('Observation', o).map((s) => s.spec.id).sort();
+    expect(cands).toEqual(['hrAnySystem', 'hrLoinc', 'watch']);
+    expect(idx.criteriaCandidates('Observation', o).filter((s) => idx.filtersPass(s, 'Observation', o)).map((s) => s.spec.id).sort()).toEqual(['hrAnySystem', 'hrLoinc', 'watch']);
+  });
+
   it('normalises patient references for pinning, and does not pin what it cannot read safely', () => {
     expect(patientKey('Patient/1', false)).toBe('Patient/1');
     expect(patientKey('http://h/fhir/Patient/1/_history/3', false)).toBe('Patient/1');
@@ -130,6 +146,9 @@ describe('subscription matching with the real search evaluator', () => {
     expect(pinnedPatients({ resourceType: 'Observation', query: 'subject=Group/1' })).toBeUndefined();
     expect(pinnedPatients({ resourceType: 'Observation', query: 'patient:missing=true' })).toBeUndefined();
     expect(pinnedPatients({ resourceType: 'Device', query: 'patient=1' })).toBeUndefined();
+    expect(pinnedKeys({ resourceType: 'Observation', query: 'code=http://loinc.org|8867-4,8480-6' })).toEqual(['code:http://loinc.org|8867-4', 'code:8480-6']);
+    expect(pinnedKeys({ resourceType: 'Observation', query: 'code:text=heart' })).toBeUndefined();
+    expect(pinnedKeys({ resourceType: 'Observation', query: 'device=Device/w1' })).toEqual(['Device/w1']);
   });
 
   it('refuses subscriptions it cannot honour, with the element at fault', () => {
