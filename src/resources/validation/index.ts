@@ -149,7 +149,7 @@ function checkEnvelope(resource: unknown, opts: ValidateOptions): { type: string
       }
     } else if (body.id !== opts.id) {
       throw Errors.badRequest(
-        `The resource id '${String(body.id)}' does not match the id '${opts.id}' of the URL`,
+        `The resource id ${JSON.stringify(body.id)} does not match the id "${opts.id}" of the URL`,
         'MSG_RESOURCE_ID_MISMATCH',
         [`${type}.id`],
       );

@@ -124,6 +124,9 @@ describe('the envelope: body, resourceType, id', () => {
     const mismatch = rejection({ ...heartRate(), id: 'o2' }, { expectedType: 'Observation', mode: 'update', id: 'o1' });
     expect([mismatch.status, mismatch.messageCode, mismatch.expression]).toEqual([400, 'MSG_RESOURCE_ID_MISMATCH', ['Observation.id']]);
 
+    const numeric = rejection({ ...heartRate(), id: 1 }, { expectedType: 'Observation', mode: 'update', id: '1' });
+    expect([numeric.status, numeric.messageCode, numeric.message]).toEqual([400, 'MSG_RESOURCE_ID_MISMATCH', expect.stringContaining('id 1 does')]);
+
     const ok = validateResource({ ...heartRate(), id: 'o1' }, { expectedType: 'Observation', allowedTypes: TYPES, mode: 'update', id: 'o1' });
     expect(ok.id).toBe('o1');
   });
