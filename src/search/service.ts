@@ -414,6 +414,24 @@ export class SearchService {
     return bundle;
   }
 
+  /**
+   * The main database query a type-level search runs (filter, sort, limit) and the database's
+   * plan for it: which index serves it. For benchmarks and operators.
+   */
+  async explain(req: SearchRequest): Promise<{ filter: Filter<Document>; sort: Sort; limit: number; plan: Document }> {
+    const type = req.type;
+    if (!type) throw Errors.badRequest('explain needs a resource type', 'MSG_PARAM_INVALID');
+    const ignored: Ignored[] = [];
+    const { filters, control } = parseQuery(req.params);
+    const ctl = this.parseControl(type, control, req.handling, ignored);
+    const cond = await this.filterCond(type, filters, req.policy, req.handling, ignored);
+    const filter = this.mongoFilter(type, hasElemRange(cond) ? relax(cond, true) : cond, req.policy);
+    const sort: Sort = Object.fromEntries([...ctl.sort, { field: '_id', dir: 1 as const }].map((k) => [k.field, k.dir])) as Record<string, 1 | -1>;
+    const limit = ctl.count + 1;
+    const plan = await this.col(type).find(filter, { sort, limit }).explain('queryPlanner');
+    return { filter, sort, limit, plan };
+  }
+
   private entry(baseUrl: string, res: Resource, mode: 'match' | 'include', ctl: Control): BundleEntry {
     return { fullUrl: `${baseUrl}/${res.resourceType}/${res.id}`, resource: shape(res, ctl.summary, ctl.elements) as FhirResource, search: { mode } };
   }

@@ -1,0 +1,184 @@
+/**
+ * Search benchmark: generates remote-monitoring data (bench/search/generate.ts), stores it as
+ * current documents indexed by the search service, and measures the typical queries. Prints one
+ * JSON line per (size, query): p50/p95/p99 of the search service, the same figures for the raw
+ * database query it runs (the cost of our own code is the difference), and the index used.
+ *
+ *   node -r ts-node/register/transpile-only bench/search/run.ts [--sizes=10000,100000] [--large] [--iterations=100]
+ *
+ * `--large` adds 1,000,000 Observations (for a bigger machine). MONGODB_URI points it at a real
+ * MongoDB; otherwise an embedded FerretDB is started in a temporary directory.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Resource } from 'fhir/r4';
+import { type Db, type Document, MongoClient } from 'mongodb';
+import { allowAllPolicy } from '../../src/auth/types';
+import { loadConfig } from '../../src/config';
+import { startEmbeddedDatabase } from '../../src/db/embedded';
+import { SearchService, type SearchRequest } from '../../src/search';
+import { VITALS, generateObservations, generatePatient, rng } from './generate';
+
+const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
+const sizes = (args.get('sizes') ?? '10000,100000').split(',').map(Number);
+if (args.has('large')) sizes.push(1_000_000);
+const iterations = Number(args.get('iterations') ?? 100);
+const OBS_PER_PATIENT = 500;
+const START = Date.parse('2024-01-01T00:00:00Z');
+const STEP = 10 * 60000;
+const BASE = 'http://localhost:8080/fhir';
+
+function emit(obj: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify({ bench: 'search', ...obj, at: new Date().toISOString() })}\n`);
+}
+
+function pct(sorted: number[], p: number): number {
+  return Number(sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))].toFixed(2));
+}
+
+/** The index a plan uses: MongoDB's IXSCAN names, or FerretDB's SQLite plan and pushdown flags. */
+function indexUsed(plan: Document): string {
+  const names = new Set<string>();
+  const walk = (n: unknown) => {
+    if (!n || typeof n !== 'object') return;
+    const o = n as Record<string, unknown>;
+    if (o.stage === 'IXSCAN' && typeof o.indexName === 'string') names.add(o.indexName);
+    if (o.stage === 'COLLSCAN') names.add('COLLSCAN');
+    Object.values(o).forEach(walk);
+  };
+  walk(plan.queryPlanner ?? plan);
+  if (names.size > 0) return [...names].join('+');
+  const qp = plan.queryPlanner as { Plan?: string[] } | undefined;
+  const sqlite = (qp?.Plan ?? []).map((l) => l.replace(/^id=\d+ parent=\d+ notused=\d+ detail=/, '')).join('; ');
+  return `ferretdb: ${sqlite || 'unknown'} (filterPushdown=${plan.filterPushdown}, sortPushdown=${plan.sortPushdown})`;
+}
+
+async function load(db: Db, service: SearchService, observations: number): Promise<number> {
+  const patients = Math.max(1, Math.round(observations / OBS_PER_PATIENT));
+  const t0 = Date.now();
+  const rand = rng(42);
+  const toDoc = (r: Resource) => {
+    const res = { ...r, meta: { versionId: '1', lastUpdated: new Date(START).toISOString() } } as Resource;
+    const { idx, comp } = service.index(res);
+    return { _id: r.id as unknown as never, res, vid: 1, ts: new Date(START), deleted: false, idx, comp };
+  };
+  for (let p = 1; p <= patients; p++) {
+    const [patient, device] = generatePatient(p, rand);
+    await db.collection('Patient').insertOne(toDoc(patient));
+    await db.collection('Device').insertOne(toDoc(device));
+    for (let i = 0; i < OBS_PER_PATIENT; i += 250) {
+      const batch = generateObservations(p, Math.min(250, OBS_PER_PATIENT - i), rand, START, STEP, i);
+      await db.collection('Observation').insertMany(batch.map(toDoc), { ordered: false });
+    }
+  }
+  return Date.now() - t0;
+}
+
+interface Case {
+  name: string;
+  request: (rand: () => number) => SearchRequest;
+  lastn?: boolean;
+}
+
+function cases(patients: number): Case[] {
+  const req = (type: string, q: string): SearchRequest => ({ type, params: [...new URLSearchParams(q).entries()], policy: allowAllPolicy, baseUrl: BASE, handling: 'strict' });
+  const somePatient = (rand: () => number) => `rpm-p${1 + Math.floor(rand() * patients)}`;
+  const span = OBS_PER_PATIENT * STEP;
+  const day = (rand: () => number) => {
+    const from = START + Math.floor(rand() * (span / 86400000 - 1)) * 86400000;
+    return [new Date(from).toISOString(), new Date(from + 86400000).toISOString()];
+  };
+  return [
+    {
+      name: 'patient+code+24h range, newest first',
+      request: (r) => {
+        const [from, to] = day(r);
+        return req('Observation', `subject=Patient/${somePatient(r)}&code=http://loinc.org|8867-4&date=ge${from}&date=lt${to}&_sort=-date&_count=50`);
+      },
+    },
+    { name: '$lastn (patient, vital signs, max=1)', request: (r) => req('Observation', `patient=${somePatient(r)}&category=vital-signs&max=1`), lastn: true },
+    {
+      name: 'patient identifier lookup',
+      request: (r) => req('Patient', `identifier=http://hospital.example/mrn|MRN-${100001 + Math.floor(r() * patients)}`),
+    },
+    {
+      name: 'SpO2 below 90 % across patients (value-quantity threshold)',
+      request: () => req('Observation', `code=http://loinc.org|${VITALS[1].code}&value-quantity=lt90|http://unitsofmeasure.org|%&_count=50`),
+    },
+    { name: 'patient observations, newest first (first page)', request: (r) => req('Observation', `patient=${somePatient(r)}&_sort=-date&_count=20`) },
+  ];
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vigil-bench-search-'));
+  const embedded = process.env.MONGODB_URI ? undefined : await startEmbeddedDatabase(dir);
+  const uri = process.env.MONGODB_URI ?? embedded?.uri ?? '';
+  const client = await MongoClient.connect(uri);
+  const database = embedded ? 'ferretdb-sqlite' : 'mongodb';
+  try {
+    for (const size of sizes) {
+      const db = client.db(`vigil_bench_search_${size}_${Date.now()}`);
+      const config = { ...loadConfig({ BASE_URL: BASE, AUTH_ENABLED: 'false' }), cursorSecret: 'bench' };
+      const service = await SearchService.create({ db, config, types: ['Patient', 'Device', 'Observation'] });
+      await service.ensureIndexes();
+      const loadMs = await load(db, service, size);
+      const observations = await db.collection('Observation').estimatedDocumentCount();
+      emit({ database, observations, phase: 'load', ms: loadMs, perSecond: Math.round((observations / loadMs) * 1000) });
+      const patients = Math.max(1, Math.round(size / OBS_PER_PATIENT));
+      for (const c of cases(patients)) {
+        const rand = rng(7);
+        const times: number[] = [];
+        const raw: number[] = [];
+        let results = 0;
+        let index = '';
+        for (let i = 0; i < iterations + 5; i++) {
+          const r = c.request(rand);
+          const t = process.hrtime.bigint();
+          const b = c.lastn ? await service.lastn(r) : await service.search(r);
+          const ms = Number(process.hrtime.bigint() - t) / 1e6;
+          if (c.lastn) {
+            if (i >= 5) times.push(ms);
+            results += b.entry?.length ?? 0;
+            continue;
+          }
+          // The raw database baseline: the same find, without parsing, re-checking and Bundle building.
+          const plan = await service.explain(r);
+          if (!index) index = indexUsed(plan.plan);
+          const t2 = process.hrtime.bigint();
+          await db.collection(r.type ?? '').find(plan.filter, { sort: plan.sort, limit: plan.limit }).toArray();
+          const rawMs = Number(process.hrtime.bigint() - t2) / 1e6;
+          if (i >= 5) {
+            times.push(ms);
+            raw.push(rawMs);
+            results += b.entry?.length ?? 0;
+          }
+        }
+        times.sort((a, b) => a - b);
+        raw.sort((a, b) => a - b);
+        emit({
+          database,
+          observations,
+          query: c.name,
+          iterations,
+          p50: pct(times, 50),
+          p95: pct(times, 95),
+          p99: pct(times, 99),
+          ...(raw.length ? { rawP50: pct(raw, 50), rawP99: pct(raw, 99) } : {}),
+          meanResults: Number((results / iterations).toFixed(1)),
+          index: c.lastn ? 'distinct + per-code find on lastn_subject_code_date' : index,
+        });
+      }
+      await db.dropDatabase();
+    }
+  } finally {
+    await client.close();
+    await embedded?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
