@@ -11,7 +11,7 @@ import { emit, percentiles, request, startStack } from '../lib.mjs';
 const require = createRequire(import.meta.url);
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 const COUNTS = (process.env.BENCH_ALERTS_SUBS ?? '1,100,1000').split(',').map(Number);
-const RATE = Number(process.env.BENCH_ALERTS_RATE ?? 20); // Observations per second
+const RATE = Number(process.env.BENCH_ALERTS_RATE ?? 10); // Observations per second
 const SAMPLES = Number(process.env.BENCH_ALERTS_SAMPLES ?? 200);
 const ABNORMAL = 'http://vigil-fhir.org/fhir/SubscriptionTopic/abnormal-vital-sign';
 const BACKPORT = 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition';
@@ -100,8 +100,17 @@ async function latencyRun(stack, hook, endpoint, subs, created) {
     );
   }
   created.n = subs;
-  await until(() => hook.handshakes() >= target, 120_000, 'handshakes');
-  await new Promise((r) => setTimeout(r, 500)); // let the activations commit
+  await until(() => hook.handshakes() >= target, 600_000, 'handshakes');
+  // Measure a steady state: every subscription active and the outbox drained of the set-up writes.
+  for (const end = Date.now() + 600_000; ; ) {
+    const [requested, pending] = await Promise.all([
+      stack.db.collection('sub_state').countDocuments({ status: { $ne: 'active' } }),
+      stack.db.collection('history').countDocuments({ pending: true }),
+    ]);
+    if (requested === 0 && pending === 0) break;
+    if (Date.now() > end) throw new Error('set-up did not settle');
+    await new Promise((r) => setTimeout(r, 250));
+  }
 
   const sent = new Map();
   const interval = 1000 / RATE;

@@ -105,7 +105,9 @@ export function resourcePatientKeys(r: Resource): string[] {
 class Buckets {
   private any: ActiveSubscription[] = [];
   private byPatient = new Map<string, ActiveSubscription[]>();
+  private ids = new Set<string>();
   add(s: ActiveSubscription): void {
+    this.ids.add(s.spec.id);
     if (s.patientKeys?.length) {
       for (const k of s.patientKeys) {
         const list = this.byPatient.get(k) ?? [];
@@ -115,6 +117,7 @@ class Buckets {
     } else this.any.push(s);
   }
   remove(id: string): void {
+    if (!this.ids.delete(id)) return;
     this.any = this.any.filter((s) => s.spec.id !== id);
     for (const [k, list] of this.byPatient) {
       const kept = list.filter((s) => s.spec.id !== id);
@@ -131,7 +134,7 @@ class Buckets {
     return [...seen];
   }
   get size(): number {
-    return this.any.length + [...this.byPatient.values()].reduce((n, l) => n + l.length, 0);
+    return this.ids.size;
   }
 }
 
