@@ -20,6 +20,8 @@ export class FhirError extends Error {
     readonly expression?: string[],
     /** Extra headers the response must carry (for example WWW-Authenticate). */
     readonly headers?: Record<string, string>,
+    /** Every issue, when one error reports several problems (validation). */
+    readonly issues?: OperationOutcomeIssue[],
   ) {
     super(message);
     this.name = 'FhirError';

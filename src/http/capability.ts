@@ -86,7 +86,7 @@ export function buildCapabilityStatement(c: CapabilityInputs): CapabilityStateme
     implementation: { description: 'Vigil FHIR R4 server', url: c.baseUrl },
     fhirVersion: '4.0.1',
     format: ['application/fhir+json', 'json'],
-    patchFormat: ['application/json-patch+json'],
+    patchFormat: ['application/json-patch+json', 'application/fhir+json'],
     rest,
   };
 }

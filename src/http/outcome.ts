@@ -2,6 +2,7 @@ import type { OperationOutcome } from 'fhir/r4';
 import { FhirError, isFhirError } from '../errors';
 
 export function outcomeOf(e: FhirError): OperationOutcome {
+  if (e.issues?.length) return { resourceType: 'OperationOutcome', issue: e.issues };
   const issue: OperationOutcome['issue'][number] = {
     severity: e.status >= 500 ? 'fatal' : 'error',
     code: e.code,

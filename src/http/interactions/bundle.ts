@@ -1,14 +1,14 @@
 import type { Bundle, BundleEntry, BundleEntryRequest, FhirResource, Resource } from 'fhir/r4';
 import { randomUUID } from 'node:crypto';
 import { Errors, FhirError } from '../../errors';
-import { parseVersionTag, type PreparedWrite, type ResourceStore, type WriteResult } from '../../resources/store';
+import { parseVersionTag, stripServerMeta, type PreparedWrite, type ResourceStore, type WriteResult } from '../../resources/store';
 import type { TransactionJournal } from '../../resources/transaction';
 import { outcomeOf, toFhirError } from '../outcome';
 import { locationOf } from '../responses';
 import type { Services } from '../services';
 import type { FhirRequest, FhirResponse } from '../types';
 import { knownType, validId } from './common';
-import { applyJsonPatch } from './patch';
+import { patchFunction } from './patch';
 
 export type Dispatch = (req: FhirRequest) => Promise<FhirResponse>;
 
@@ -62,7 +62,8 @@ function checkBundle(body: unknown): Bundle {
 function entryRequest(parent: FhirRequest, e: BundleEntry, url: ParsedUrl): FhirRequest {
   const r = e.request!;
   const isPatch = r.method === 'PATCH';
-  const body = isPatch && e.resource?.resourceType === 'Binary' ? binaryJson(e.resource) : e.resource;
+  const isJsonPatch = isPatch && e.resource?.resourceType === 'Binary';
+  const body = isJsonPatch ? binaryJson(e.resource!) : e.resource;
   return {
     method: r.method as FhirRequest['method'],
     segments: url.segments,
@@ -74,7 +75,7 @@ function entryRequest(parent: FhirRequest, e: BundleEntry, url: ParsedUrl): Fhir
       'if-modified-since': r.ifModifiedSince,
     },
     body,
-    contentType: isPatch ? 'application/json-patch+json' : 'application/fhir+json',
+    contentType: isJsonPatch ? 'application/json-patch+json' : 'application/fhir+json',
     principal: parent.principal,
     requestId: parent.requestId,
     ip: parent.ip,
@@ -274,9 +275,10 @@ async function transaction(
       } else if (p.method === 'PATCH') {
         policy.assertAllowed('patch', type);
         if (!current || current.deleted) throw Errors.notFound(`${type}/${id} is not known`, 'MSG_NO_EXIST');
-        const ops = p.entry.resource ? binaryJson(p.entry.resource) : undefined;
-        if (!Array.isArray(ops)) throw Errors.badRequest('PATCH entries need a Binary resource holding a JSON Patch', 'MSG_PATCH_INVALID');
-        p.write = await store.prepare(type, id, applyJsonPatch(current.res, ops), current, 'PATCH', ctx, now);
+        const r = p.entry.resource;
+        if (!r) throw Errors.badRequest('PATCH entries need a Binary (JSON Patch) or Parameters (FHIRPath Patch) resource', 'MSG_PATCH_INVALID');
+        const apply = r.resourceType === 'Binary' ? patchFunction('application/json-patch+json', binaryJson(r)) : patchFunction('application/fhir+json', r);
+        p.write = await store.prepare(type, id, apply(stripServerMeta(current.res)), current, 'PATCH', ctx, now);
       } else if (p.method === 'DELETE') {
         policy.assertAllowed('delete', type);
         if (!current || current.deleted) p.nothing = true;

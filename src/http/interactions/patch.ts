@@ -1,6 +1,7 @@
 import type { Resource } from 'fhir/r4';
 import { applyPatch, JsonPatchError, type Operation } from 'fast-json-patch';
 import { Errors } from '../../errors';
+import { applyFhirPathPatch, isFhirPathPatch } from '../../resources/fhirpath-patch';
 import { parseVersionTag } from '../../resources/store';
 import { writeResponse } from '../responses';
 import type { Services } from '../services';
@@ -38,18 +39,30 @@ export function applyJsonPatch(resource: Resource, ops: Operation[]): unknown {
   }
 }
 
-/** PATCH [type]/[id] with application/json-patch+json. */
+/**
+ * The patch a PATCH body asks for: JSON Patch (application/json-patch+json) or FHIRPath Patch
+ * (a Parameters resource as application/fhir+json).
+ */
+export function patchFunction(contentType: string | undefined, body: unknown): (current: Resource) => unknown {
+  if (contentType === 'application/json-patch+json') {
+    const ops = parseJsonPatch(body);
+    return (cur) => applyJsonPatch(cur, ops);
+  }
+  if ((contentType === 'application/fhir+json' || contentType === 'application/json') && isFhirPathPatch(body)) {
+    return (cur) => applyFhirPathPatch(cur, body);
+  }
+  throw Errors.unsupportedMediaType(
+    `PATCH needs application/json-patch+json (JSON Patch) or application/fhir+json with a Parameters resource (FHIRPath Patch), got ${contentType ?? 'none'}`,
+    'MSG_UNSUPPORTED_MEDIA_TYPE',
+  );
+}
+
+/** PATCH [type]/[id] */
 export async function patch(s: Services, req: FhirRequest, type: string, id: string): Promise<FhirResponse> {
   knownType(type);
   validId(id);
   req.principal.policy.assertAllowed('patch', type);
-  if (req.contentType !== 'application/json-patch+json') {
-    throw Errors.unsupportedMediaType(
-      `PATCH needs Content-Type application/json-patch+json, got ${req.contentType ?? 'none'}`,
-      'MSG_UNSUPPORTED_MEDIA_TYPE',
-    );
-  }
-  const ops = parseJsonPatch(jsonBody(req));
-  const r = await s.store.patch(type, id, (cur) => applyJsonPatch(cur, ops), { principal: req.principal }, parseVersionTag(req.headers['if-match']));
+  const apply = patchFunction(req.contentType, jsonBody(req));
+  const r = await s.store.patch(type, id, apply, { principal: req.principal }, parseVersionTag(req.headers['if-match']));
   return writeResponse(s.config.baseUrl, r);
 }

@@ -18,6 +18,6 @@ export async function validate(s: Services, req: FhirRequest, type: string, id?:
     if (m === 'update') mode = 'update';
     body = res;
   }
-  const outcome = s.validateOperation(body, type, mode, id ?? (body as Resource).id);
+  const outcome = s.validateOperation(body, type, mode, id);
   return { status: 200, body: outcome, headers: {} };
 }

@@ -208,5 +208,6 @@ export function errorOfIssues(issues: readonly ValidationIssue[]): FhirError {
       ? first.message
       : `${first.message}; and ${more.length} more: ${more.map((i) => i.message).join('; ')}`;
   const expression = [...new Set(issues.map((i) => i.expression))];
-  return new FhirError(422, first.code, first.messageCode, message, expression);
+  // Every problem travels as its own OperationOutcome issue; the message sums them up for logs.
+  return new FhirError(422, first.code, first.messageCode, message, expression, undefined, issues.map(toOutcomeIssue));
 }
