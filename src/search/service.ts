@@ -102,6 +102,8 @@ export class SearchService {
     private readonly registry: Registry,
     private readonly secret: string,
     types: string[],
+    /** FerretDB pushes down only a bare `{ _id }` filter: a few point reads beat one `$in` scan there. */
+    private readonly pointReads = false,
   ) {
     this.supportedTypes = types;
     this.ctx = { baseUrl: config.baseUrl };
@@ -112,7 +114,7 @@ export class SearchService {
     const types = deps.types ?? DEFAULT_TYPES;
     const registry = buildRegistry(types);
     const secret = deps.config.cursorSecret ?? (await loadSecret(deps.db));
-    return new SearchService(deps.db, deps.config, registry, secret, types);
+    return new SearchService(deps.db, deps.config, registry, secret, types, await isFerretDb(deps.db));
   }
 
   /** Search parameters of a type (code -> compiled parameter). */
@@ -551,11 +553,7 @@ export class SearchService {
         if (!this.canRead(policy, t)) continue;
         const todo = [...ids].filter((id) => !seen.has(`${t}/${id}`));
         if (todo.length === 0) continue;
-        const docs = await this.col(t)
-          .find(this.mongoFilter(t, { k: 'in', f: '_id', v: todo }, policy), { projection: { res: 1 } })
-          .limit(MAX_INCLUDES)
-          .toArray();
-        found.push(...docs.map((d) => d.res as Resource));
+        found.push(...(await this.byIds(t, todo.slice(0, MAX_INCLUDES), policy)));
       }
       // Reverse includes: resources of the source type whose reference points at a current one.
       for (const s of active.filter((x) => x.rev)) {
@@ -581,6 +579,19 @@ export class SearchService {
       current = fresh;
     }
     return out.slice(0, MAX_INCLUDES);
+  }
+
+  /** Current, readable resources of a type by id. */
+  private async byIds(type: string, ids: string[], policy: AccessPolicy): Promise<Resource[]> {
+    if (!this.pointReads || ids.length > 50) {
+      const docs = await this.findChecked(type, { k: 'in', f: '_id', v: ids }, policy, { limit: ids.length, projection: { res: 1 } });
+      return docs.map((d) => d.res as Resource);
+    }
+    const docs = await Promise.all(ids.map((id) => this.col(type).findOne(toMongo({ k: 'eq', f: '_id', v: id }))));
+    // The same checks the filter would make: current, and readable (the policy's in-memory twin).
+    return docs
+      .filter((d): d is NonNullable<typeof d> => Boolean(d) && d?.deleted === false && policy.canRead(d?.res as Resource, (d?.comp as string[]) ?? []))
+      .map((d) => d.res as Resource);
   }
 
   /** System-level search: common parameters over several types, ordered by type then id. */
@@ -770,6 +781,15 @@ export class SearchService {
 
 /** Parameters with a single-field index of their own (the others are filtered after the indexed ones). */
 const INDEXED_PARAMS = ['identifier', 'code', 'subject', 'patient', 'status', 'category', 'device', 'family', 'given', 'birthdate', 'date', '_lastUpdated', 'url', 'type'];
+
+async function isFerretDb(db: Db): Promise<boolean> {
+  try {
+    const info = await db.admin().command({ buildInfo: 1 });
+    return 'ferretdbVersion' in info;
+  } catch {
+    return false;
+  }
+}
 
 async function loadSecret(db: Db): Promise<string> {
   const meta = db.collection<MetaDoc>(META);

@@ -142,6 +142,14 @@ describe('_include and _revinclude', () => {
     };
     const b = await f.search('Observation', 'code=8867-4&_include=Observation:subject', { policy });
     expect(includeIds(b)).toEqual([]);
+    // Row-level: only the patient the policy lets the caller read is included.
+    const onlyEve: AccessPolicy = {
+      ...allowAllPolicy,
+      readFilter: (type) => (type === 'Patient' ? { _id: 'eve' } : undefined),
+      canRead: (r) => r.resourceType !== 'Patient' || r.id === 'eve',
+    };
+    const rows = await f.search('Observation', 'code=8867-4&_include=Observation:subject', { policy: onlyEve });
+    expect(includeIds(rows)).toEqual(['Patient/eve']);
   });
 });
 
