@@ -242,7 +242,8 @@ function requestLog(logger: Logger) {
         {
           requestId: res.getHeader('X-Request-Id'),
           method: req.method,
-          path: req.path.replace(/\/(Patient|Device|Observation)\/[^/]+/g, '/$1/:id'),
+          // Ids and versions are left out: an id can itself identify a patient.
+          path: req.path.replace(/\/([A-Z][A-Za-z]+)\/[^/$_][^/]*/g, '/$1/:id').replace(/\/_history\/[^/]+/, '/_history/:vid'),
           status: res.statusCode,
           ms: Number(process.hrtime.bigint() - start) / 1e6,
         },

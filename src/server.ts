@@ -31,6 +31,9 @@ function warnAuthOff(logger: pino.Logger): void {
   logger.warn('authentication is disabled (AUTH_ENABLED=false)');
 }
 
+/** The embedded database, stopped on any way out so no FerretDB process is left behind. */
+let embedded: EmbeddedDatabase | undefined;
+
 async function main(): Promise<void> {
   let config: Config;
   try {
@@ -49,7 +52,6 @@ async function main(): Promise<void> {
   });
   if (!config.authEnabled) warnAuthOff(logger);
 
-  let embedded: EmbeddedDatabase | undefined;
   let uri = config.mongodbUri;
   if (!uri) {
     embedded = await startEmbeddedDatabase(config.dataDir, { log: (m) => logger.info(m) });
@@ -97,7 +99,8 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void shutdown('SIGINT'));
 }
 
-main().catch((e: unknown) => {
+main().catch(async (e: unknown) => {
   process.stderr.write(`vigil: failed to start: ${(e as Error).stack ?? String(e)}\n`);
+  await embedded?.stop().catch(() => undefined);
   process.exit(1);
 });
