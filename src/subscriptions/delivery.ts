@@ -52,6 +52,9 @@ export class DeliveryWorker {
   private running = 0;
   private stopped = true;
   private kicked = new Set<string>();
+  /** Subscriptions this process is working on, and those that got new work meanwhile. */
+  private busy = new Set<string>();
+  private again = new Set<string>();
   private draining?: Promise<void>;
   private sweeping?: Promise<void>;
 
@@ -153,6 +156,21 @@ export class DeliveryWorker {
 
   /** Takes the lease if free, does what is due, releases. */
   private async tryWork(id: string): Promise<void> {
+    if (this.busy.has(id)) {
+      // We hold it already: look again right after, instead of waiting for the next sweep.
+      this.again.add(id);
+      return;
+    }
+    this.busy.add(id);
+    try {
+      await this.tryWorkOnce(id);
+    } finally {
+      this.busy.delete(id);
+    }
+    if (this.again.delete(id) && !this.stopped) await this.tryWork(id);
+  }
+
+  private async tryWorkOnce(id: string): Promise<void> {
     const state = await this.ctx.c.state.findOne({ _id: id });
     if (!state || state.deleted || state.status === 'off') {
       await this.ctx.c.due.deleteOne({ _id: id });

@@ -23,10 +23,15 @@ export function rowId(sub: string, num: number): string {
  * number is skipped. The counter document is only a hint: the truth is which keys exist, and a
  * forward probe from the hint repairs a crash between the row inserts and the hint update.
  * Re-offered events are recognised by their history id among the recently recorded ones (the
- * outbox re-offers at most its last unacknowledged batch).
+ * outbox re-offers at most its last unacknowledged batch). Limit: the same event offered to two
+ * processes at the same moment could be recorded twice under two numbers; the core's outbox
+ * runs one consumer at a time (lease), and within a process recordings of one subscription are
+ * serialised here.
  */
 export class NotificationLog {
   private cache = new Map<string, SubCounter>();
+  /** One recording at a time per subscription in this process (a re-offer racing its original). */
+  private locks = new Map<string, Promise<unknown>>();
 
   constructor(private readonly c: Collections) {}
 
@@ -63,6 +68,17 @@ export class NotificationLog {
 
   /** Inserts rows for one subscription, in the given (commit) order. Returns the rows newly recorded. */
   async record(sub: string, rows: NewRow[]): Promise<NotificationRow[]> {
+    const prev = this.locks.get(sub) ?? Promise.resolve();
+    const run = prev.catch(() => undefined).then(() => this.recordNow(sub, rows));
+    this.locks.set(sub, run);
+    try {
+      return await run;
+    } finally {
+      if (this.locks.get(sub) === run) this.locks.delete(sub);
+    }
+  }
+
+  private async recordNow(sub: string, rows: NewRow[]): Promise<NotificationRow[]> {
     let st = await this.load(sub);
     const recorded: NotificationRow[] = [];
     let todo = rows.filter((r) => !st.recentSet.has(r.historyId));
