@@ -110,11 +110,18 @@ export class SearchService {
   }
 
   /** Loads and compiles the registry for `types` (default: DEFAULT_TYPES) and the cursor secret. */
-  static async create(deps: { db: Db; config: Config; types?: string[] }): Promise<SearchService> {
+  static async create(deps: {
+    db: Db;
+    config: Config;
+    types?: string[];
+    /** Query strategy; detected from the server when absent (tests force one to cover both). */
+    flavor?: 'mongodb' | 'ferretdb';
+  }): Promise<SearchService> {
     const types = deps.types ?? DEFAULT_TYPES;
     const registry = buildRegistry(types);
     const secret = deps.config.cursorSecret ?? (await loadSecret(deps.db));
-    return new SearchService(deps.db, deps.config, registry, secret, types, await isFerretDb(deps.db));
+    const ferret = deps.flavor ? deps.flavor === 'ferretdb' : await isFerretDb(deps.db);
+    return new SearchService(deps.db, deps.config, registry, secret, types, ferret);
   }
 
   /** Search parameters of a type (code -> compiled parameter). */
@@ -676,22 +683,34 @@ export class SearchService {
     const cond = await this.filterCond(type, filters, req.policy, req.handling, ignored);
     const filter = this.mongoFilter(type, relax(cond, true), req.policy);
     const col = this.col(type);
-    const exact = (docs: Document[]) => (hasElemRange(cond) ? docs.filter((d) => evaluate(cond, d)) : docs);
-    const subjects = (await col.distinct('idx.subject', filter)) as unknown[];
     const entries: BundleEntry[] = [];
-    const subjectKeys: (string | null)[] = subjects.filter((s): s is string => typeof s === 'string');
-    if (subjectKeys.length === 0 || (await col.countDocuments({ $and: [filter, { 'idx.subject': { $exists: false } }] }, { limit: 1 })) > 0) subjectKeys.push(null);
-    for (const s of subjectKeys) {
-      const sf: Filter<Document> = { $and: [filter, s === null ? { 'idx.subject': { $exists: false } } : { 'idx.subject': s }] };
-      const codes = ((await col.distinct('idx.code:s', sf)) as unknown[]).filter((c): c is string => typeof c === 'string');
-      for (const c of codes) {
-        const docs = exact(
-          await col
-            .find({ $and: [sf, { 'idx.code:s': c }] }, { projection: hasElemRange(cond) ? { res: 1, idx: 1, comp: 1 } : { res: 1 }, sort: { 'idx.date.l': -1, _id: 1 } })
-            .limit(hasElemRange(cond) ? 0 : max)
-            .toArray(),
-        ).slice(0, max);
-        for (const d of docs) entries.push(this.entry(req.baseUrl, d.res as Resource, 'match', ctl));
+    const recheck = hasElemRange(cond);
+    if (this.pointReads || recheck) {
+      // One pass, newest first, grouped in memory: on FerretDB every query is a full scan, so
+      // one scan beats a distinct plus a query per code.
+      const taken = new Map<string, number>();
+      const projection = recheck ? { res: 1, idx: 1, comp: 1 } : { res: 1, 'idx.subject': 1, 'idx.code:s': 1 };
+      for await (const d of col.find(filter, { projection, sort: { 'idx.date.l': -1, _id: 1 } })) {
+        if (recheck && !evaluate(cond, d)) continue;
+        const idx = (d.idx ?? {}) as Idx;
+        const key = `${String(idx.subject ?? '')} ${String(idx['code:s'] ?? '')}`;
+        const n = taken.get(key) ?? 0;
+        if (n >= max) continue;
+        taken.set(key, n + 1);
+        entries.push(this.entry(req.baseUrl, d.res as Resource, 'match', ctl));
+      }
+    } else {
+      // MongoDB: per subject and code, the newest `max` from the lastn_subject_code_date index.
+      const subjects = (await col.distinct('idx.subject', filter)) as unknown[];
+      const subjectKeys: (string | null)[] = subjects.filter((x): x is string => typeof x === 'string');
+      if (subjectKeys.length === 0 || (await col.countDocuments({ $and: [filter, { 'idx.subject': { $exists: false } }] }, { limit: 1 })) > 0) subjectKeys.push(null);
+      for (const subj of subjectKeys) {
+        const sf: Filter<Document> = { $and: [filter, subj === null ? { 'idx.subject': { $exists: false } } : { 'idx.subject': subj }] };
+        const codes = ((await col.distinct('idx.code:s', sf)) as unknown[]).filter((c): c is string => typeof c === 'string');
+        for (const c of codes) {
+          const docs = await col.find({ $and: [sf, { 'idx.code:s': c }] }, { projection: { res: 1 }, sort: { 'idx.date.l': -1, _id: 1 }, limit: max }).toArray();
+          for (const d of docs) entries.push(this.entry(req.baseUrl, d.res as Resource, 'match', ctl));
+        }
       }
     }
     const outcome = outcomeEntry(ignored);

@@ -1,4 +1,6 @@
 import type { Bundle, Observation, Patient, Resource } from 'fhir/r4';
+import type { Document, Filter } from 'mongodb';
+import { SearchService } from '../../../src/search';
 import type { AccessPolicy } from '../../../src/auth/types';
 import { allowAllPolicy } from '../../../src/auth/types';
 import { all } from './fixtures';
@@ -145,7 +147,7 @@ describe('_include and _revinclude', () => {
     // Row-level: only the patient the policy lets the caller read is included.
     const onlyEve: AccessPolicy = {
       ...allowAllPolicy,
-      readFilter: (type) => (type === 'Patient' ? { _id: 'eve' } : undefined),
+      readFilter: (type) => (type === 'Patient' ? ({ _id: 'eve' } as unknown as Filter<Document>) : undefined),
       canRead: (r) => r.resourceType !== 'Patient' || r.id === 'eve',
     };
     const rows = await f.search('Observation', 'code=8867-4&_include=Observation:subject', { policy: onlyEve });
@@ -218,6 +220,15 @@ describe('$lastn', () => {
     expect(matchIds(await lastn('patient=eve&code=8867-4&max=2'))).toEqual(['hr2', 'hr1']);
     expect(matchIds(await lastn('patient=eve')).sort()).toEqual(['bp1', 'hr2']);
     expect(matchIds(await lastn('category=vital-signs&code=8867-4')).sort()).toEqual(['hr2', 'hr3']);
+  });
+
+  test('the MongoDB strategy (distinct + one indexed query per code) gives the same answers', async () => {
+    const mongoStyle = await SearchService.create({ db: f.db, config: f.config, types: ['Patient', 'Device', 'Observation'], flavor: 'mongodb' });
+    const run = async (q: string) =>
+      matchIds(await mongoStyle.lastn({ type: 'Observation', params: [...new URLSearchParams(q).entries()], policy: allowAllPolicy, baseUrl: BASE, handling: 'strict' })).sort();
+    for (const q of ['patient=eve&code=8867-4', 'patient=eve&code=8867-4&max=2', 'patient=eve', 'category=vital-signs&code=8867-4', 'value-quantity=gt100']) {
+      expect([q, await run(q)]).toEqual([q, matchIds(await lastn(q)).sort()]);
+    }
   });
 
   test('bad max is a 400', async () => {
