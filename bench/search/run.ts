@@ -6,7 +6,7 @@
  *
  *   node -r ts-node/register/transpile-only bench/search/run.ts [--sizes=10000,100000] [--large] [--iterations=100]
  *
- * `--large` adds 1,000,000 Observations (for a bigger machine). MONGODB_URI points it at a real
+ * `--warmup=N` (default 5) unmeasured runs first. `--large` adds 1,000,000 Observations (for a bigger machine). MONGODB_URI points it at a real
  * MongoDB; otherwise an embedded FerretDB is started in a temporary directory.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -24,6 +24,7 @@ const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split
 const sizes = (args.get('sizes') ?? '10000,100000').split(',').map(Number);
 if (args.has('large')) sizes.push(1_000_000);
 const iterations = Number(args.get('iterations') ?? 100);
+const warmup = Number(args.get('warmup') ?? 5);
 const OBS_PER_PATIENT = 500;
 const START = Date.parse('2024-01-01T00:00:00Z');
 const STEP = 10 * 60000;
@@ -132,13 +133,13 @@ async function main(): Promise<void> {
         const raw: number[] = [];
         let results = 0;
         let index = '';
-        for (let i = 0; i < iterations + 5; i++) {
+        for (let i = 0; i < iterations + warmup; i++) {
           const r = c.request(rand);
           const t = process.hrtime.bigint();
           const b = c.lastn ? await service.lastn(r) : await service.search(r);
           const ms = Number(process.hrtime.bigint() - t) / 1e6;
           if (c.lastn) {
-            if (i >= 5) times.push(ms);
+            if (i >= warmup) times.push(ms);
             results += b.entry?.length ?? 0;
             continue;
           }
@@ -148,7 +149,7 @@ async function main(): Promise<void> {
           const t2 = process.hrtime.bigint();
           await db.collection(r.type ?? '').find(plan.filter, { sort: plan.sort, limit: plan.limit }).toArray();
           const rawMs = Number(process.hrtime.bigint() - t2) / 1e6;
-          if (i >= 5) {
+          if (i >= warmup) {
             times.push(ms);
             raw.push(rawMs);
             results += b.entry?.length ?? 0;

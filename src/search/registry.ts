@@ -109,12 +109,15 @@ export interface Registry {
   byType: Map<string, Map<string, SearchParam>>;
   /** Hash of everything that decides index contents. */
   hash: string;
+  /** The same, per resource type: adding a type re-indexes nothing else. */
+  hashes: Map<string, string>;
 }
 
 export function buildRegistry(types: string[]): Registry {
   const defs = loadDefinitions();
   const byUrl = new Map(defs.filter((d) => d.url).map((d) => [d.url, d]));
   const byType = new Map<string, Map<string, SearchParam>>();
+  const hashes = new Map<string, string>();
   const h = createHash('sha256').update(String(INDEX_LAYOUT_VERSION));
   for (const type of types) {
     const params = new Map<string, SearchParam>();
@@ -127,11 +130,15 @@ export function buildRegistry(types: string[]): Registry {
       params.set(p.code, p);
     }
     byType.set(type, params);
+    const th = createHash('sha256').update(String(INDEX_LAYOUT_VERSION));
     for (const p of [...params.values()].sort((a, b) => (a.code < b.code ? -1 : 1))) {
-      h.update(`${type}|${p.code}|${p.type}|${p.expression ?? ''}|${p.single}|${p.unsupported ?? ''}\n`);
+      const line = `${type}|${p.code}|${p.type}|${p.expression ?? ''}|${p.single}|${p.unsupported ?? ''}\n`;
+      h.update(line);
+      th.update(line);
     }
+    hashes.set(type, th.digest('hex').slice(0, 16));
   }
-  return { byType, hash: h.digest('hex').slice(0, 16) };
+  return { byType, hash: h.digest('hex').slice(0, 16), hashes };
 }
 
 function makeParam(d: SearchParameter, type: string, byUrl: Map<string, SearchParameter>): SearchParam | undefined {

@@ -771,7 +771,7 @@ export class SearchService {
   async reindexIfNeeded(progress: (msg: string) => void = () => {}): Promise<void> {
     const meta = this.db.collection<MetaDoc>(META);
     for (const type of this.supportedTypes) {
-      const hash = `${this.registry.hash}:${type}`;
+      const hash = this.registry.hashes.get(type) ?? this.registry.hash;
       const cur = await meta.findOne({ _id: HASH_KEY(type) });
       if (cur?.value === hash) continue;
       const col = this.col(type);

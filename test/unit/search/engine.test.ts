@@ -45,6 +45,8 @@ describe('registry', () => {
   test('the definitions hash changes only when definitions do', () => {
     expect(buildRegistry(TYPES).hash).toBe(buildRegistry(TYPES).hash);
     expect(buildRegistry(['Patient']).hash).not.toBe(buildRegistry(TYPES).hash);
+    // Per type: serving one more type leaves the others' hashes (and stored index values) alone.
+    expect(buildRegistry(['Patient']).hashes.get('Patient')).toBe(buildRegistry(TYPES).hashes.get('Patient'));
   });
 });
 
