@@ -2,7 +2,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import type {
   Bundle,
   BundleEntry,
-  BundleLink,
   CapabilityStatementRestResourceSearchParam,
   FhirResource,
   OperationOutcome,
@@ -15,7 +14,6 @@ import { Errors, FhirError } from '../errors';
 import type { CurrentDoc } from '../resources/types';
 import { type Cond, FALSE, and, evaluate, not, or, toMongo } from './cond';
 import { encoderFor } from './encoders';
-import { splitEscaped } from './encoders/common';
 import { referenceParts } from './encoders/reference';
 import { type CursorState, decodeCursor, encodeCursor } from './cursor';
 import { compartmentParams, indexResource } from './indexer';
@@ -918,6 +916,3 @@ export function keysetCond(order: SortKey[], values: (string | number | boolean 
   }
   return or(alts);
 }
-
-export type { BundleLink };
-export { splitEscaped };

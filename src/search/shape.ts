@@ -38,9 +38,9 @@ function infoFor(type: string): ElementInfo | undefined {
 function keepTop(resource: Resource, keep: (key: string) => boolean): Resource {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(resource)) {
+    // `_birthDate` (primitive extensions) follows its element; `valueQuantity` is listed as `value`.
     const base = k.replace(/^_/, '');
-    const choice = Object.keys(resource).length > 0 ? base : base;
-    if (k === 'resourceType' || k === 'id' || k === 'meta' || keep(choice) || keep(choiceBase(choice))) out[k] = v;
+    if (k === 'resourceType' || k === 'id' || k === 'meta' || keep(base) || keep(choiceBase(base))) out[k] = v;
   }
   return markSubsetted(out as unknown as Resource);
 }

@@ -1,5 +1,5 @@
 import type { CodeableConcept, Coding, ContactPoint, Identifier } from 'fhir/r4';
-import { type Cond, and, not, or } from '../cond';
+import { type Cond, not } from '../cond';
 import type { Encoder, Idx, QueryValue, SearchParam, TypedValue } from '../types';
 import { escapeRegex, invalid, normalise, pushAll, splitEscaped, unescapeValue } from './common';
 
@@ -121,9 +121,3 @@ export const tokenEncoder: Encoder = {
   presenceField: (field) => P(field),
   sortField: (_p, field) => P(`${field}:s`),
 };
-
-/** `:not` with several values means "none of them" (AND of the negations). */
-export function combineNot(conds: Cond[]): Cond {
-  return and(conds);
-}
-export { or };
