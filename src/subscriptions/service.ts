@@ -66,6 +66,10 @@ function loadShippedDefinitions(igDir: string): ObservationDefinition[] {
   }
 }
 
+function versionKey(s: StateDoc): string {
+  return `${s.resourceVid}|${s.status}|${s.updatedAt?.getTime?.() ?? ''}`;
+}
+
 function toStored(p: Principal): StoredPrincipal {
   return p.patient ? { clientId: p.clientId, scopes: [...p.scopes], patient: p.patient } : { clientId: p.clientId, scopes: [...p.scopes] };
 }
@@ -191,6 +195,8 @@ export class SubscriptionService {
     const seen = new Set<string>();
     for (const s of states) {
       seen.add(s._id);
+      // Unchanged since it was indexed: keep the compiled entry (compiling is the costly part).
+      if (this.indexedVersion.get(s._id) === versionKey(s)) continue;
       this.indexState(s);
     }
     for (const id of this.allIndexedIds()) if (!seen.has(id)) this.index.remove(id);
@@ -198,11 +204,14 @@ export class SubscriptionService {
   }
 
   private indexedIds = new Set<string>();
+  /** resourceVid/status/updatedAt of what is indexed, to skip recompiling unchanged subscriptions. */
+  private indexedVersion = new Map<string, string>();
   private allIndexedIds(): string[] {
     return [...this.indexedIds];
   }
 
-  private indexState(s: Pick<StateDoc, '_id' | 'spec' | 'principal' | 'status' | 'deleted'>): void {
+  private indexState(s: Pick<StateDoc, '_id' | 'spec' | 'principal' | 'status' | 'deleted'> & Partial<StateDoc>): void {
+    this.indexedVersion.delete(s._id);
     if (s.deleted || !LIVE_STATUSES.includes(s.status)) {
       this.index.remove(s._id);
       this.indexedIds.delete(s._id);
@@ -213,6 +222,7 @@ export class SubscriptionService {
       if (s.spec.kind === 'topic' && !topicTypes) throw new Error(`unknown topic ${s.spec.topic}`);
       this.index.put(s.spec, this.deps.policyFor(s.principal), topicTypes);
       this.indexedIds.add(s._id);
+      if (s.resourceVid !== undefined) this.indexedVersion.set(s._id, versionKey(s as StateDoc));
     } catch (e) {
       this.deps.logger.warn({ err: e, subscription: s._id }, 'Subscription cannot be evaluated; it receives no notifications');
       this.index.remove(s._id);
@@ -303,6 +313,7 @@ export class SubscriptionService {
         continue;
       }
       if (ev.type === 'SubscriptionTopic') {
+        this.indexedVersion.clear(); // topics changed: recompile every subscription
         await this.reloadTopics();
         await this.bumpGeneration();
         continue;
@@ -407,7 +418,7 @@ export class SubscriptionService {
     } catch (e) {
       if (!isDuplicateKey(e)) throw e; // a racing replay inserted it first
     }
-    this.indexState({ _id: ev.id, spec, principal, status: spec.status, deleted: false });
+    this.indexState(doc);
     await this.bumpGeneration();
     if (spec.status === 'requested') {
       await this.worker.mark([ev.id]);
