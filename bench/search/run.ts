@@ -167,7 +167,7 @@ async function main(): Promise<void> {
           p99: pct(times, 99),
           ...(raw.length ? { rawP50: pct(raw, 50), rawP99: pct(raw, 99) } : {}),
           meanResults: Number((results / iterations).toFixed(1)),
-          index: c.lastn ? 'distinct + per-code find on lastn_subject_code_date' : index,
+          index: c.lastn ? (database === 'mongodb' ? 'distinct + per-code find (lastn_subject_code_date)' : 'one grouped scan (FerretDB)') : index,
         });
       }
       await db.dropDatabase();
