@@ -12,10 +12,23 @@ beforeAll(async () => {
 });
 afterAll(() => f.close());
 
-test('ensureIndexes creates the RPM compound index and can run again', async () => {
-  await f.service.ensureIndexes();
+test('ensureIndexes creates the RPM compound index and can run again (MongoDB strategy)', async () => {
+  const mongoStyle = await SearchService.create({ db: f.db, config: f.config, types: ['Patient', 'Device', 'Observation'], flavor: 'mongodb' });
+  await mongoStyle.ensureIndexes();
+  await mongoStyle.ensureIndexes();
   const names = (await f.db.collection('Observation').indexes()).map((i) => i.name);
-  expect(names).toEqual(expect.arrayContaining(['rpm_subject_code_date', 'rpm_patient_code_date', 'p_code', 'comp']));
+  expect(names).toEqual(expect.arrayContaining(['rpm_subject_code_date', 'rpm_patient_code_date', 'lastn_subject_code_date', 'p_code', 'comp']));
+  const patient = (await f.db.collection('Patient').indexes()).map((i) => i.name);
+  expect(patient).toEqual(expect.arrayContaining(['p_identifier', 'p_birthdate', 'p_family']));
+});
+
+test('on FerretDB no secondary index is created (it would never serve a read)', async () => {
+  const other = f.db.client.db(`${f.db.databaseName}_ferret`);
+  const ferret = await SearchService.create({ db: other, config: f.config, types: ['Observation'], flavor: 'ferretdb' });
+  await ferret.ensureIndexes();
+  await other.collection('Observation').insertOne({ _id: 'x' } as never);
+  expect((await other.collection('Observation').indexes()).map((i) => i.name)).toEqual(['_id_']);
+  await other.dropDatabase();
 });
 
 test('reindexIfNeeded rebuilds idx/comp of stored resources once, reporting progress', async () => {
