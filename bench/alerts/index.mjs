@@ -136,8 +136,11 @@ async function until2(f, ms, what) {
 async function latencyRun(stack, hook, endpoint, subs, created) {
   await ensureSubscriptions(stack, hook, endpoint, subs, created);
   // One untimed Observation lets the server notice the new generation and reload its index.
+  const t = performance.now();
   await request(`${stack.baseUrl}/Observation`, { method: 'POST', headers: HEADERS, body: JSON.stringify(abnormalHeartRate('warm-up', 150)) });
-  await new Promise((r) => setTimeout(r, 1000));
+  for (let i = 0; i < 600 && (await stack.db.collection('outbox').countDocuments({})) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  emit({ bench: 'alerts', figure: 'index-reload-ms', subscriptions: subs, ms: Math.round(performance.now() - t) });
+  await new Promise((r) => setTimeout(r, 2000));
 
   const sent = new Map();
   const interval = 1000 / RATE;

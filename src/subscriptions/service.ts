@@ -193,11 +193,14 @@ export class SubscriptionService {
     const g = generation ?? (await this.readGeneration());
     const states = await this.c.state.find({ deleted: false, status: { $in: LIVE_STATUSES } }).toArray();
     const seen = new Set<string>();
+    let compiled = 0;
     for (const s of states) {
       seen.add(s._id);
       // Unchanged since it was indexed: keep the compiled entry (compiling is the costly part).
       if (this.indexedVersion.get(s._id) === versionKey(s)) continue;
       this.indexState(s);
+      // Let requests and deliveries run between chunks of a large reload.
+      if (++compiled % 50 === 0) await new Promise((r) => setImmediate(r));
     }
     for (const id of this.allIndexedIds()) if (!seen.has(id)) this.index.remove(id);
     this.generation = g;
