@@ -47,7 +47,16 @@ export class ScopePolicy implements AccessPolicy {
         continue;
       }
       try {
-        this.scopes.push({ scope, criteria: criteria.compileCriteria(scope.type, scope.query) });
+        const compiled = criteria.compileCriteria(scope.type, scope.query);
+        // A restriction the database can only approximate (a superset filter) would grant
+        // more than it says; such restrictions are refused rather than enforced loosely.
+        if ((compiled as { exact?: boolean }).exact === false) {
+          throw Errors.badRequest(
+            `The scope restriction "${scope.query}" on ${scope.type} cannot be enforced exactly; use token or reference restrictions such as category=...`,
+            'MSG_SCOPE_RESTRICTION_INEXACT',
+          );
+        }
+        this.scopes.push({ scope, criteria: compiled });
       } catch (e) {
         if (opts.strict) throw e;
         if (!isFhirError(e)) throw e;
