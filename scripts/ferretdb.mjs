@@ -30,7 +30,7 @@ export function buildFerretdb({ quietIfNoGo = false } = {}) {
   if (go.status !== 0) {
     const msg =
       'vigil: Go is not installed, so the embedded database (FerretDB) cannot be built.\n' +
-      '       Install Go 1.22+ or set MONGODB_URI to use your own MongoDB.';
+      '       Install Go 1.24+ or set MONGODB_URI to use your own MongoDB.';
     if (quietIfNoGo) {
       console.warn(msg);
       return undefined;
