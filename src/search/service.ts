@@ -404,10 +404,14 @@ export class SearchService {
 
     const countOnly = ctl.summary === 'count' || ctl.count === 0;
     const bundle: Bundle = { resourceType: 'Bundle', type: 'searchset', link: [{ relation: 'self', url: self }] };
-    if (countOnly || ctl.total !== 'none') bundle.total = await this.count(type, cond, req.policy);
+    if (countOnly) bundle.total = await this.count(type, cond, req.policy);
     const entries: BundleEntry[] = [];
     if (!countOnly) {
       const page = await this.fetchPage(type, cond, req.policy, ctl, qHash);
+      if (ctl.total !== 'none') {
+        // A first page with no next page holds every match: no second query to count them.
+        bundle.total = ctl.cursor === undefined && !page.next ? page.docs.length : await this.count(type, cond, req.policy);
+      }
       for (const d of page.docs) entries.push(this.entry(req.baseUrl, d.res, 'match', ctl));
       const included = await this.resolveIncludes(page.docs.map((d) => d.res), ctl.includes, req.policy);
       for (const r of included) entries.push(this.entry(req.baseUrl, r, 'include', ctl));
