@@ -4,6 +4,9 @@
 // It wraps FerretDB's embeddable package instead of building its cmd/ferretdb:
 // that command refuses to start when built from the module proxy, because its
 // version file is only generated in FerretDB's own release pipeline.
+//
+// It also gives every collection table the primary-key index FerretDB's queries
+// can use (see idindex.go).
 package main
 
 import (
@@ -44,5 +47,6 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go keepIDIndexes(ctx, *sqliteURL, logger)
 	_ = f.Run(ctx)
 }
