@@ -1,5 +1,5 @@
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
-import type { AuditEvent } from 'fhir/r4';
+import type { AuditEvent, Resource } from 'fhir/r4';
 import helmet from 'helmet';
 import type { Db } from 'mongodb';
 import { randomUUID } from 'node:crypto';
@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { AuditTrail, AuthService } from './auth';
 import { anonymousPrincipal } from './auth/types';
 import type { Config } from './config';
-import { Errors } from './errors';
+import { Errors, isFhirError } from './errors';
 import { buildCapabilityStatement } from './http/capability';
 import { fhirEdge, type AccessRecord } from './http/edge';
 import { outcomeOf, toFhirError } from './http/outcome';
@@ -77,7 +77,10 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     newId,
     indexer: search,
     matcher: search,
-    validate: (resource, o) => validateResource(resource, { ...o, allowedTypes: SERVED_TYPES }),
+    // SubscriptionTopic is an R5 resource (Backport IG) that only the server writes: the R4
+    // schema has no definition to check it against.
+    validate: (resource, o) =>
+      o.expectedType === 'SubscriptionTopic' ? (resource as Resource) : validateResource(resource, { ...o, allowedTypes: SERVED_TYPES }),
     beforeWrite: (ctx, r, prev) => (subscriptions ? subscriptions.beforeWrite(ctx, r, prev) : Promise.resolve(r)),
     onCommit: () => outbox?.nudge(),
   });
@@ -183,6 +186,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   app.use((req, res) => sendError(res, Errors.notFound(`Nothing at ${req.path}; the FHIR API is at ${basePath}`, 'MSG_NO_ROUTE'), logger));
   // Body-parser failures (size, encoding) and anything else thrown before the FHIR edge.
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    if (isFhirError(err)) return sendError(res, err, logger);
     const e = err as { type?: string; status?: number };
     if (e.type === 'entity.too.large') {
       return sendError(res, Errors.tooLarge(`The body exceeds the limit of ${config.bodyLimitBytes} bytes`, 'MSG_TOO_LARGE'), logger);
@@ -204,10 +208,16 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     audit,
     subscriptions: subs,
     async start() {
+      stopped = false;
       await store.ensureIndexes(SERVED_TYPES);
       await search.ensureIndexes();
       await search.reindexIfNeeded((msg) => logger.info(msg));
       await journal.recover();
+      // The topics and default vital-sign ranges we ship (ig/) are stored like any resource,
+      // so clients can read and search them; an unchanged one makes no new version.
+      for (const r of [...subs.shippedTopics(), ...subs.shippedObservationDefinitions()]) {
+        await store.update(r.resourceType, r.id!, r, { principal: anonymousPrincipal, internal: true });
+      }
       outbox!.start();
       subs.start();
     },

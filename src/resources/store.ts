@@ -218,7 +218,7 @@ export class ResourceStore {
     });
     const previous = current && !current.deleted ? current.res : undefined;
     if (this.deps.beforeWrite && !ctx.internal) {
-      resource = await this.deps.beforeWrite({ principal: ctx.principal, method }, resource, previous);
+      resource = await this.deps.beforeWrite({ principal: ctx.principal, method }, { ...resource, id } as Resource, previous);
     }
     const expectedVid = current?.vid ?? 0;
     const vid = expectedVid + 1;

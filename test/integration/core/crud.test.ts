@@ -317,6 +317,18 @@ describe('capabilities and operations', () => {
     expect(bad.body.issue.some((i: { severity: string }) => i.severity === 'error')).toBe(true);
   });
 
+  it('stores the shipped topics and vital-sign ranges as readable resources, once', async () => {
+    const topic = await ctx.request.get('/fhir/SubscriptionTopic/abnormal-vital-sign');
+    expect(topic.status).toBe(200);
+    expect(topic.body.url).toBe('http://vigil-fhir.org/fhir/SubscriptionTopic/abnormal-vital-sign');
+    const hr = await ctx.request.get('/fhir/ObservationDefinition/vital-heart-rate');
+    expect(hr.status).toBe(200);
+    // Start-up again (as after a restart): identical content makes no new version.
+    await ctx.vigil.stop();
+    await ctx.vigil.start();
+    expect((await ctx.request.get('/fhir/ObservationDefinition/vital-heart-rate')).body.meta.versionId).toBe(hr.body.meta.versionId);
+  });
+
   it('serves health and readiness', async () => {
     expect((await ctx.request.get('/healthz')).status).toBe(200);
     expect((await ctx.request.get('/readyz')).body.status).toBe('ready');
