@@ -21,21 +21,10 @@ import { newSecret } from './signature';
 import { parseSubscription, takeSigningSecret, type SubscriptionSpec } from './spec';
 import { compileTopic, loadShippedTopics, topicFires, type CompiledTopic, type CriteriaEvaluator, type Interaction, type SubscriptionTopicResource } from './topics';
 import { WebSocketHub, type BindResult } from './websocket';
+import type { CommittedEvent } from '../resources/outbox';
 
-/** One committed version, from the durable outbox (history collection). */
-export interface CommittedEvent {
-  /** "<type>/<id>/<vid>", unique: processing is idempotent on it. */
-  historyId: string;
-  type: string;
-  id: string;
-  vid: number;
-  ts: Date;
-  method: 'POST' | 'PUT' | 'PATCH' | 'DELETE';
-  /** Absent for deletes. */
-  resource?: Resource;
-  /** The version before, loaded lazily. */
-  previous(): Promise<Resource | undefined>;
-}
+/** One committed version, from the durable outbox (src/resources/outbox.ts). */
+export type { CommittedEvent } from '../resources/outbox';
 
 export interface SubscriptionDeps {
   db: Db;
