@@ -260,7 +260,8 @@ async function transaction(
       const { type, id } = p.target;
       const body = p.entry.resource ? rewriteReferences(p.entry.resource, idMap) : undefined;
       const ifMatch = parseVersionTag(p.entry.request!.ifMatch);
-      const current = await store.current(type).findOne({ _id: id });
+      // A create's id was just generated: nothing can exist under it, so no lookup is needed.
+      const current = p.method === 'POST' ? null : await store.current(type).findOne({ _id: id });
       if (current && !current.deleted && !policy.canRead(current.res, current.comp) && p.method !== 'POST') {
         throw Errors.notFound(`${type}/${id} is not known`, 'MSG_NO_EXIST');
       }
