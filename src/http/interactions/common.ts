@@ -1,6 +1,6 @@
 import { Errors } from '../../errors';
 import { typeDef } from '../../resources/registry';
-import { parseElements, parseSummary, shapeResource } from '../../resources/summary';
+import { parseSummary, shape } from '../../search/shape';
 import type { Resource } from 'fhir/r4';
 import type { FhirRequest } from '../types';
 
@@ -21,11 +21,15 @@ export function validVersion(v: string): number {
   return Number(v);
 }
 
-/** Applies _summary / _elements from the query to a resource being returned. */
+/** Applies _summary / _elements from the query to a resource being returned (same rules as search). */
 export function shaped<T extends Resource>(req: FhirRequest, r: T): T {
-  const summary = parseSummary(req.query.get('_summary') ?? undefined);
-  const elements = parseElements(req.query.get('_elements') ?? undefined);
-  return shapeResource(r, summary, elements);
+  const summary = req.query.get('_summary');
+  const elements = req.query.get('_elements');
+  return shape(
+    r,
+    summary === null ? undefined : parseSummary(summary),
+    elements === null ? undefined : elements.split(',').map((e) => e.trim()).filter(Boolean),
+  ) as T;
 }
 
 /** The JSON body of a write, which must be an object. */
