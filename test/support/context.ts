@@ -115,3 +115,8 @@ export function patient(family = 'Chalmers', given = ['Peter'], identifier = 'MR
     birthDate: '1974-12-25',
   };
 }
+
+/** POSTs a transaction (or batch) Bundle of `entry` to the base of a test context. */
+export function postBundle(ctx: TestContext, entry: unknown[], type: 'transaction' | 'batch' = 'transaction') {
+  return ctx.request.post('/fhir').set('Content-Type', FHIR_JSON).send(JSON.stringify({ resourceType: 'Bundle', type, entry }));
+}

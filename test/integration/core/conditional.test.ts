@@ -1,4 +1,4 @@
-import { createTestContext, FHIR_JSON, heartRate, patient, type TestContext } from '../../support/context';
+import { createTestContext, FHIR_JSON, heartRate, patient, postBundle, type TestContext } from '../../support/context';
 
 let ctx: TestContext;
 beforeAll(async () => {
@@ -78,38 +78,14 @@ describe('conditional update and delete', () => {
 describe('conditional references in transactions', () => {
   it('resolves Patient?identifier=... to the one match', async () => {
     const { body: p } = await create(patient('Ref', ['R'], 'REF-1'));
-    const res = await ctx.request
-      .post('/fhir')
-      .set('Content-Type', FHIR_JSON)
-      .send(
-        JSON.stringify({
-          resourceType: 'Bundle',
-          type: 'transaction',
-          entry: [
-            {
-              resource: { ...heartRate('x', 70), subject: { reference: `Patient?identifier=${SYS}|REF-1` } },
-              request: { method: 'POST', url: 'Observation' },
-            },
-          ],
-        }),
-      );
+    const res = await postBundle(ctx, [
+      { resource: { ...heartRate('x', 70), subject: { reference: `Patient?identifier=${SYS}|REF-1` } }, request: { method: 'POST', url: 'Observation' } },
+    ]);
     expect(res.status).toBe(200);
     expect(res.body.entry[0].resource.subject.reference).toBe(`Patient/${p.id}`);
-    const none = await ctx.request
-      .post('/fhir')
-      .set('Content-Type', FHIR_JSON)
-      .send(
-        JSON.stringify({
-          resourceType: 'Bundle',
-          type: 'transaction',
-          entry: [
-            {
-              resource: { ...heartRate('x', 70), subject: { reference: `Patient?identifier=${SYS}|NOBODY` } },
-              request: { method: 'POST', url: 'Observation' },
-            },
-          ],
-        }),
-      );
+    const none = await postBundle(ctx, [
+      { resource: { ...heartRate('x', 70), subject: { reference: `Patient?identifier=${SYS}|NOBODY` } }, request: { method: 'POST', url: 'Observation' } },
+    ]);
     expect(none.status).toBe(412);
   });
 

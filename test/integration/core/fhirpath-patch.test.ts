@@ -1,4 +1,4 @@
-import { createTestContext, FHIR_JSON, patient, type TestContext } from '../../support/context';
+import { createTestContext, FHIR_JSON, patient, postBundle, type TestContext } from '../../support/context';
 
 let ctx: TestContext;
 beforeAll(async () => {
@@ -62,21 +62,12 @@ describe('FHIRPath Patch', () => {
 
   it('works inside a transaction', async () => {
     const id = await newPatient();
-    const res = await ctx.request
-      .post('/fhir')
-      .set('Content-Type', FHIR_JSON)
-      .send(
-        JSON.stringify({
-          resourceType: 'Bundle',
-          type: 'transaction',
-          entry: [
-            {
-              resource: { resourceType: 'Parameters', parameter: [op(type('replace'), path('Patient.active'), { name: 'value', valueBoolean: false })] },
-              request: { method: 'PATCH', url: `Patient/${id}` },
-            },
-          ],
-        }),
-      );
+    const res = await postBundle(ctx, [
+      {
+        resource: { resourceType: 'Parameters', parameter: [op(type('replace'), path('Patient.active'), { name: 'value', valueBoolean: false })] },
+        request: { method: 'PATCH', url: `Patient/${id}` },
+      },
+    ]);
     expect(res.status).toBe(200);
     expect((await ctx.request.get(`/fhir/Patient/${id}`)).body.active).toBe(false);
   });
