@@ -168,3 +168,20 @@ describe('ScopePolicy restrictions the search engine refuses', () => {
     expect(() => policy(['system/Observation.rs?bogus=1'], undefined, true)).toThrow(/Unknown search parameter "bogus"/);
   });
 });
+
+describe('restrictions the database can only approximate', () => {
+  // A port whose compiled criteria say they are not exact (as the search engine does for some
+  // range conditions on FerretDB): enforcing them as a read filter would grant a superset.
+  const inexact = {
+    ...testCriteria,
+    compileCriteria: (type: string, query: string) => ({ ...(testCriteria.compileCriteria(type, query) as object), exact: false }),
+  };
+
+  it('are refused at the token endpoint (strict) and grant nothing in a token', () => {
+    const scope = parseScope(`patient/Observation.rs?${VITALS}`) as ResourceScope;
+    expect(() => new ScopePolicy([scope], 'p1', inexact, { strict: true })).toThrow(/cannot be enforced exactly/);
+    const lenient = new ScopePolicy([scope], 'p1', inexact);
+    expect(() => lenient.assertAllowed('search', 'Observation')).toThrow(FhirError);
+    expect(lenient.canRead(obs('o1', 'vital-signs'), ['Patient/p1'])).toBe(false);
+  });
+});
