@@ -114,7 +114,7 @@ function responseEntry(s: Services, res: FhirResponse, preferMinimal: boolean): 
 }
 
 /** POST [base] with a batch Bundle: every entry on its own, failures reported per entry. */
-async function batch(s: Services, req: FhirRequest, b: Bundle, dispatch: Dispatch, minimal: boolean): Promise<Bundle> {
+async function batch(s: Services, req: FhirRequest, b: Bundle, dispatch: Dispatch, minimal: boolean, patients: Set<string>): Promise<Bundle> {
   const entries: BundleEntry[] = [];
   for (const [i, e] of (b.entry ?? []).entries()) {
     try {
@@ -122,7 +122,9 @@ async function batch(s: Services, req: FhirRequest, b: Bundle, dispatch: Dispatc
       if (url.segments.length === 0 && e.request!.method === 'POST') {
         throw Errors.badRequest('Nested batch or transaction Bundles are not allowed', 'MSG_BUNDLE_NESTED');
       }
-      entries.push(responseEntry(s, await dispatch(entryRequest(req, e, url)), minimal));
+      const res = await dispatch(entryRequest(req, e, url));
+      res.patients?.forEach((p) => patients.add(p));
+      entries.push(responseEntry(s, res, minimal));
     } catch (err) {
       const fe = toFhirError(err);
       entries.push({ response: { status: String(fe.status), outcome: outcomeOf(fe) } });
@@ -181,6 +183,7 @@ async function transaction(
   dispatch: Dispatch,
   journal: TransactionJournal,
   minimal: boolean,
+  patients: Set<string>,
 ): Promise<Bundle> {
   const store: ResourceStore = s.store;
   const ctx = { principal: req.principal };
@@ -293,6 +296,8 @@ async function transaction(
   // 4. Commit all writes at once.
   const writes = plan.map((p) => p.write).filter((w): w is PreparedWrite => Boolean(w));
   await journal.commitAll(randomUUID(), writes);
+  for (const w of writes) w.doc.comp.forEach((c) => patients.add(c));
+  for (const p of plan) p.existing?.comp.forEach((c) => patients.add(c));
 
   // 5. Reads last, then the response in the order of the request.
   const responses = new Map<number, BundleEntry>();
@@ -301,7 +306,9 @@ async function transaction(
       // Reads run after the commit point, so their failures are reported per entry: the
       // writes have happened and must not be reported as failed.
       try {
-        responses.set(p.index, responseEntry(s, await dispatch(entryRequest(req, p.entry, p.url)), minimal));
+        const res = await dispatch(entryRequest(req, p.entry, p.url));
+        res.patients?.forEach((x) => patients.add(x));
+        responses.set(p.index, responseEntry(s, res, minimal));
       } catch (e) {
         const fe = toFhirError(e);
         responses.set(p.index, { response: { status: String(fe.status), outcome: outcomeOf(fe) } });
@@ -351,7 +358,11 @@ export async function processBundle(
   if (req.inBundle) throw Errors.badRequest('Nested batch or transaction Bundles are not allowed', 'MSG_BUNDLE_NESTED');
   const b = checkBundle(req.body);
   const minimal = /return\s*=\s*minimal/i.test(req.headers.prefer ?? '');
-  const out = b.type === 'batch' ? await batch(s, req, b, dispatch, minimal) : await transaction(s, req, b, dispatch, journal, minimal);
+  // Every patient whose data an entry touched goes to the audit trail of the Bundle request.
   const patients = new Set<string>();
+  const out =
+    b.type === 'batch'
+      ? await batch(s, req, b, dispatch, minimal, patients)
+      : await transaction(s, req, b, dispatch, journal, minimal, patients);
   return { status: 200, body: out, headers: {}, patients: [...patients] };
 }

@@ -349,4 +349,19 @@ describe('audit trail', () => {
     expect(text).not.toContain('beats/minute');
     expect(text).not.toContain(tokens.gw.slice(-20));
   });
+
+  it('names the patients a transaction touched on its AuditEvent', async () => {
+    const tx = await ctx.request
+      .post('/fhir')
+      .set(as('gw'))
+      .set('Content-Type', FHIR_JSON)
+      .send(JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [{ request: { method: 'GET', url: 'Observation/o1' } }] }));
+    expect(tx.status).toBe(200);
+    await ctx.vigil.audit.flush();
+    const r = await ctx.request.get('/fhir/AuditEvent?_count=1000').set(as('auditor'));
+    type Ev = { subtype?: { code: string }[]; entity?: { what?: { reference?: string } }[] };
+    const events = (r.body.entry ?? []).map((e: { resource: Ev }) => e.resource) as Ev[];
+    const txEvent = events.find((e) => e.subtype?.[0].code === 'transaction');
+    expect(txEvent?.entity?.some((x) => x.what?.reference === 'Patient/p1')).toBe(true);
+  });
 });
