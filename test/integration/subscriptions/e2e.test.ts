@@ -2,28 +2,18 @@ import type { Bundle, Observation, Parameters, Subscription } from 'fhir/r4';
 import WebSocket from 'ws';
 import { createTestContext, FHIR_JSON, heartRate, type TestContext } from '../../support/context';
 import { verifySignature } from '../../../src/subscriptions';
+import { ABNORMAL, BACKPORT, topicSubscription as baseTopicSubscription } from './fixtures';
 import { eventNumbers, paramValue, typeOf, WebhookReceiver } from './receiver';
 
-const BACKPORT = 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition';
-const ABNORMAL = 'http://vigil-fhir.org/fhir/SubscriptionTopic/abnormal-vital-sign';
 const SECRET_EXT = 'http://vigil-fhir.org/fhir/StructureDefinition/subscription-signing-secret';
 
+/** The shared builder, declaring the Backport profile as a client app would. */
 function topicSubscription(endpoint: string, filters: string[], extra: Partial<Subscription['channel']> = {}, content = 'full-resource'): Subscription {
   return {
-    resourceType: 'Subscription',
+    ...baseTopicSubscription(endpoint, ABNORMAL, filters, extra, content),
     meta: { profile: [`${BACKPORT}/backport-subscription`] },
-    status: 'requested',
     reason: 'Abnormal vital signs for the care team',
-    criteria: ABNORMAL,
-    ...(filters.length ? { _criteria: { extension: filters.map((f) => ({ url: `${BACKPORT}/backport-filter-criteria`, valueString: f })) } } : {}),
-    channel: {
-      type: 'rest-hook',
-      endpoint,
-      payload: 'application/fhir+json',
-      _payload: { extension: [{ url: `${BACKPORT}/backport-payload-content`, valueCode: content }] },
-      ...extra,
-    },
-  } as Subscription;
+  };
 }
 
 describe('subscriptions over HTTP (real app, real webhook receiver, real websocket)', () => {

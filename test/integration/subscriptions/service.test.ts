@@ -3,10 +3,9 @@ import WebSocket from 'ws';
 import http from 'node:http';
 import { verifySignature } from '../../../src/subscriptions';
 import { Harness } from './harness';
+import { ABNORMAL, BACKPORT, topicSubscription } from './fixtures';
 import { eventNumbers, paramValue, typeOf, WebhookReceiver } from './receiver';
 
-const BACKPORT = 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition';
-const ABNORMAL = 'http://vigil-fhir.org/fhir/SubscriptionTopic/abnormal-vital-sign';
 const CREATED = 'http://vigil-fhir.org/fhir/SubscriptionTopic/observation-created';
 const SECRET_EXT = 'http://vigil-fhir.org/fhir/StructureDefinition/subscription-signing-secret';
 
@@ -22,22 +21,6 @@ function hr(patient: string, value: number, interp?: string): Observation {
   };
 }
 
-function topicSub(endpoint: string, topic: string, filters: string[], channel: Partial<Subscription['channel']> = {}, content = 'full-resource'): Subscription {
-  return {
-    resourceType: 'Subscription',
-    status: 'requested',
-    reason: 'test',
-    criteria: topic,
-    ...(filters.length ? { _criteria: { extension: filters.map((f) => ({ url: `${BACKPORT}/backport-filter-criteria`, valueString: f })) } } : {}),
-    channel: {
-      type: 'rest-hook',
-      endpoint,
-      payload: 'application/fhir+json',
-      _payload: { extension: [{ url: `${BACKPORT}/backport-payload-content`, valueCode: content }] },
-      ...channel,
-    },
-  } as Subscription;
-}
 
 const until = async (pred: () => boolean | Promise<boolean>, what: string) => {
   for (let i = 0; i < 600; i++) {
@@ -72,7 +55,7 @@ describe('SubscriptionService against a real database (events offered as the out
 
   it('re-offered events (at least once, after a crash) never duplicate or skip a number', async () => {
     const svc = await h.instance();
-    const id = await subscribe(svc, topicSub(hook.url, CREATED, ['Observation?patient=Patient/re']));
+    const id = await subscribe(svc, topicSubscription(hook.url, CREATED, ['Observation?patient=Patient/re']));
     const evs = [];
     for (let i = 0; i < 5; i++) evs.push(await h.commit(hr('re', 60 + i)));
     await svc.onCommitted(evs.slice(0, 2));
@@ -91,7 +74,7 @@ describe('SubscriptionService against a real database (events offered as the out
     // re-offer racing its original inside one process.
     const a = await h.instance();
     const b = await h.instance();
-    const id = await subscribe(a, topicSub(hook.url, CREATED, ['Observation?patient=Patient/race']));
+    const id = await subscribe(a, topicSubscription(hook.url, CREATED, ['Observation?patient=Patient/race']));
     await b.onCommitted([]); // b learns about the subscription through the shared generation
     const evs = [];
     for (let i = 0; i < 12; i++) evs.push(await h.commit(hr('race', 60 + i)));
@@ -110,7 +93,7 @@ describe('SubscriptionService against a real database (events offered as the out
       const a = await h.instance();
       const b = await h.instance();
       const c = await h.instance();
-      const id = await subscribe(a, topicSub(recv.url, ABNORMAL, ['Observation?patient=Patient/share']));
+      const id = await subscribe(a, topicSubscription(recv.url, ABNORMAL, ['Observation?patient=Patient/share']));
       for (const s of [a, b, c]) s.start();
       await until(async () => (await statusOf(id)) === 'active', 'activation');
       for (let i = 0; i < 15; i++) {
@@ -133,7 +116,7 @@ describe('SubscriptionService against a real database (events offered as the out
     const recv = await new WebhookReceiver().start();
     try {
       const svc = await h.instance({ retryForMs: 150, errorAfterFailures: 2 });
-      const id = await subscribe(svc, topicSub(recv.url, ABNORMAL, ['Observation?patient=Patient/gone']));
+      const id = await subscribe(svc, topicSubscription(recv.url, ABNORMAL, ['Observation?patient=Patient/gone']));
       svc.start();
       await until(async () => (await statusOf(id)) === 'active', 'activation');
       recv.answer = 500;
@@ -157,7 +140,7 @@ describe('SubscriptionService against a real database (events offered as the out
     const recv = await new WebhookReceiver().start();
     try {
       const svc = await h.instance();
-      await subscribe(svc, topicSub(recv.url, ABNORMAL, ['Observation?patient=Patient/hb'], { extension: [{ url: `${BACKPORT}/backport-heartbeat-period`, valueUnsignedInt: 1 }] }));
+      await subscribe(svc, topicSubscription(recv.url, ABNORMAL, ['Observation?patient=Patient/hb'], { extension: [{ url: `${BACKPORT}/backport-heartbeat-period`, valueUnsignedInt: 1 }] }));
       svc.start();
       await recv.waitFor((r) => r.some((x) => typeOf(x) === 'heartbeat'));
       const hb = recv.received.find((x) => typeOf(x) === 'heartbeat')!;
@@ -175,7 +158,7 @@ describe('SubscriptionService against a real database (events offered as the out
       const svc = await h.instance();
       const oldSecret = 'old-secret-for-rotation-0001';
       const newSecret = 'new-secret-for-rotation-0002';
-      const sub = topicSub(recv.url, ABNORMAL, ['Observation?patient=Patient/rot'], { extension: [{ url: SECRET_EXT, valueString: oldSecret }] });
+      const sub = topicSubscription(recv.url, ABNORMAL, ['Observation?patient=Patient/rot'], { extension: [{ url: SECRET_EXT, valueString: oldSecret }] });
       const id = await subscribe(svc, sub);
       svc.start();
       await until(async () => (await statusOf(id)) === 'active', 'activation');
@@ -199,8 +182,8 @@ describe('SubscriptionService against a real database (events offered as the out
 
   it('honours Subscription.end and status off', async () => {
     const svc = await h.instance();
-    const ended = await subscribe(svc, { ...topicSub(hook.url, CREATED, ['Observation?patient=Patient/end']), end: '2001-01-01T00:00:00Z' });
-    const off = await subscribe(svc, { ...topicSub(hook.url, CREATED, ['Observation?patient=Patient/end']), status: 'off' });
+    const ended = await subscribe(svc, { ...topicSubscription(hook.url, CREATED, ['Observation?patient=Patient/end']), end: '2001-01-01T00:00:00Z' });
+    const off = await subscribe(svc, { ...topicSubscription(hook.url, CREATED, ['Observation?patient=Patient/end']), status: 'off' });
     expect(await statusOf(off)).toBe('off');
     await svc.onCommitted([await h.commit(hr('end', 70))]);
     expect(await h.db.collection('sub_notifications').countDocuments({ sub: { $in: [ended, off] } })).toBe(0);
@@ -208,7 +191,7 @@ describe('SubscriptionService against a real database (events offered as the out
 
   it('deleting a Subscription stops its notifications', async () => {
     const svc = await h.instance();
-    const id = await subscribe(svc, topicSub(hook.url, CREATED, ['Observation?patient=Patient/del']));
+    const id = await subscribe(svc, topicSubscription(hook.url, CREATED, ['Observation?patient=Patient/del']));
     await svc.onCommitted([await h.commit(hr('del', 70))]);
     const del = await h.commit({ resourceType: 'Subscription', id } as Subscription, 'DELETE');
     await svc.onCommitted([del]);
@@ -248,7 +231,7 @@ describe('SubscriptionService against a real database (events offered as the out
 
   it('creates without an id reach their writer through the content fingerprint', async () => {
     const svc = await h.instance();
-    const sub = topicSub(hook.url, CREATED, ['Observation?patient=Patient/fp']);
+    const sub = topicSubscription(hook.url, CREATED, ['Observation?patient=Patient/fp']);
     const ev = await h.write(svc, sub); // beforeWrite saw no id
     await svc.onCommitted([ev]);
     const state = await h.db.collection('sub_state').findOne({ _id: ev.id as never });
