@@ -1,5 +1,5 @@
 import type { Resource } from 'fhir/r4';
-import type { Collection, Db, Document } from 'mongodb';
+import type { Collection, Db } from 'mongodb';
 import type { AccessPolicy, Principal } from '../auth/types';
 import { Errors, FhirError } from '../errors';
 import { GroupInserter } from '../db/group-insert';
@@ -467,35 +467,22 @@ export class ResourceStore {
     requireWritableType(type);
     const existing = await this.matchOne(type, query, ctx, 'If-None-Exist');
     if (existing) return existingResult(type, existing);
-    const lockId = `create:${type}?${normaliseQuery(query)}`;
-    await this.acquireLock(lockId);
-    try {
+    return this.withLock(`create:${type}?${normaliseQuery(query)}`, async () => {
       const again = await this.matchOne(type, query, ctx, 'If-None-Exist');
       if (again) return existingResult(type, again);
       const w = await this.prepare(type, this.deps.newId(), body, null, 'POST', ctx, this.deps.clock());
       await this.commit(w);
       return resultOf(w, 201);
-    } finally {
-      await this.locks.deleteOne({ _id: lockId });
-    }
+    });
   }
 
   async conditionalUpdate(type: string, query: string, body: unknown, ctx: WriteCtx, ifMatch?: number): Promise<WriteResult> {
     requireWritableType(type);
-    if (!query) throw Errors.badRequest('Conditional update needs search parameters', 'MSG_PARAM_MISSING');
-    const lockId = `update:${type}?${normaliseQuery(query)}`;
-    await this.acquireLock(lockId);
-    try {
-      const matches = await this.deps.matcher.findMatches(type, query, ctx.principal.policy, 2);
-      if (matches.length > 1) {
-        throw Errors.preconditionFailed(
-          `Conditional update of ${type}?${query} matched more than one resource`,
-          'MSG_MULTIPLE_MATCHES',
-        );
-      }
+    return this.withLock(`update:${type}?${normaliseQuery(query)}`, async () => {
+      const match = await this.matchOne(type, query, ctx, 'Conditional update of');
       const bodyId = typeof body === 'object' && body !== null ? (body as { id?: unknown }).id : undefined;
-      if (matches.length === 1) {
-        const id = matches[0]._id;
+      if (match) {
+        const id = match._id;
         if (bodyId !== undefined && bodyId !== id) {
           throw Errors.badRequest(
             `The resource id "${String(bodyId)}" does not match the resource the condition found (${id})`,
@@ -509,21 +496,14 @@ export class ResourceStore {
       const w = await this.prepare(type, this.deps.newId(), body, null, 'POST', ctx, this.deps.clock());
       await this.commit(w);
       return resultOf(w, 201);
-    } finally {
-      await this.locks.deleteOne({ _id: lockId });
-    }
+    });
   }
 
   /** Conditional delete: deletes the one match; more than one is 412 (single-delete server). */
   async conditionalDelete(type: string, query: string, ctx: WriteCtx): Promise<WriteResult | undefined> {
     requireWritableType(type);
-    if (!query) throw Errors.badRequest('Conditional delete needs search parameters', 'MSG_PARAM_MISSING');
-    const matches = await this.deps.matcher.findMatches(type, query, ctx.principal.policy, 2);
-    if (matches.length > 1) {
-      throw Errors.preconditionFailed(`Conditional delete of ${type}?${query} matched more than one resource`, 'MSG_MULTIPLE_MATCHES');
-    }
-    if (matches.length === 0) return undefined;
-    return this.delete(type, matches[0]._id, ctx);
+    const match = await this.matchOne(type, query, ctx, 'Conditional delete of');
+    return match ? this.delete(type, match._id, ctx) : undefined;
   }
 
   /** Finds the single match of a condition; several matches are 412 as the spec requires. */
@@ -534,6 +514,16 @@ export class ResourceStore {
       throw Errors.preconditionFailed(`${what} ${type}?${query} matched more than one resource`, 'MSG_MULTIPLE_MATCHES');
     }
     return matches[0];
+  }
+
+  /** Runs `fn` holding a named lock, released however `fn` ends. */
+  private async withLock<T>(lockId: string, fn: () => Promise<T>): Promise<T> {
+    await this.acquireLock(lockId);
+    try {
+      return await fn();
+    } finally {
+      await this.locks.deleteOne({ _id: lockId });
+    }
   }
 
   /** Takes a named lock, waiting while another request holds it; stale locks are taken over. */
@@ -582,7 +572,7 @@ export function stripServerMeta<T extends Resource>(r: T): T {
   return out;
 }
 
-function resultOf(w: PreparedWrite, status: WriteResult['status']): WriteResult {
+export function resultOf(w: PreparedWrite, status: WriteResult['status']): WriteResult {
   const d = w.doc;
   return {
     status,
@@ -596,7 +586,7 @@ function resultOf(w: PreparedWrite, status: WriteResult['status']): WriteResult 
   };
 }
 
-function existingResult(type: string, doc: CurrentDoc): WriteResult {
+export function existingResult(type: string, doc: CurrentDoc): WriteResult {
   return { status: 200, type, id: doc._id, vid: doc.vid, ts: doc.ts, resource: doc.res, comp: doc.comp, changed: false };
 }
 
@@ -607,4 +597,3 @@ export function normaliseQuery(query: string): string {
   return new URLSearchParams(pairs).toString();
 }
 
-export type { Document };

@@ -1,7 +1,7 @@
 import type { Bundle, BundleEntry, BundleEntryRequest, FhirResource, Resource } from 'fhir/r4';
 import { randomUUID } from 'node:crypto';
 import { Errors, FhirError } from '../../errors';
-import { parseVersionTag, stripServerMeta, type PreparedWrite, type ResourceStore, type WriteResult } from '../../resources/store';
+import { existingResult, parseVersionTag, resultOf, stripServerMeta, type PreparedWrite, type ResourceStore, type WriteResult } from '../../resources/store';
 import type { TransactionJournal } from '../../resources/transaction';
 import { outcomeOf, toFhirError } from '../outcome';
 import { locationOf } from '../responses';
@@ -208,7 +208,7 @@ async function transaction(
         const cond = p.entry.request!.ifNoneExist;
         const match = cond ? await store.matchOne(type, cond.replace(/^.*\?/, ''), ctx, 'If-None-Exist') : undefined;
         if (match) {
-          p.existing = { status: 200, type, id: match._id, vid: match.vid, ts: match.ts, resource: match.res, comp: match.comp, changed: false };
+          p.existing = existingResult(type, match);
           p.target = { type, id: match._id };
         } else {
           p.target = { type, id: s.store.deps.newId() };
@@ -315,7 +315,7 @@ async function transaction(
       }
       continue;
     }
-    const result = p.existing ?? (p.write ? writeResult(p.write) : undefined);
+    const result = p.existing ?? (p.write ? resultOf(p.write, 200) : undefined);
     if (!result) {
       responses.set(p.index, { response: { status: '204 No Content' } });
       continue;
@@ -333,19 +333,6 @@ async function transaction(
     responses.set(p.index, entry);
   }
   return { resourceType: 'Bundle', type: 'transaction-response', entry: plan.map((p) => responses.get(p.index)!) };
-}
-
-function writeResult(w: PreparedWrite): WriteResult {
-  return {
-    status: 200,
-    type: w.type,
-    id: w.id,
-    vid: w.doc.vid,
-    ts: w.doc.ts,
-    resource: w.doc.deleted ? undefined : w.doc.res,
-    comp: w.doc.comp,
-    changed: !w.noop,
-  };
 }
 
 /** POST [base] */
