@@ -99,8 +99,7 @@ export async function readHistory(
 
 async function visible(store: ResourceStore, h: HistoryDoc, policy: AccessPolicy): Promise<boolean> {
   if (h.res) return policy.canRead(h.res, h.comp);
-  const prev = await store.history.findOne({ _id: `${h.type}/${h.id}/${h.vid - 1}` });
-  return Boolean(prev?.res && policy.canRead(prev.res, prev.comp));
+  return store.canSeeDeleted(h.type, h.id, h.vid, policy);
 }
 
 export function historyEntry(h: HistoryDoc, baseUrl: string): BundleEntry {

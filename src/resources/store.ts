@@ -190,7 +190,7 @@ export class ResourceStore {
   }
 
   /** A deletion is visible to whoever could read the version it deleted. */
-  private async canSeeDeleted(type: string, id: string, vid: number, policy: AccessPolicy): Promise<boolean> {
+  async canSeeDeleted(type: string, id: string, vid: number, policy: AccessPolicy): Promise<boolean> {
     const prev = vid > 1 ? await this.committedVersion(type, id, vid - 1) : null;
     return Boolean(prev?.res && policy.canRead(prev.res, prev.comp));
   }
