@@ -359,9 +359,10 @@ describe('audit trail', () => {
     expect(tx.status).toBe(200);
     await ctx.vigil.audit.flush();
     const r = await ctx.request.get('/fhir/AuditEvent?_count=1000').set(as('auditor'));
-    type Ev = { subtype?: { code: string }[]; entity?: { what?: { reference?: string } }[] };
+    type Ev = { outcome: string; subtype?: { code: string }[]; entity?: { what?: { reference?: string } }[] };
     const events = (r.body.entry ?? []).map((e: { resource: Ev }) => e.resource) as Ev[];
-    const txEvent = events.find((e) => e.subtype?.[0].code === 'transaction');
+    // The refused transaction of an earlier test is on record too (outcome 4); this one succeeded.
+    const txEvent = events.find((e) => e.subtype?.[0].code === 'transaction' && e.outcome === '0');
     expect(txEvent?.entity?.some((x) => x.what?.reference === 'Patient/p1')).toBe(true);
   });
 });
