@@ -77,6 +77,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     newId,
     indexer: search,
     matcher: search,
+    candidates: search,
     // SubscriptionTopic is an R5 resource (Backport IG) that only the server writes: the R4
     // schema has no definition to check it against.
     validate: (resource, o) =>
@@ -99,6 +100,8 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     },
   });
   const subs = subscriptions;
+  // Search candidate buckets first (FerretDB only): stored before the intents are let go.
+  outbox.addConsumer((events) => search.recordCommitted(events));
   outbox.addConsumer((events) => subs.onCommitted(events));
 
   const audit = new AuditTrail({
@@ -213,6 +216,11 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       await search.ensureIndexes();
       await search.reindexIfNeeded((msg) => logger.info(msg));
       await journal.recover();
+      // Versions committed before a crash whose candidate entries were only staged in memory:
+      // staged again before serving (the outbox stores them shortly after it starts).
+      for (const h of await store.pendingCommitted()) {
+        if (h.res && !h.deleted) search.stageCandidates(h.type, [{ _id: h.id, ...search.index(h.res) }]);
+      }
       // The topics and default vital-sign ranges we ship (ig/) are stored like any resource,
       // so clients can read and search them; an unchanged one makes no new version.
       for (const r of [...subs.shippedTopics(), ...subs.shippedObservationDefinitions()]) {

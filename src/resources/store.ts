@@ -3,6 +3,7 @@ import type { Collection, Db } from 'mongodb';
 import type { AccessPolicy, Principal } from '../auth/types';
 import { Errors, FhirError } from '../errors';
 import { GroupInserter } from '../db/group-insert';
+import { findByIds } from '../db/lookup';
 import { jsonEqual } from './equality';
 import { typeDef } from './registry';
 import { historyId, type CurrentDoc, type HistoryDoc, type IndexEntries, type JournalDoc, type OutboxDoc, type WriteMethod } from './types';
@@ -10,6 +11,10 @@ import { historyId, type CurrentDoc, type HistoryDoc, type IndexEntries, type Jo
 /** What the store needs from the search engine. */
 export interface Indexer {
   index(resource: Resource): { idx: IndexEntries; comp: string[] };
+}
+/** Candidate lists a search engine keeps beside the current documents (staged at each commit point). */
+export interface CandidateRecorder {
+  stageCandidates(type: string, docs: readonly CurrentDoc[]): void;
 }
 export interface Matcher {
   findMatches(type: string, query: string, policy: AccessPolicy, limit: number): Promise<CurrentDoc[]>;
@@ -30,6 +35,7 @@ export interface StoreDeps {
   newId: () => string;
   indexer: Indexer;
   matcher: Matcher;
+  candidates?: CandidateRecorder;
   validate: Validator;
   beforeWrite?: BeforeWrite;
   /** Called after every commit so the outbox worker picks the version up without waiting. */
@@ -137,6 +143,15 @@ export class ResourceStore {
   async uncommittedTransactions(): Promise<Set<string>> {
     const open = await this.journals.find({ state: 'pending' }, { projection: { _id: 1 } }).toArray();
     return new Set(open.map((j) => j._id));
+  }
+
+  /** Committed versions whose post-commit work (outbox intents) is still pending, e.g. after a crash. */
+  async pendingCommitted(): Promise<HistoryDoc[]> {
+    const intents = await this.outbox.find({}, { projection: { _id: 1 } }).toArray();
+    if (intents.length === 0) return [];
+    const versions = await findByIds(this.history, intents.map((i) => i._id));
+    const open = versions.some((h) => h.tx) ? await this.uncommittedTransactions() : new Set<string>();
+    return versions.filter((h) => !(h.tx && open.has(h.tx)));
   }
 
   /** The newest committed version at or above `fromVid`, probing by primary key. */
@@ -304,8 +319,25 @@ export class ResourceStore {
       }
       throw e;
     }
+    this.stageCandidates([w]);
     await this.applyCurrent(w.type, w.doc, w.expectedVid);
     this.deps.onCommit?.();
+  }
+
+  /**
+   * Right after the commit point (no await in between): the search engine's candidate entries
+   * of these versions, visible to readers before the write is acknowledged. The outbox stores
+   * them durably after the commit, like any other post-commit work.
+   */
+  stageCandidates(writes: readonly PreparedWrite[]): void {
+    const rec = this.deps.candidates;
+    if (!rec) return;
+    const byType = new Map<string, CurrentDoc[]>();
+    for (const w of writes) {
+      if (w.noop || w.doc.deleted) continue;
+      byType.set(w.type, [...(byType.get(w.type) ?? []), w.doc]);
+    }
+    for (const [type, docs] of byType) rec.stageCandidates(type, docs);
   }
 
   /** Writes the outbox intent of a version, taking over one left by a writer that died. */

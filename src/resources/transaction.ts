@@ -55,6 +55,7 @@ export class TransactionJournal {
     }
     this.crashPoint('after-history');
     await journal.updateOne({ _id: txId }, { $set: { state: 'committed' } });
+    this.store.stageCandidates(real);
     this.crashPoint('after-commit');
     await this.applyCurrents(real.map((w) => ({ type: w.type, doc: w.doc, expectedVid: w.expectedVid })));
     await journal.deleteOne({ _id: txId });

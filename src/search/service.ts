@@ -12,6 +12,8 @@ import type { AccessPolicy } from '../auth/types';
 import type { Config } from '../config';
 import { Errors, FhirError } from '../errors';
 import type { CurrentDoc } from '../resources/types';
+import { findByIds } from '../db/lookup';
+import { BUCKET_LAYOUT, type BucketPlan, BucketIndex, type BucketSource, type Candidate } from './buckets';
 import { type Cond, FALSE, and, evaluate, not, or, toMongo } from './cond';
 import { encoderFor } from './encoders';
 import { referenceParts } from './encoders/reference';
@@ -55,6 +57,7 @@ export const DEFAULT_TYPES = ['Patient', 'Device', 'Observation', 'ObservationDe
 const META = 'meta';
 const SECRET_KEY = 'search.cursorSecret';
 const HASH_KEY = (type: string) => `search.indexHash.${type}`;
+const BUCKETS_KEY = 'search.buckets';
 
 /** How many ids a chain or `_has` may resolve to before the query is refused as too costly. */
 const MAX_CHAIN_IDS = 5000;
@@ -105,6 +108,31 @@ export class SearchService {
   ) {
     this.supportedTypes = types;
     this.ctx = { baseUrl: config.baseUrl };
+    this.buckets = pointReads ? new BucketIndex(db) : undefined;
+  }
+
+  /** Candidate lists for the remote-monitoring queries where the database has no usable index (FerretDB). */
+  private readonly buckets?: BucketIndex;
+
+  /** At a version's commit point: its bucket entries, in memory (a no-op where real indexes serve). */
+  stageCandidates(type: string, docs: readonly BucketSource[]): void {
+    this.buckets?.stage(type, docs);
+  }
+
+  /** Stores bucket entries (the outbox, for committed versions; loaders and the rebuild). */
+  async recordCandidates(type: string, docs: readonly BucketSource[]): Promise<void> {
+    await this.buckets?.record(type, docs);
+  }
+
+  /** Outbox consumer: stores the bucket entries of committed Observation versions. */
+  async recordCommitted(events: readonly { type: string; id: string; resource?: Resource }[]): Promise<void> {
+    if (!this.buckets) return;
+    const docs: BucketSource[] = [];
+    for (const e of events) {
+      if (e.type !== 'Observation' || !e.resource) continue;
+      docs.push({ _id: e.id, ...this.index(e.resource) });
+    }
+    await this.buckets.record('Observation', docs);
   }
 
   /** Loads and compiles the registry for `types` (default: DEFAULT_TYPES) and the cursor secret. */
@@ -429,7 +457,7 @@ export class SearchService {
    * The main database query a type-level search runs (filter, sort, limit) and the database's
    * plan for it: which index serves it. For benchmarks and operators.
    */
-  async explain(req: SearchRequest): Promise<{ filter: Filter<Document>; sort: Sort; limit: number; plan: Document }> {
+  async explain(req: SearchRequest): Promise<{ filter: Filter<Document>; sort: Sort; limit: number; plan: Document; buckets?: BucketPlan }> {
     const type = req.type;
     if (!type) throw Errors.badRequest('explain needs a resource type', 'MSG_PARAM_INVALID');
     const ignored: Ignored[] = [];
@@ -440,7 +468,8 @@ export class SearchService {
     const sort: Sort = Object.fromEntries([...ctl.sort, { field: '_id', dir: 1 as const }].map((k) => [k.field, k.dir])) as Record<string, 1 | -1>;
     const limit = ctl.count + 1;
     const plan = await this.col(type).find(filter, { sort, limit }).explain('queryPlanner');
-    return { filter, sort, limit, plan };
+    const buckets = this.buckets?.plan(type, cond);
+    return { filter, sort, limit, plan, ...(buckets ? { buckets } : {}) };
   }
 
   private entry(baseUrl: string, res: Resource, mode: 'match' | 'include', ctl: Control): BundleEntry {
@@ -498,6 +527,8 @@ export class SearchService {
     opts: { order?: SortKey[]; after?: (string | number | boolean | Date | null)[]; limit: number; projection?: Document },
   ): Promise<Document[]> {
     const order = opts.order ?? [{ field: '_id', dir: 1 }];
+    const viaBuckets = await this.findViaBuckets(type, cond, policy, order, opts.after, opts.limit);
+    if (viaBuckets) return viaBuckets;
     const recheck = hasElemRange(cond);
     const projection = opts.projection && recheck ? { ...opts.projection, idx: 1, comp: 1 } : opts.projection;
     for (const k of order) if (projection && k.field !== '_id') projection[k.field] = 1;
@@ -520,8 +551,86 @@ export class SearchService {
     }
   }
 
+  /**
+   * The bucket path of findChecked (see buckets.ts): candidates from the buckets, read by `_id`,
+   * each checked exactly (condition, `deleted`, access policy), ordered and cut in memory.
+   * Undefined when the buckets cannot bound the query or the order is not `_id` or `date`.
+   */
+  private async findViaBuckets(
+    type: string,
+    cond: Cond,
+    policy: AccessPolicy,
+    order: SortKey[],
+    after: (string | number | boolean | Date | null)[] | undefined,
+    limit: number,
+  ): Promise<Document[] | undefined> {
+    const plan = this.buckets?.plan(type, cond);
+    if (!plan) return undefined;
+    let mode: 'none' | 'asc' | 'desc';
+    if (order.length === 1 && order[0].field === '_id') mode = 'none';
+    else if (order.length === 2 && order[0].field === DATE_SORT && order[1].field === '_id') mode = order[0].dir === 1 ? 'asc' : 'desc';
+    else return undefined;
+    const afterCond = after ? keysetCond(order, after) : undefined;
+    const from = mode !== 'none' && after?.[0] instanceof Date ? after[0].getTime() : undefined;
+    const found = await this.collectCandidates(type, plan, cond, policy, mode, from, afterCond, limit);
+    return found.sort(compareBy(order)).slice(0, limit);
+  }
+
+  /**
+   * Walks a bucket plan and fetches candidates in the order their entries give, a page's worth
+   * at a time, so a first page reads about `limit` documents. A match is certain to be in order
+   * (settled) once no unread day and no unfetched entry can come before it; the walk stops when
+   * `limit` matches are settled and returns only settled ones (a later page refinds the rest).
+   */
+  private async collectCandidates(
+    type: string,
+    plan: BucketPlan,
+    cond: Cond,
+    policy: AccessPolicy,
+    mode: 'none' | 'asc' | 'desc',
+    from: number | undefined,
+    afterCond: Cond | undefined,
+    limit: number,
+  ): Promise<CurrentDoc[]> {
+    const buckets = this.buckets as BucketIndex;
+    const fetched = new Set<string>();
+    const found: CurrentDoc[] = [];
+    const fetch = async (cands: Candidate[]) => {
+      const ids = [...new Set(cands.map((c) => c.i))].filter((id) => !fetched.has(id));
+      for (const id of ids) fetched.add(id);
+      found.push(...(await this.checked(type, ids, cond, policy, afterCond)));
+    };
+    if (mode === 'none') {
+      for await (const step of buckets.walk(plan, cond, 'none')) await fetch(step.ids);
+      return found;
+    }
+    const pending: Candidate[] = [];
+    let dayBound = mode === 'asc' ? -Infinity : Infinity;
+    const settledCount = () => found.filter((d) => inRegion(d, mode, dayBound, pending[0])).length;
+    walk: for await (const step of buckets.walk(plan, cond, mode, from)) {
+      dayBound = step.bound;
+      pending.push(...step.ids);
+      pending.sort(candidateOrder(mode));
+      for (;;) {
+        const need = limit - settledCount();
+        if (need <= 0) break walk;
+        if (pending.length === 0) break;
+        await fetch(pending.splice(0, Math.min(need + 2, 1000)));
+      }
+    }
+    return found.filter((d) => inRegion(d, mode, dayBound, pending[0]));
+  }
+
+  /** Current documents of these ids that exactly match, are not deleted and may be read. */
+  private async checked(type: string, ids: string[], cond: Cond, policy: AccessPolicy, extra?: Cond): Promise<CurrentDoc[]> {
+    const docs = (await findByIds(this.col(type) as unknown as Collection<CurrentDoc>, ids)) as CurrentDoc[];
+    return docs.filter((d) => !d.deleted && evaluate(cond, d) && (!extra || evaluate(extra, d)) && policy.canRead(d.res, d.comp));
+  }
+
   /** Number of matches (exact, see findChecked). */
   private async count(type: string, cond: Cond, policy: AccessPolicy): Promise<number> {
+    const plan = this.buckets?.plan(type, cond);
+    if (plan) return (await this.collectCandidates(type, plan, cond, policy, 'none', undefined, undefined, Infinity)).length;
     if (!hasElemRange(cond)) return this.col(type).countDocuments(this.mongoFilter(type, cond, policy));
     let n = 0;
     for await (const r of this.col(type).find(this.mongoFilter(type, relax(cond, true), policy), { projection: { idx: 1, comp: 1 } })) {
@@ -687,7 +796,10 @@ export class SearchService {
     const col = this.col(type);
     const entries: BundleEntry[] = [];
     const recheck = hasElemRange(cond);
-    if (this.pointReads || recheck) {
+    const plan = this.buckets?.plan(type, cond);
+    if (plan?.patients) {
+      for (const d of await this.lastnViaBuckets(plan, cond, req.policy, max)) entries.push(this.entry(req.baseUrl, d.res, 'match', ctl));
+    } else if (this.pointReads || recheck) {
       // One pass, newest first, grouped in memory: on FerretDB every query is a full scan, so
       // one scan beats a distinct plus a query per code.
       const taken = new Map<string, number>();
@@ -725,6 +837,60 @@ export class SearchService {
     };
     if (entries.length > 0) bundle.entry = entries;
     return bundle;
+  }
+
+  /**
+   * $lastn from a patient's buckets: walks the days newest first and fetches, per code, the
+   * newest entries until `max` matches of that code are settled (see collectCandidates). With
+   * one subject pinned it stops once every code still present in unread days is settled;
+   * otherwise it reads every candidate.
+   */
+  private async lastnViaBuckets(plan: BucketPlan, cond: Cond, policy: AccessPolicy, max: number): Promise<CurrentDoc[]> {
+    const buckets = this.buckets as BucketIndex;
+    const fetched = new Set<string>();
+    const found: CurrentDoc[] = [];
+    const fetch = async (cands: Candidate[]) => {
+      const ids = [...new Set(cands.map((c) => c.i))].filter((id) => !fetched.has(id));
+      for (const id of ids) fetched.add(id);
+      found.push(...(await this.checked('Observation', ids, cond, policy)));
+    };
+    const codeOf = (d: CurrentDoc) => (typeof d.idx['code:s'] === 'string' ? (d.idx['code:s'] as string) : '');
+    const pending = new Map<string, Candidate[]>();
+    let dayBound = Infinity;
+    const settledPerCode = () => {
+      const n = new Map<string, number>();
+      for (const d of found) if (inRegion(d, 'desc', dayBound, pending.get(codeOf(d))?.[0])) n.set(codeOf(d), (n.get(codeOf(d)) ?? 0) + 1);
+      return n;
+    };
+    for await (const step of buckets.walk(plan, cond, 'desc')) {
+      dayBound = step.bound;
+      if (!plan.subjectPinned) {
+        await fetch(step.ids);
+        continue;
+      }
+      for (const c of step.ids) pending.set(c.c, [...(pending.get(c.c) ?? []), c]);
+      for (const list of pending.values()) list.sort(candidateOrder('desc'));
+      for (;;) {
+        const settled = settledPerCode();
+        const chunk: Candidate[] = [];
+        for (const [code, list] of pending) {
+          const short = max - (settled.get(code) ?? 0);
+          if (short > 0 && list.length > 0) chunk.push(...list.splice(0, short + 1));
+        }
+        if (chunk.length === 0) break;
+        await fetch(chunk);
+      }
+      const settled = settledPerCode();
+      if ([...step.codesLeft].every((c) => (settled.get(c) ?? 0) >= max)) break;
+    }
+    found.sort(compareBy([{ field: DATE_SORT, dir: -1 }, { field: '_id', dir: 1 }]));
+    const taken = new Map<string, number>();
+    return found.filter((d) => {
+      const key = `${String(d.idx.subject ?? '')} ${codeOf(d)}`;
+      const n = taken.get(key) ?? 0;
+      taken.set(key, n + 1);
+      return n < max;
+    });
   }
 
   // ---------------------------------------------------------------- metadata, indexes
@@ -784,24 +950,56 @@ export class SearchService {
       const col = this.col(type);
       const total = await col.countDocuments({ deleted: false });
       if (total > 0) progress(`re-indexing ${total} ${type} resources (search definitions changed)`);
+      // One pass for the ids, then point reads and writes: on FerretDB any other filter scans
+      // the collection, which would make a batched walk quadratic.
+      const ids = (await col.find({ deleted: false }, { projection: { _id: 1 } }).toArray()).map((d) => String(d._id));
       let done = 0;
-      let lastId = '';
-      for (;;) {
-        const batch = await col
-          .find({ $and: [{ deleted: false }, toMongo({ k: 'range', f: '_id', elem: false, b: { gt: lastId } })] }, { projection: { res: 1, vid: 1 }, sort: { _id: 1 }, limit: 500 })
-          .toArray();
-        if (batch.length === 0) break;
-        for (const d of batch) {
-          const { idx, comp } = this.index(d.res as Resource);
-          // A concurrent write of a newer version indexes itself; only this version is updated here.
-          await col.updateOne({ _id: d._id, vid: d.vid }, { $set: { idx, comp } });
-        }
+      for (let i = 0; i < ids.length; i += 200) {
+        const batch = await findByIds(col as unknown as Collection<CurrentDoc>, ids.slice(i, i + 200), { projection: { res: 1, vid: 1, deleted: 1 } });
+        await Promise.all(
+          batch
+            .filter((d) => !d.deleted)
+            .map((d) => {
+              const { idx, comp } = this.index(d.res);
+              // A concurrent write of a newer version indexes itself; only this version is updated
+              // (FerretDB: a bare _id filter, since this runs before serving and nothing else writes).
+              return (col as unknown as Collection<CurrentDoc>).updateOne(this.pointReads ? { _id: d._id } : { _id: d._id, vid: d.vid }, { $set: { idx, comp } });
+            }),
+        );
         done += batch.length;
-        lastId = String(batch[batch.length - 1]._id);
-        progress(`re-indexed ${done}/${total} ${type}`);
+        if (done % 5000 < 200 || i + 200 >= ids.length) progress(`re-indexed ${done}/${total} ${type}`);
       }
       await meta.updateOne({ _id: HASH_KEY(type) }, { $set: { value: hash } }, { upsert: true });
     }
+    await this.rebuildBucketsIfNeeded(progress);
+  }
+
+  /**
+   * Fills the candidate buckets from the stored Observations when they were never built or were
+   * built with other definitions or another layout (one streaming pass; before serving).
+   */
+  private async rebuildBucketsIfNeeded(progress: (msg: string) => void): Promise<void> {
+    if (!this.buckets || !this.supportedTypes.includes('Observation')) return;
+    const meta = this.db.collection<MetaDoc>(META);
+    const want = `${BUCKET_LAYOUT}:${this.registry.hashes.get('Observation') ?? this.registry.hash}`;
+    if ((await meta.findOne({ _id: BUCKETS_KEY }))?.value === want) return;
+    await this.buckets.clear();
+    const col = this.col('Observation');
+    const total = await col.countDocuments({ deleted: false });
+    if (total > 0) progress(`building search buckets for ${total} Observations`);
+    let batch: BucketSource[] = [];
+    let done = 0;
+    for await (const d of col.find({ deleted: false }, { projection: { idx: 1, comp: 1 }, batchSize: 1000 })) {
+      batch.push(d as unknown as BucketSource);
+      if (batch.length === 1000) {
+        await this.buckets.record('Observation', batch);
+        done += batch.length;
+        batch = [];
+        progress(`search buckets: ${done}/${total}`);
+      }
+    }
+    await this.buckets.record('Observation', batch);
+    await meta.updateOne({ _id: BUCKETS_KEY }, { $set: { value: want } }, { upsert: true });
   }
 }
 
@@ -882,6 +1080,41 @@ function sortValue(doc: CurrentDoc, field: string): string | number | boolean | 
   if (cur === undefined || cur === null) return null;
   if (typeof cur === 'string' || typeof cur === 'number' || typeof cur === 'boolean' || cur instanceof Date) return cur;
   return null;
+}
+
+/** The sort field of Observation `date` (single-valued: its low bound). */
+const DATE_SORT = 'idx.date.l';
+
+function dateMs(d: CurrentDoc): number {
+  const v = sortValue(d, DATE_SORT);
+  return v instanceof Date ? v.getTime() : -Infinity;
+}
+
+/**
+ * Whether a match lies in the part of the date order a bucket walk has completed: within the
+ * days read (`dayBound`) and strictly before the next unfetched entry, whose document may tie.
+ */
+function inRegion(d: CurrentDoc, mode: 'asc' | 'desc', dayBound: number, next?: Candidate): boolean {
+  const x = dateMs(d);
+  if (mode === 'desc') return x >= dayBound && (!next || x > next.l);
+  return x <= dayBound && (!next || x < next.l);
+}
+
+/** Candidates in walk order: by their entry's date, then id. */
+function candidateOrder(mode: 'asc' | 'desc'): (a: Candidate, b: Candidate) => number {
+  const num = (x: number, y: number) => (x === y ? 0 : x < y ? -1 : 1);
+  return (a, b) => (mode === 'desc' ? num(b.l, a.l) : num(a.l, b.l)) || (a.i < b.i ? -1 : a.i > b.i ? 1 : 0);
+}
+
+/** MongoDB's order for the keys findViaBuckets allows (`_id` strings, dates with missing lowest). */
+function compareBy(order: SortKey[]): (a: CurrentDoc, b: CurrentDoc) => number {
+  return (a, b) => {
+    for (const k of order) {
+      const c = k.field === '_id' ? (a._id < b._id ? -1 : a._id > b._id ? 1 : 0) : dateMs(a) - dateMs(b);
+      if (c !== 0 && !Number.isNaN(c)) return c * k.dir;
+    }
+    return 0;
+  };
 }
 
 /** Whether a condition has `$elemMatch` ranges (which FerretDB evaluates loosely). */

@@ -22,10 +22,24 @@ function txBundle(tag: string) {
   return {
     resourceType: 'Bundle',
     type: 'transaction',
-    entry: [0, 1, 2].map((i) => ({
-      resource: { resourceType: 'Device', status: 'active', serialNumber: `${tag}-${i}` },
-      request: { method: 'POST', url: 'Device' },
-    })),
+    entry: [
+      ...[0, 1, 2].map((i) => ({
+        resource: { resourceType: 'Device', status: 'active', serialNumber: `${tag}-${i}` },
+        request: { method: 'POST', url: 'Device' },
+      })),
+      // An Observation too: after a restart, search must find it exactly when it committed.
+      {
+        resource: {
+          resourceType: 'Observation',
+          status: 'final',
+          code: { coding: [{ system: 'http://loinc.org', code: '8867-4' }] },
+          subject: { reference: `Patient/${tag}` },
+          effectiveDateTime: '2024-06-01T08:00:00Z',
+          valueQuantity: { value: 80, unit: 'beats/minute', system: 'http://unitsofmeasure.org', code: '/min' },
+        },
+        request: { method: 'POST', url: 'Observation' },
+      },
+    ],
   };
 }
 
@@ -58,6 +72,8 @@ it.each([
     const hist = await (await fetch(`${restarted.baseUrl}/Device/_history?_count=100`)).json() as { entry?: { resource?: { serialNumber?: string } }[] };
     const inHistory = (hist.entry ?? []).filter((e) => e.resource?.serialNumber?.startsWith(tag)).length;
     expect(inHistory).toBe(expected);
+    const found = await (await fetch(`${restarted.baseUrl}/Observation?subject=Patient/${tag}&date=2024-06-01&_sort=-date`)).json() as { entry?: unknown[] };
+    expect(found.entry?.length ?? 0).toBe(expected === 0 ? 0 : 1);
     expect(await client.db(dbName).collection('tx_journal').countDocuments()).toBe(0);
     // The server works normally afterwards.
     expect(await post(restarted.baseUrl, txBundle(`${tag}-after`))).toBe(200);

@@ -1,0 +1,500 @@
+import type { Collection, Db } from 'mongodb';
+import { type Cond, FALSE, TRUE, and, evaluate, or } from './cond';
+import type { Idx } from './types';
+
+/**
+ * Time-bucketed candidate lists for Observation search on FerretDB.
+ *
+ * FerretDB 1.24 answers only a bare `{ _id }` filter from an index; every other filter scans the
+ * whole collection. The remote-monitoring queries are narrow in two ways, though: one patient
+ * over a time window, or one code over a time window. So each Observation version appends a small
+ * entry (its id and a few index values) to documents keyed by `_id`:
+ *
+ * - `Observation|p|Patient/x|2024-03-01`: the patient's Observations of that UTC day, plus a
+ *   directory `Observation|p|Patient/x` listing the days (and the `code:s` seen on each), so a
+ *   query without a window walks the days newest first and `$lastn` knows which codes exist;
+ * - `Observation|c|8867-4|2024-03-01T10`: Observations of that code in that UTC hour.
+ *
+ * Writing them costs the request nothing: right after a version's commit point the store stages
+ * its entries in memory (`stage`, no I/O) where readers see them at once, and the outbox worker,
+ * which already handles every committed version after the commit, stores them in one bulk write
+ * per batch (`record`) and unstages them. A crash loses only staged entries of versions whose
+ * outbox intents are still there, so the outbox stores them after the restart. Entries are never
+ * removed, so the lists are a superset: an entry may belong to an older version, or to a deleted
+ * resource. Readers therefore treat them only as candidates, fetch the current documents by
+ * `_id` and check the exact condition, the access policy and `deleted` on each. A query that
+ * the buckets cannot bound (no patient or code pinned, or no window for a code) returns undefined
+ * and scans as before.
+ *
+ * Only one process writes the buckets (the outbox lease holder, or the start-up rebuild), which
+ * matters because `$push`/`$addToSet` are read-modify-write on FerretDB; the in-memory staging
+ * likewise assumes the single server instance the embedded database serves (see the README).
+ */
+
+const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
+/** An entry spanning more days (or hours, for code buckets) goes to the key's `long` bucket. */
+const MAX_SPAN_DAYS = 31;
+const MAX_SPAN_HOURS = 48;
+/** Code buckets serve windows up to this long; wider ones scan. */
+const MAX_CODE_WINDOW_HOURS = 24 * 8;
+/** Buckets read in parallel per step of a day walk. */
+const DAYS_PER_STEP = 3;
+
+/** Index values copied into entries: enough to discard most non-matches without a read. */
+const PATIENT_FIELDS = new Set(['code', 'code:s', 'category', 'date', 'status']);
+const CODE_FIELDS = new Set(['code', 'date', 'value-quantity', 'status']);
+
+export const BUCKET_COLLECTION = 'search_buckets';
+/** Bumped when the bucket layout or the entry fields change: the buckets are then rebuilt. */
+export const BUCKET_LAYOUT = 'v1';
+
+interface Entry {
+  i: string;
+  x: Record<string, unknown>;
+}
+interface BucketDoc {
+  _id: string;
+  e: Entry[];
+}
+interface DirDoc {
+  _id: string;
+  d: Record<string, string[]>;
+}
+
+/** The parts of a current document the buckets need. */
+export interface BucketSource {
+  _id: string;
+  idx: Idx;
+  comp: string[];
+}
+
+/** What a query pins down, found by analysing its condition. */
+export interface BucketPlan {
+  patients?: string[];
+  codes?: string[];
+  /** Pinned via `subject`/`patient` (not only the compartment): one subject, so `$lastn` may stop early. */
+  subjectPinned: boolean;
+  window?: { lo: number; hi: number };
+}
+
+/** A candidate: an id and the date low bound (ms, -Infinity when undated) and `code:s` its entry recorded. */
+export interface Candidate {
+  i: string;
+  l: number;
+  c: string;
+}
+
+/** One step of a walk: candidates, and how far the walk is complete (see `walk`). */
+export interface WalkStep {
+  ids: Candidate[];
+  /**
+   * Newest first: every match with `date.l >= bound` is among the ids yielded so far; oldest
+   * first: every match with `date.l <= bound`. -Infinity/+Infinity once everything was yielded.
+   */
+  bound: number;
+  /** `code:s` values present in days not read yet (for `$lastn`). */
+  codesLeft: Set<string>;
+}
+
+type Order = 'desc' | 'asc' | 'none';
+
+/** What a set of versions adds: entries per bucket, and days (with their codes) per directory. */
+interface Ops {
+  buckets: Map<string, Entry[]>;
+  dirs: Map<string, Map<string, Set<string>>>;
+}
+
+export class BucketIndex {
+  private readonly col: Collection<BucketDoc>;
+  private readonly dirs: Collection<DirDoc>;
+  /** Directory contents known to be stored (only this process writes them). */
+  private readonly dirCache = new Map<string, Map<string, Set<string>>>();
+  /** Entries of committed versions not stored yet, by bucket and entry token. */
+  private readonly staged = new Map<string, Map<string, Entry>>();
+  private readonly stagedDirs = new Map<string, Map<string, Set<string>>>();
+
+  constructor(db: Db) {
+    this.col = db.collection<BucketDoc>(BUCKET_COLLECTION);
+    this.dirs = db.collection<DirDoc>(BUCKET_COLLECTION);
+  }
+
+  /** Right after the commit point of these versions: readers see their entries from now on. */
+  stage(type: string, docs: readonly BucketSource[]): void {
+    const ops = this.opsOf(type, docs);
+    for (const [key, entries] of ops.buckets) {
+      const m = this.staged.get(key) ?? new Map<string, Entry>();
+      for (const e of entries) m.set(token(e), e);
+      this.staged.set(key, m);
+    }
+    for (const [key, days] of ops.dirs) {
+      const m = this.stagedDirs.get(key) ?? new Map<string, Set<string>>();
+      for (const [day, codes] of days) m.set(day, new Set([...(m.get(day) ?? []), ...codes]));
+      this.stagedDirs.set(key, m);
+    }
+  }
+
+  /** Stores the entries of these versions (one bulk write per collection role) and unstages them. */
+  async record(type: string, docs: readonly BucketSource[]): Promise<void> {
+    const ops = this.opsOf(type, docs);
+    if (ops.buckets.size > 0) {
+      await this.col.bulkWrite(
+        [...ops.buckets].map(([key, entries]) => ({ updateOne: { filter: { _id: key }, update: { $push: { e: { $each: entries } } }, upsert: true } })),
+        { ordered: false },
+      );
+    }
+    if (ops.dirs.size > 0) {
+      await this.dirs.bulkWrite(
+        [...ops.dirs].map(([key, days]) => {
+          const add: Record<string, { $each: string[] }> = {};
+          for (const [day, codes] of days) add[`d.${day}`] = { $each: [...codes] };
+          return { updateOne: { filter: { _id: key }, update: { $addToSet: add } as never, upsert: true } };
+        }),
+        { ordered: false },
+      );
+    }
+    for (const [key, entries] of ops.buckets) {
+      const m = this.staged.get(key);
+      if (!m) continue;
+      for (const e of entries) m.delete(token(e));
+      if (m.size === 0) this.staged.delete(key);
+    }
+    for (const [key, days] of ops.dirs) {
+      let known = this.dirCache.get(key);
+      if (!known) {
+        if (this.dirCache.size > 50_000) this.dirCache.clear();
+        known = new Map();
+        this.dirCache.set(key, known);
+      }
+      const m = this.stagedDirs.get(key);
+      for (const [day, codes] of days) {
+        known.set(day, new Set([...(known.get(day) ?? []), ...codes]));
+        const st = m?.get(day);
+        if (st) for (const c of codes) st.delete(c);
+        if (st && st.size === 0) m?.delete(day);
+      }
+      if (m && m.size === 0) this.stagedDirs.delete(key);
+    }
+  }
+
+  private opsOf(type: string, docs: readonly BucketSource[]): Ops {
+    const ops: Ops = { buckets: new Map(), dirs: new Map() };
+    if (type !== 'Observation') return ops;
+    for (const doc of docs) {
+      const range = dateRangeOf(doc.idx);
+      const codeS = typeof doc.idx['code:s'] === 'string' ? (doc.idx['code:s'] as string) : '';
+      const days = range ? spanKeys(range, DAY_MS, MAX_SPAN_DAYS, dayKey) : ['none'];
+      for (const p of new Set(doc.comp.filter((c) => c.startsWith('Patient/')))) {
+        const entry = { i: doc._id, x: pick(doc.idx, PATIENT_FIELDS) };
+        for (const d of days) push(ops.buckets, `Observation|p|${p}|${d}`, entry);
+        const dirKey = `Observation|p|${p}`;
+        const known = this.dirCache.get(dirKey);
+        for (const d of days) {
+          if (known?.get(d)?.has(codeS)) continue;
+          const pending = ops.dirs.get(dirKey) ?? new Map<string, Set<string>>();
+          pending.set(d, (pending.get(d) ?? new Set<string>()).add(codeS));
+          ops.dirs.set(dirKey, pending);
+        }
+      }
+      const hours = range ? spanKeys(range, HOUR_MS, MAX_SPAN_HOURS, hourKey) : ['none'];
+      for (const code of bareCodes(doc.idx.code)) {
+        const entry = { i: doc._id, x: pick(doc.idx, CODE_FIELDS) };
+        for (const h of hours) push(ops.buckets, `Observation|c|${code}|${h}`, entry);
+      }
+    }
+    return ops;
+  }
+
+  /** Removes every bucket (before a rebuild). */
+  async clear(): Promise<void> {
+    await this.col.deleteMany({});
+    this.dirCache.clear();
+  }
+
+  /** What `cond` pins down; undefined when the buckets cannot bound the query. */
+  plan(type: string, cond: Cond): BucketPlan | undefined {
+    if (type !== 'Observation') return undefined;
+    const subjects = pins(cond, (f) => f === 'idx.subject' || f === 'idx.patient', (v) => (typeof v === 'string' && v.startsWith('Patient/') ? v : undefined));
+    const patients = subjects ?? pins(cond, (f) => f === 'comp', (v) => (typeof v === 'string' && v.startsWith('Patient/') ? v : undefined));
+    const win = windowOf(cond);
+    const window = win && win !== 'none' ? win : undefined;
+    if (patients && patients.length <= 20) return { patients, subjectPinned: subjects !== undefined && subjects.length === 1, window };
+    const codes = pins(cond, (f) => f === 'idx.code', (v) => (typeof v === 'string' ? bareCode(v) : undefined));
+    if (codes && codes.length <= 20 && window && Number.isFinite(window.lo) && Number.isFinite(window.hi)) {
+      if ((window.hi - window.lo) / HOUR_MS <= MAX_CODE_WINDOW_HOURS) return { codes, subjectPinned: false, window };
+    }
+    return undefined;
+  }
+
+  /**
+   * Walks the candidate ids of a plan in date order (`desc`/`asc` by `date.l`) or all at once
+   * (`none`). `from` skips days wholly beyond a paging boundary. Entries are pre-filtered with the
+   * part of `cond` their copied index values can decide.
+   */
+  async *walk(plan: BucketPlan, cond: Cond, order: Order, from?: number): AsyncGenerator<WalkStep> {
+    if (plan.codes) {
+      yield* this.walkCodes(plan, cond, order);
+      return;
+    }
+    const pre = project(cond, PATIENT_FIELDS, true);
+    const patients = plan.patients ?? [];
+    // Staged contents are taken before the reads: the outbox unstages only after storing them,
+    // so whatever is no longer staged by then is already in the database.
+    const stagedDirs = patients.map((p) => [...(this.stagedDirs.get(`Observation|p|${p}`) ?? [])].map(([d, c]) => [d, [...c]] as [string, string[]]));
+    const dirs = await Promise.all(patients.map((p) => this.dirs.findOne({ _id: `Observation|p|${p}` })));
+    // day -> patients having it; codes per day
+    const byDay = new Map<string, { patients: string[]; codes: Set<string> }>();
+    for (let i = 0; i < patients.length; i++) {
+      for (const [day, codes] of [...Object.entries(dirs[i]?.d ?? {}), ...stagedDirs[i]]) {
+        const slot = byDay.get(day) ?? { patients: [], codes: new Set<string>() };
+        if (!slot.patients.includes(patients[i])) slot.patients.push(patients[i]);
+        for (const c of codes) slot.codes.add(c);
+        byDay.set(day, slot);
+      }
+    }
+    const w = plan.window;
+    const overlaps = (day: string) => {
+      if (!w) return true;
+      const start = Date.parse(`${day}T00:00:00Z`);
+      return start <= w.hi && start + DAY_MS - 1 >= w.lo;
+    };
+    let days = [...byDay.keys()].filter((d) => d !== 'long' && d !== 'none' && overlaps(d)).sort();
+    if (order === 'desc') days.reverse();
+    if (from !== undefined && order === 'desc') days = days.filter((d) => Date.parse(`${d}T00:00:00Z`) <= from);
+    if (from !== undefined && order === 'asc') days = days.filter((d) => Date.parse(`${d}T00:00:00Z`) + DAY_MS - 1 >= from);
+    const codesLeft = (rest: string[]) => {
+      const s = new Set<string>();
+      for (const d of rest) for (const c of byDay.get(d)?.codes ?? []) s.add(c);
+      return s;
+    };
+    const keysOf = (day: string) => (byDay.get(day)?.patients ?? []).map((p) => `Observation|p|${p}|${day}`);
+    const read = async (ds: string[]) => this.candidates(ds.flatMap(keysOf), pre);
+    // Spanning entries may start anywhere: they come first. Undated ones sort lowest (MongoDB's
+    // order for a missing key), so they end a newest-first walk and start an oldest-first one;
+    // a date window excludes them.
+    const first = ['long', ...(order === 'asc' && !w ? ['none'] : [])].filter((d) => byDay.has(d));
+    const last = order !== 'asc' && !w && byDay.has('none') ? ['none'] : [];
+    if (order === 'none') {
+      yield { ids: await read([...first, ...days, ...last]), bound: -Infinity, codesLeft: new Set() };
+      return;
+    }
+    let ids = await read(first);
+    const noneLeft = last.length > 0 ? codesLeft(last) : new Set<string>();
+    if (days.length === 0) {
+      yield { ids: [...ids, ...(await read(last))], bound: order === 'desc' ? -Infinity : Infinity, codesLeft: new Set() };
+      return;
+    }
+    for (let i = 0; i < days.length; i += DAYS_PER_STEP) {
+      const step = days.slice(i, i + DAYS_PER_STEP);
+      ids = [...ids, ...(await read(step))];
+      const done = i + DAYS_PER_STEP >= days.length;
+      const edge = step[step.length - 1];
+      if (done) {
+        yield { ids: [...ids, ...(await read(last))], bound: order === 'desc' ? -Infinity : Infinity, codesLeft: new Set() };
+        return;
+      }
+      const bound = order === 'desc' ? Date.parse(`${edge}T00:00:00Z`) : Date.parse(`${edge}T00:00:00Z`) + DAY_MS - 1;
+      const left = codesLeft(days.slice(i + DAYS_PER_STEP));
+      for (const c of noneLeft) left.add(c);
+      yield { ids, bound, codesLeft: left };
+      ids = [];
+    }
+  }
+
+  private async *walkCodes(plan: BucketPlan, cond: Cond, order: Order): AsyncGenerator<WalkStep> {
+    const w = plan.window as { lo: number; hi: number };
+    const hours: string[] = [];
+    for (let t = Math.floor(w.lo / HOUR_MS) * HOUR_MS; t <= w.hi; t += HOUR_MS) hours.push(hourKey(t));
+    const keys = (plan.codes ?? []).flatMap((c) => [`Observation|c|${c}|long`, ...hours.map((h) => `Observation|c|${c}|${h}`)]);
+    const ids = await this.candidates(keys, project(cond, CODE_FIELDS, true));
+    yield { ids, bound: order === 'asc' ? Infinity : -Infinity, codesLeft: new Set() };
+  }
+
+  /** Entries in these buckets that the pre-filter keeps, each (id, date, code) once. */
+  private async candidates(keys: string[], pre: Cond): Promise<Candidate[]> {
+    if (keys.length === 0) return [];
+    const staged = keys.map((k) => [...(this.staged.get(k)?.values() ?? [])]); // before the reads, see walk()
+    const docs = await Promise.all(keys.map((k) => this.col.findOne({ _id: k })));
+    const out = new Map<string, Candidate>();
+    for (let k = 0; k < keys.length; k++) {
+      for (const e of [...(docs[k]?.e ?? []), ...staged[k]]) {
+        const date = (e.x.date as { l?: unknown } | undefined)?.l;
+        const c: Candidate = { i: e.i, l: date instanceof Date ? date.getTime() : -Infinity, c: typeof e.x['code:s'] === 'string' ? (e.x['code:s'] as string) : '' };
+        const key = `${c.i} ${c.l} ${c.c}`;
+        if (out.has(key)) continue;
+        if (pre.k === 'const' ? pre.v : evaluate(pre, { _id: e.i, idx: e.x })) out.set(key, c);
+      }
+    }
+    return [...out.values()];
+  }
+}
+
+// ---------------------------------------------------------------- condition analysis
+
+/**
+ * Values of which `cond` requires the field to hold one (after `map`), or undefined when it
+ * does not pin the field. Under AND any pinned part will do (the smallest is taken); under OR
+ * every branch must be pinned.
+ */
+export function pins(cond: Cond, field: (f: string) => boolean, map: (v: unknown) => string | undefined): string[] | undefined {
+  switch (cond.k) {
+    case 'eq':
+    case 'in': {
+      if (!field(cond.f)) return undefined;
+      const vals = cond.k === 'eq' ? [cond.v] : cond.v;
+      const out: string[] = [];
+      for (const v of vals) {
+        const m = map(v);
+        if (m === undefined) return undefined;
+        out.push(m);
+      }
+      return [...new Set(out)];
+    }
+    case 'and': {
+      let best: string[] | undefined;
+      for (const c of cond.c) {
+        const p = pins(c, field, map);
+        if (p && (!best || p.length < best.length)) best = p;
+      }
+      return best;
+    }
+    case 'or': {
+      const out = new Set<string>();
+      for (const c of cond.c) {
+        const p = pins(c, field, map);
+        if (!p) return undefined;
+        for (const v of p) out.add(v);
+      }
+      return [...out];
+    }
+    case 'const':
+      return cond.v ? undefined : [];
+    default:
+      return undefined;
+  }
+}
+
+const L = 'idx.date.l';
+const H = 'idx.date.h';
+
+/**
+ * The time window `cond` confines Observation.date to: a match has a date range overlapping
+ * [lo, hi]. 'none' when `cond` does not require a date at all.
+ */
+export function windowOf(cond: Cond): { lo: number; hi: number } | 'none' {
+  switch (cond.k) {
+    case 'range': {
+      if (cond.f !== L && cond.f !== H) return 'none';
+      let lo = -Infinity;
+      let hi = Infinity;
+      const b = cond.b;
+      const ms = (v: unknown) => (v instanceof Date ? v.getTime() : undefined);
+      // l <= h, so a lower bound on l bounds h from below, an upper bound on h bounds l from above.
+      for (const v of [b.gt, b.gte]) if (ms(v) !== undefined) lo = Math.max(lo, ms(v) as number);
+      for (const v of [b.lt, b.lte]) if (ms(v) !== undefined) hi = Math.min(hi, ms(v) as number);
+      return { lo, hi };
+    }
+    case 'eq':
+      return (cond.f === L || cond.f === H) && cond.v instanceof Date ? { lo: cond.v.getTime(), hi: cond.v.getTime() } : 'none';
+    case 'exists':
+      return (cond.f === L || cond.f === H) && cond.v ? { lo: -Infinity, hi: Infinity } : 'none';
+    case 'and': {
+      let w: { lo: number; hi: number } | 'none' = 'none';
+      for (const c of cond.c) {
+        const x = windowOf(c);
+        if (x === 'none') continue;
+        w = w === 'none' ? x : { lo: Math.max(w.lo, x.lo), hi: Math.min(w.hi, x.hi) };
+      }
+      return w;
+    }
+    case 'or': {
+      let w: { lo: number; hi: number } | undefined;
+      for (const c of cond.c) {
+        const x = windowOf(c);
+        if (x === 'none') return 'none';
+        w = w ? { lo: Math.min(w.lo, x.lo), hi: Math.max(w.hi, x.hi) } : x;
+      }
+      return w ?? 'none';
+    }
+    default:
+      return 'none';
+  }
+}
+
+/**
+ * The part of `cond` an entry can decide: atoms on fields the entry lacks become TRUE where they
+ * only narrow the result and FALSE under a negation, so the projection never drops a match.
+ */
+export function project(cond: Cond, fields: Set<string>, positive: boolean): Cond {
+  const known = (f: string) => f === '_id' || (f.startsWith('idx.') && fields.has(f.slice(4).split('.')[0]));
+  switch (cond.k) {
+    case 'and':
+      return and(cond.c.map((c) => project(c, fields, positive)));
+    case 'or':
+      return or(cond.c.map((c) => project(c, fields, positive)));
+    case 'nor':
+      return { k: 'nor', c: cond.c.map((c) => project(c, fields, !positive)) };
+    case 'const':
+      return cond;
+    default:
+      return known(cond.f) ? cond : positive ? TRUE : FALSE;
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+function dateRangeOf(idx: Idx): { l: number; h: number } | undefined {
+  const l = idx['date.l'] ?? (idx.date as { l?: unknown } | undefined)?.l;
+  const h = idx['date.h'] ?? (idx.date as { h?: unknown } | undefined)?.h;
+  if (!(l instanceof Date) || !(h instanceof Date)) return undefined;
+  return { l: l.getTime(), h: h.getTime() };
+}
+
+function spanKeys(r: { l: number; h: number }, unit: number, max: number, key: (t: number) => string): string[] {
+  const first = Math.floor(r.l / unit);
+  const lastUnit = Math.floor(r.h / unit);
+  if (lastUnit - first + 1 > max || !Number.isFinite(first) || !Number.isFinite(lastUnit)) return ['long'];
+  const out: string[] = [];
+  for (let u = first; u <= lastUnit; u++) out.push(key(u * unit));
+  return out;
+}
+
+function dayKey(t: number): string {
+  return new Date(t).toISOString().slice(0, 10);
+}
+
+function hourKey(t: number): string {
+  return new Date(t).toISOString().slice(0, 13);
+}
+
+function bareCode(token: string): string | undefined {
+  const code = token.slice(token.lastIndexOf('|') + 1);
+  return code === '' ? undefined : code;
+}
+
+function bareCodes(tokens: unknown): string[] {
+  if (!Array.isArray(tokens)) return [];
+  const out = new Set<string>();
+  for (const t of tokens) {
+    const c = typeof t === 'string' ? bareCode(t) : undefined;
+    if (c) out.add(c);
+  }
+  return [...out];
+}
+
+function pick(idx: Idx, fields: Set<string>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(idx)) if (fields.has(k.split('.')[0])) out[k] = v;
+  return out;
+}
+
+/** Identifies an entry's content, so staging and storing the same version twice is harmless. */
+function token(e: Entry): string {
+  return `${e.i} ${JSON.stringify(e.x)}`;
+}
+
+function push(m: Map<string, Entry[]>, key: string, e: Entry): void {
+  const list = m.get(key);
+  if (list) list.push(e);
+  else m.set(key, [e]);
+}
