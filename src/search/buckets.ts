@@ -17,8 +17,8 @@ import type { Idx } from './types';
  *
  * Writing them costs the request nothing: right after a version's commit point the store stages
  * its entries in memory (`stage`, no I/O) where readers see them at once, and the outbox worker,
- * which already handles every committed version after the commit, stores them in one bulk write
- * per batch (`record`) and unstages them. A crash loses only staged entries of versions whose
+ * which already handles every committed version after the commit, stores them with one update per
+ * bucket and batch (`record`) and unstages them. A crash loses only staged entries of versions whose
  * outbox intents are still there, so the outbox stores them after the restart. Entries are never
  * removed, so the lists are a superset: an entry may belong to an older version, or to a deleted
  * resource. Readers therefore treat them only as candidates, fetch the current documents by
@@ -134,24 +134,18 @@ export class BucketIndex {
     }
   }
 
-  /** Stores the entries of these versions (one bulk write per collection role) and unstages them. */
+  /** Stores the entries of these versions (one update per bucket) and unstages them. */
   async record(type: string, docs: readonly BucketSource[]): Promise<void> {
     const ops = this.opsOf(type, docs);
-    if (ops.buckets.size > 0) {
-      await this.col.bulkWrite(
-        [...ops.buckets].map(([key, entries]) => ({ updateOne: { filter: { _id: key }, update: { $push: { e: { $each: entries } } }, upsert: true } })),
-        { ordered: false },
-      );
+    // One update at a time: FerretDB 1.24 stalled (every connection, for good) when a multi-update
+    // `bulkWrite` ran beside the request path's inserts; single updates off the request path are fine.
+    for (const [key, entries] of ops.buckets) {
+      await this.col.updateOne({ _id: key }, { $push: { e: { $each: entries } } }, { upsert: true });
     }
-    if (ops.dirs.size > 0) {
-      await this.dirs.bulkWrite(
-        [...ops.dirs].map(([key, days]) => {
-          const add: Record<string, { $each: string[] }> = {};
-          for (const [day, codes] of days) add[`d.${day}`] = { $each: [...codes] };
-          return { updateOne: { filter: { _id: key }, update: { $addToSet: add } as never, upsert: true } };
-        }),
-        { ordered: false },
-      );
+    for (const [key, days] of ops.dirs) {
+      const add: Record<string, { $each: string[] }> = {};
+      for (const [day, codes] of days) add[`d.${day}`] = { $each: [...codes] };
+      await this.dirs.updateOne({ _id: key }, { $addToSet: add } as never, { upsert: true });
     }
     for (const [key, entries] of ops.buckets) {
       const m = this.staged.get(key);
