@@ -593,13 +593,7 @@ export class SearchService {
     limit: number,
   ): Promise<CurrentDoc[]> {
     const buckets = this.buckets as BucketIndex;
-    const fetched = new Set<string>();
-    const found: CurrentDoc[] = [];
-    const fetch = async (cands: Candidate[]) => {
-      const ids = [...new Set(cands.map((c) => c.i))].filter((id) => !fetched.has(id));
-      for (const id of ids) fetched.add(id);
-      found.push(...(await this.checked(type, ids, cond, policy, afterCond)));
-    };
+    const { found, fetch } = this.candidateFetcher(type, cond, policy, afterCond);
     if (mode === 'none') {
       for await (const step of buckets.walk(plan, cond, 'none')) await fetch(step.ids);
       return found;
@@ -621,10 +615,20 @@ export class SearchService {
     return found.filter((d) => inRegion(d, mode, dayBound, pending[0]));
   }
 
-  /** Current documents of these ids that exactly match, are not deleted and may be read. */
-  private async checked(type: string, ids: string[], cond: Cond, policy: AccessPolicy, extra?: Cond): Promise<CurrentDoc[]> {
-    const docs = (await findByIds(this.col(type) as unknown as Collection<CurrentDoc>, ids)) as CurrentDoc[];
-    return docs.filter((d) => !d.deleted && evaluate(cond, d) && (!extra || evaluate(extra, d)) && policy.canRead(d.res, d.comp));
+  /**
+   * Fetches candidates by `_id`, each id once, keeping in `found` the current documents that
+   * exactly match (and `extra`), are not deleted and may be read.
+   */
+  private candidateFetcher(type: string, cond: Cond, policy: AccessPolicy, extra?: Cond): { found: CurrentDoc[]; fetch: (cands: Candidate[]) => Promise<void> } {
+    const fetched = new Set<string>();
+    const found: CurrentDoc[] = [];
+    const fetch = async (cands: Candidate[]) => {
+      const ids = [...new Set(cands.map((c) => c.i))].filter((id) => !fetched.has(id));
+      for (const id of ids) fetched.add(id);
+      const docs = (await findByIds(this.col(type) as unknown as Collection<CurrentDoc>, ids)) as CurrentDoc[];
+      found.push(...docs.filter((d) => !d.deleted && evaluate(cond, d) && (!extra || evaluate(extra, d)) && policy.canRead(d.res, d.comp)));
+    };
+    return { found, fetch };
   }
 
   /** Number of matches (exact, see findChecked). */
@@ -847,13 +851,7 @@ export class SearchService {
    */
   private async lastnViaBuckets(plan: BucketPlan, cond: Cond, policy: AccessPolicy, max: number): Promise<CurrentDoc[]> {
     const buckets = this.buckets as BucketIndex;
-    const fetched = new Set<string>();
-    const found: CurrentDoc[] = [];
-    const fetch = async (cands: Candidate[]) => {
-      const ids = [...new Set(cands.map((c) => c.i))].filter((id) => !fetched.has(id));
-      for (const id of ids) fetched.add(id);
-      found.push(...(await this.checked('Observation', ids, cond, policy)));
-    };
+    const { found, fetch } = this.candidateFetcher('Observation', cond, policy);
     const codeOf = (d: CurrentDoc) => (typeof d.idx['code:s'] === 'string' ? (d.idx['code:s'] as string) : '');
     const pending = new Map<string, Candidate[]>();
     let dayBound = Infinity;
