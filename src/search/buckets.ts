@@ -211,7 +211,7 @@ export class BucketIndex {
     const subjects = pins(cond, (f) => f === 'idx.subject' || f === 'idx.patient', (v) => (typeof v === 'string' && v.startsWith('Patient/') ? v : undefined));
     const patients = subjects ?? pins(cond, (f) => f === 'comp', (v) => (typeof v === 'string' && v.startsWith('Patient/') ? v : undefined));
     const win = windowOf(cond);
-    const window = win && win !== 'none' ? win : undefined;
+    const window = win === 'none' ? undefined : win;
     if (patients && patients.length <= 20) return { patients, subjectPinned: subjects !== undefined && subjects.length === 1, window };
     const codes = pins(cond, (f) => f === 'idx.code', (v) => (typeof v === 'string' ? bareCode(v) : undefined));
     if (codes && codes.length <= 20 && window && Number.isFinite(window.lo) && Number.isFinite(window.hi)) {
@@ -249,13 +249,13 @@ export class BucketIndex {
     const w = plan.window;
     const overlaps = (day: string) => {
       if (!w) return true;
-      const start = Date.parse(`${day}T00:00:00Z`);
+      const start = dayStart(day);
       return start <= w.hi && start + DAY_MS - 1 >= w.lo;
     };
     let days = [...byDay.keys()].filter((d) => d !== 'long' && d !== 'none' && overlaps(d)).sort();
     if (order === 'desc') days.reverse();
-    if (from !== undefined && order === 'desc') days = days.filter((d) => Date.parse(`${d}T00:00:00Z`) <= from);
-    if (from !== undefined && order === 'asc') days = days.filter((d) => Date.parse(`${d}T00:00:00Z`) + DAY_MS - 1 >= from);
+    if (from !== undefined && order === 'desc') days = days.filter((d) => dayStart(d) <= from);
+    if (from !== undefined && order === 'asc') days = days.filter((d) => dayStart(d) + DAY_MS - 1 >= from);
     const codesLeft = (rest: string[]) => {
       const s = new Set<string>();
       for (const d of rest) for (const c of byDay.get(d)?.codes ?? []) s.add(c);
@@ -287,7 +287,7 @@ export class BucketIndex {
         yield { ids: [...ids, ...(await read(last))], bound: order === 'desc' ? -Infinity : Infinity, codesLeft: new Set() };
         return;
       }
-      const bound = order === 'desc' ? Date.parse(`${edge}T00:00:00Z`) : Date.parse(`${edge}T00:00:00Z`) + DAY_MS - 1;
+      const bound = order === 'desc' ? dayStart(edge) : dayStart(edge) + DAY_MS - 1;
       const left = codesLeft(days.slice(i + DAYS_PER_STEP));
       for (const c of noneLeft) left.add(c);
       yield { ids, bound, codesLeft: left };
@@ -438,8 +438,7 @@ export function project(cond: Cond, fields: Set<string>, positive: boolean): Con
 // ---------------------------------------------------------------- helpers
 
 function dateRangeOf(idx: Idx): { l: number; h: number } | undefined {
-  const l = idx['date.l'] ?? (idx.date as { l?: unknown } | undefined)?.l;
-  const h = idx['date.h'] ?? (idx.date as { h?: unknown } | undefined)?.h;
+  const { l, h } = (idx.date ?? {}) as { l?: unknown; h?: unknown };
   if (!(l instanceof Date) || !(h instanceof Date)) return undefined;
   return { l: l.getTime(), h: h.getTime() };
 }
@@ -455,6 +454,10 @@ function spanKeys(r: { l: number; h: number }, unit: number, max: number, key: (
 
 function dayKey(t: number): string {
   return new Date(t).toISOString().slice(0, 10);
+}
+
+function dayStart(day: string): number {
+  return Date.parse(`${day}T00:00:00Z`);
 }
 
 function hourKey(t: number): string {

@@ -130,7 +130,7 @@ export class SearchService {
     const docs: BucketSource[] = [];
     for (const e of events) {
       if (e.type !== 'Observation' || !e.resource) continue;
-      docs.push({ _id: e.id, ...this.index(e.resource) });
+      docs.push({ _id: e.id, ...this.indexOnce(e.resource) });
     }
     await this.buckets.record('Observation', docs);
   }
@@ -187,16 +187,24 @@ export class SearchService {
     return { resourceType: type, query, cond, exact: !hasElemRange(cond) };
   }
 
-  /** In-memory evaluation with the same semantics as the MongoDB filter of the same query. */
-  matches(criteria: CompiledCriteria, resource: Resource): boolean {
-    if (resource.resourceType !== criteria.resourceType) return false;
-    // Callers hand in immutable versions (a new object per version), so identity is a safe cache key.
+  /**
+   * index() of a committed version, computed once however many consumers need it (the bucket
+   * store and every subscription's match). Callers hand in immutable versions (a new object per
+   * version), so identity is a safe cache key.
+   */
+  private indexOnce(resource: Resource): { idx: Idx; comp: string[] } {
     let entry = this.matchCache.get(resource);
     if (!entry) {
       entry = this.index(resource);
       this.matchCache.set(resource, entry);
     }
-    const { idx, comp } = entry;
+    return entry;
+  }
+
+  /** In-memory evaluation with the same semantics as the MongoDB filter of the same query. */
+  matches(criteria: CompiledCriteria, resource: Resource): boolean {
+    if (resource.resourceType !== criteria.resourceType) return false;
+    const { idx, comp } = this.indexOnce(resource);
     return evaluate(criteria.cond, { _id: resource.id, idx, comp });
   }
 
