@@ -14,7 +14,7 @@ export function emit(obj) {
 
 /** Starts FerretDB in a temp dir (or uses MONGODB_URI) and the built server on a loopback port. */
 export async function startStack({ auth = false, env = {} } = {}) {
-  const { startEmbeddedDatabase, freePort } = require(path.join(root, 'dist/db/embedded.js'));
+  const { startEmbeddedDatabase, freePort } = require(path.join(root, 'dist/storage/embedded.js'));
   const { loadConfig } = require(path.join(root, 'dist/config.js'));
   const { createVigil } = require(path.join(root, 'dist/app.js'));
   const { MongoClient } = require('mongodb');

@@ -18,7 +18,7 @@ import { ClientStore, validateRegistration, type ClientRegistration } from './au
 import { listKeys, removeKey, rotateKey } from './auth/keys';
 import { generateSecret, hashSecret } from './auth/secrets';
 import { ConfigError, loadConfig } from './config';
-import { startEmbeddedDatabase, type EmbeddedDatabase } from './db/embedded';
+import { startEmbeddedDatabase, type EmbeddedDatabase } from './storage/embedded';
 
 export class UsageError extends Error {}
 

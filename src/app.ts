@@ -16,12 +16,11 @@ import { createDispatcher } from './http/routes';
 import type { Services } from './http/services';
 import { accessAudit } from './http/audit-mapping';
 import { CursorCodec } from './resources/cursor';
-import { Outbox } from './resources/outbox';
 import { SERVED_TYPES } from './resources/registry';
 import { ResourceStore } from './resources/store';
-import { TransactionJournal } from './resources/transaction';
 import { prepareValidation, validateOperation, validateResource } from './resources/validation';
 import { SearchService } from './search/service';
+import { createStorage, type CrashPoint, type Outbox, type PreparedWrite } from './storage';
 import { SubscriptionService } from './subscriptions/service';
 import { VERSION } from './version';
 
@@ -32,7 +31,7 @@ export interface VigilDeps {
   clock?: () => Date;
   newId?: () => string;
   /** Fault injection for crash tests (see TransactionJournal). */
-  crashPoint?: (point: 'after-history' | 'after-commit') => void;
+  crashPoint?: CrashPoint;
 }
 
 /** The assembled server: the Express app plus the services and workers behind it. */
@@ -40,7 +39,6 @@ export interface Vigil {
   app: Express;
   store: ResourceStore;
   outbox: Outbox;
-  journal: TransactionJournal;
   search: SearchService;
   auth?: AuthService;
   audit: AuditTrail;
@@ -65,28 +63,27 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   const compileMs = prepareValidation(SERVED_TYPES);
   logger.debug({ compileMs }, 'validation schemas compiled');
   const search = await SearchService.create({ db, config, types: [...SERVED_TYPES] });
-  const cursors = new CursorCodec(await cursorSecret(db, config));
+  const storage = await createStorage({ db, logger, index: (r) => search.index(r), crashPoint: deps.crashPoint });
+  // Search candidate entries (FerretDB only) are visible from each version's commit point on.
+  storage.onCommitPoint((writes) => search.stageCommitted(writes));
+  const cursors = new CursorCodec(config.cursorSecret ?? (await storage.secret('cursor-secret')));
 
   const auth = config.authEnabled ? await AuthService.create({ db, config, logger, criteria: search }) : undefined;
   let subscriptions: SubscriptionService | undefined;
-  let outbox: Outbox | undefined;
+  const outbox = storage.outbox;
 
   const store = new ResourceStore({
-    db,
+    repository: storage.repository,
     clock,
     newId,
     indexer: search,
     matcher: search,
-    candidates: search,
     // SubscriptionTopic is an R5 resource (Backport IG) that only the server writes: the R4
     // schema has no definition to check it against.
     validate: (resource, o) =>
       o.expectedType === 'SubscriptionTopic' ? (resource as Resource) : validateResource(resource, { ...o, allowedTypes: SERVED_TYPES }),
     beforeWrite: (ctx, r, prev) => (subscriptions ? subscriptions.beforeWrite(ctx, r, prev) : Promise.resolve(r)),
-    onCommit: () => outbox?.nudge(),
   });
-  outbox = new Outbox(store, logger);
-  const journal = new TransactionJournal(store, logger, deps.crashPoint);
 
   subscriptions = await SubscriptionService.create({
     db,
@@ -107,13 +104,11 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   const audit = new AuditTrail({
     logger,
     persist: async (events: AuditEvent[]) => {
-      // Audit events are written in one batch, straight through the store's commit primitives.
+      // Audit events are written in one batch through the one commit path, as an append-only trail.
       const now = clock();
       const ctx = { principal: anonymousPrincipal, internal: true };
-      const writes = await Promise.all(events.map((e) => store.prepare('AuditEvent', newId(), e, null, 'POST', ctx, now)));
-      if (writes.length === 0) return;
-      await store.history.insertMany(writes.map((w) => store.historyDocOf(w)));
-      await store.current('AuditEvent').insertMany(writes.map((w) => w.doc));
+      const writes: PreparedWrite[] = await Promise.all(events.map((e) => store.prepare('AuditEvent', newId(), e, null, 'POST', ctx, now)));
+      await store.commit(writes, { mode: 'trail' });
     },
   });
 
@@ -134,7 +129,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     validateOperation: (resource, type, mode, id) =>
       validateOperation(resource, { expectedType: type, allowedTypes: SERVED_TYPES, mode: mode === 'update' ? 'update' : 'validate', id }),
   };
-  const dispatch = createDispatcher(services, journal);
+  const dispatch = createDispatcher(services);
   const basePath = new URL(config.baseUrl).pathname.replace(/\/+$/, '');
   const authenticate = auth
     ? (h: string | undefined) => auth.authenticate(h)
@@ -205,20 +200,19 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     app,
     store,
     outbox,
-    journal,
     search,
     auth,
     audit,
     subscriptions: subs,
     async start() {
       stopped = false;
-      await store.ensureIndexes(SERVED_TYPES);
+      await storage.ensureIndexes(SERVED_TYPES);
       await search.ensureIndexes();
       await search.reindexIfNeeded((msg) => logger.info(msg));
-      await journal.recover();
+      await storage.recover();
       // Versions committed before a crash whose candidate entries were only staged in memory:
       // staged again before serving (the outbox stores them shortly after it starts).
-      for (const h of await store.pendingCommitted()) {
+      for (const h of await outbox.pendingCommitted()) {
         if (h.res && !h.deleted) search.stageCandidates(h.type, [{ _id: h.id, ...search.index(h.res) }]);
       }
       // The topics and default vital-sign ranges we ship (ig/) are stored like any resource,
@@ -226,7 +220,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       for (const r of [...subs.shippedTopics(), ...subs.shippedObservationDefinitions()]) {
         await store.update(r.resourceType, r.id!, r, { principal: anonymousPrincipal, internal: true });
       }
-      outbox!.start();
+      outbox.start();
       subs.start();
     },
     attach(server) {
@@ -236,7 +230,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       if (stopped) return;
       stopped = true;
       await subs.stop();
-      await outbox!.stop();
+      await outbox.stop();
       await audit.close();
       await auth?.close();
     },
@@ -293,14 +287,4 @@ function cors(origins: string[]) {
     }
     next();
   };
-}
-
-/** The cursor-signing secret: configured, or generated once and kept in the database. */
-async function cursorSecret(db: Db, config: Config): Promise<string> {
-  if (config.cursorSecret) return config.cursorSecret;
-  const meta = db.collection<{ _id: string; value: string }>('meta');
-  const fresh = randomUUID() + randomUUID();
-  await meta.updateOne({ _id: 'cursor-secret' }, { $setOnInsert: { value: fresh } }, { upsert: true }).catch(() => undefined);
-  const doc = await meta.findOne({ _id: 'cursor-secret' });
-  return doc?.value ?? fresh;
 }

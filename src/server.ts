@@ -4,7 +4,7 @@ import pino from 'pino';
 import { createVigil } from './app';
 import { createTlsServer } from './auth';
 import { ConfigError, loadConfig, type Config } from './config';
-import { startEmbeddedDatabase, type EmbeddedDatabase } from './db/embedded';
+import { startEmbeddedDatabase, type EmbeddedDatabase } from './storage/embedded';
 import { VERSION } from './version';
 
 /**

@@ -16,7 +16,7 @@ import type { Resource } from 'fhir/r4';
 import { type Db, type Document, MongoClient } from 'mongodb';
 import { allowAllPolicy } from '../../src/auth/types';
 import { loadConfig } from '../../src/config';
-import { startEmbeddedDatabase } from '../../src/db/embedded';
+import { startEmbeddedDatabase } from '../../src/storage/embedded';
 import { SearchService, type SearchRequest } from '../../src/search';
 import type { BucketSource } from '../../src/search/buckets';
 import { VITALS, generateObservations, generatePatient, rng } from './generate';

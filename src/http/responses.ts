@@ -1,6 +1,6 @@
 import type { Resource } from 'fhir/r4';
 import type { WriteResult } from '../resources/store';
-import type { CurrentDoc } from '../resources/types';
+import type { CurrentDoc } from '../storage/types';
 import type { FhirResponse } from './types';
 
 export function versionHeaders(vid: number, ts: Date): Record<string, string> {

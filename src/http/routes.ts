@@ -1,5 +1,4 @@
 import { Errors } from '../errors';
-import type { TransactionJournal } from '../resources/transaction';
 import { processBundle } from './interactions/bundle';
 import { capabilities } from './interactions/capabilities';
 import { create } from './interactions/create';
@@ -28,10 +27,10 @@ interface Route {
  * The declared route table: method + path -> interaction. Order matters only where a literal
  * segment (metadata, _history, _search, $op) must win over ':id'.
  */
-function routeTable(journal: TransactionJournal): Route[] {
+function routeTable(): Route[] {
   return [
     { method: 'GET|HEAD', path: 'metadata', handler: (s, r) => capabilities(s, r) },
-    { method: 'POST', path: '', handler: (s, r, _p, d) => processBundle(s, r, d, journal) },
+    { method: 'POST', path: '', handler: (s, r, _p, d) => processBundle(s, r, d) },
     { method: 'GET|HEAD', path: '', handler: (s, r) => search(s, r) },
     { method: 'POST', path: '_search', handler: (s, r) => search(s, r) },
     { method: 'GET|HEAD', path: '_history', handler: (s, r) => history(s, r) },
@@ -73,8 +72,8 @@ function methodMatches(route: Route, method: FhirRequest['method']): boolean {
 }
 
 /** Builds the dispatcher: the one entry point for HTTP requests and Bundle entries alike. */
-export function createDispatcher(s: Services, journal: TransactionJournal): Dispatcher {
-  const routes = routeTable(journal);
+export function createDispatcher(s: Services): Dispatcher {
+  const routes = routeTable();
   const dispatch: Dispatcher = async (req) => {
     let pathMatched = false;
     for (const r of routes) {

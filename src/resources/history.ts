@@ -1,10 +1,9 @@
 import type { Bundle, BundleEntry, FhirResource } from 'fhir/r4';
-import type { Filter } from 'mongodb';
 import type { AccessPolicy } from '../auth/types';
 import { Errors } from '../errors';
 import type { CursorCodec } from './cursor';
 import type { ResourceStore } from './store';
-import type { HistoryDoc } from './types';
+import type { HistoryDoc } from '../storage';
 
 export interface HistoryQuery {
   type?: string;
@@ -44,39 +43,20 @@ export async function readHistory(
   selfUrl: string,
   nextUrl: (page: string) => string,
 ): Promise<Bundle> {
-  const filter: Filter<HistoryDoc> & Record<string, unknown> = {};
-  const uncommitted = await store.uncommittedTransactions();
-  if (q.type) filter.type = q.type;
-  if (q.id) filter.id = q.id;
-  const tsCond: Record<string, Date> = {};
-  if (q.since) tsCond.$gte = q.since;
-  if (q.at) tsCond.$lte = q.at;
-  if (Object.keys(tsCond).length) filter.ts = tsCond;
+  let before: { ts: Date; id: string } | undefined;
   if (q.page) {
     const c = cursors.decode<HistoryCursor>(q.page, '_page');
-    const ts = new Date(c.ts);
-    filter.$or = [{ ts: { $lt: ts } }, { ts, _id: { $lt: c.id } }];
+    before = { ts: new Date(c.ts), id: c.id };
   }
   const out: HistoryDoc[] = [];
   let more = false;
-  let lastSeen: HistoryDoc | undefined;
   // Fetch count+1 to know whether another page exists; policy filtering may drop entries,
   // so keep reading (bounded) until the page is full.
   for (let round = 0; round < 5 && out.length <= q.count; round++) {
-    const f = lastSeen
-      ? { ...filter, $and: [{ $or: [{ ts: { $lt: lastSeen.ts } }, { ts: lastSeen.ts, _id: { $lt: lastSeen._id } }] }] }
-      : filter;
-    const batch = await store.history
-      .find(f as Filter<HistoryDoc>)
-      .sort({ ts: -1, _id: -1 })
-      .limit(q.count + 1)
-      .toArray();
-    for (const h of batch) {
-      lastSeen = h;
-      if (h.tx && uncommitted.has(h.tx)) continue;
-      if (await visible(store, h, policy)) out.push(h);
-    }
-    if (batch.length < q.count + 1) break;
+    const page = await store.repository.historyPage({ type: q.type, id: q.id, since: q.since, at: q.at, before, limit: q.count + 1 });
+    for (const h of page.versions) if (await visible(store, h, policy)) out.push(h);
+    before = page.last;
+    if (page.exhausted) break;
   }
   if (out.length > q.count) {
     more = true;

@@ -1,20 +1,13 @@
 import type { Resource } from 'fhir/r4';
-import type { Collection, Db } from 'mongodb';
 import type { AccessPolicy, Principal } from '../auth/types';
 import { Errors, FhirError } from '../errors';
-import { GroupInserter } from '../db/group-insert';
-import { findByIds } from '../db/lookup';
+import type { CommitOptions, CurrentDoc, HistoryDoc, IndexEntries, PreparedWrite, ResourceRepository } from '../storage';
 import { jsonEqual } from './equality';
 import { typeDef } from './registry';
-import { historyId, type CurrentDoc, type HistoryDoc, type IndexEntries, type JournalDoc, type OutboxDoc, type WriteMethod } from './types';
 
 /** What the store needs from the search engine. */
 export interface Indexer {
   index(resource: Resource): { idx: IndexEntries; comp: string[] };
-}
-/** Candidate lists a search engine keeps beside the current documents (staged at each commit point). */
-export interface CandidateRecorder {
-  stageCandidates(type: string, docs: readonly CurrentDoc[]): void;
 }
 export interface Matcher {
   findMatches(type: string, query: string, policy: AccessPolicy, limit: number): Promise<CurrentDoc[]>;
@@ -30,16 +23,14 @@ export type BeforeWrite = (
 ) => Promise<Resource>;
 
 export interface StoreDeps {
-  db: Db;
+  repository: ResourceRepository;
   clock: () => Date;
   newId: () => string;
   indexer: Indexer;
   matcher: Matcher;
-  candidates?: CandidateRecorder;
   validate: Validator;
+  /** Owned by subscriptions (checks and derives Subscription content); not run for server-side writes. */
   beforeWrite?: BeforeWrite;
-  /** Called after every commit so the outbox worker picks the version up without waiting. */
-  onCommit?: () => void;
 }
 
 export interface WriteCtx {
@@ -63,31 +54,12 @@ export interface WriteResult {
   changed: boolean;
 }
 
-/** A version ready to be committed: validated, stamped and indexed. */
-export interface PreparedWrite {
-  type: string;
-  id: string;
-  method: WriteMethod;
-  expectedVid: number;
-  current: CurrentDoc | null;
-  doc: CurrentDoc;
-  noop: boolean;
-}
-
-/** Conditional-create locks expire so a crashed writer cannot block a query forever. */
-const LOCK_TTL_MS = 30_000;
-/** An outbox intent without its history version this old belongs to a writer that died. */
-export const STALE_INTENT_MS = 10_000;
 
 export function parseVersionTag(etag: string | undefined, header = 'If-Match'): number | undefined {
   if (etag === undefined) return undefined;
   const m = /^(?:W\/)?"?(\d+)"?$/.exec(etag.trim());
   if (!m) throw Errors.badRequest(`Invalid ${header} header "${etag}": expected W/"<versionId>"`, 'MSG_BAD_ETAG');
   return Number(m[1]);
-}
-
-export function isDuplicateKey(e: unknown): boolean {
-  return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === 11000;
 }
 
 export function requireWritableType(type: string): void {
@@ -99,88 +71,40 @@ export function requireWritableType(type: string): void {
 }
 
 /**
- * Versioned resource storage. The commit point of every write is the insert of its history
- * document; the current document is updated right after, and the outbox worker repairs it if a
- * crash came in between. See shared/design.md section 2.
+ * The write pipeline (validate, authorize, check If-Match, stamp meta, skip no-ops, index,
+ * commit) and the policy-checked reads of the FHIR interactions, over the storage repository.
  */
 export class ResourceStore {
-  readonly history: Collection<HistoryDoc>;
-  readonly outbox: Collection<OutboxDoc>;
-  readonly journals: Collection<JournalDoc>;
-  private readonly locks: Collection<{ _id: string; until: Date }>;
-  /** Group commit of the hot-path inserts (see group-insert.ts). */
-  private readonly intents: GroupInserter<OutboxDoc>;
-  private readonly versions: GroupInserter<HistoryDoc>;
-  private readonly creations = new Map<string, GroupInserter<CurrentDoc>>();
+  constructor(private readonly deps: StoreDeps) {}
 
-  constructor(readonly deps: StoreDeps) {
-    this.history = deps.db.collection<HistoryDoc>('history');
-    this.outbox = deps.db.collection<OutboxDoc>('outbox');
-    this.journals = deps.db.collection<JournalDoc>('tx_journal');
-    this.locks = deps.db.collection('locks');
-    this.intents = new GroupInserter(this.outbox);
-    this.versions = new GroupInserter(this.history);
+  /** The storage face every interaction reads and commits through. */
+  get repository(): ResourceRepository {
+    return this.deps.repository;
   }
 
-  private createInserter(type: string): GroupInserter<CurrentDoc> {
-    let g = this.creations.get(type);
-    if (!g) this.creations.set(type, (g = new GroupInserter(this.current(type))));
-    return g;
+  now(): Date {
+    return this.deps.clock();
   }
 
-  /**
-   * One committed version by its history id (a primary-key lookup on every database);
-   * versions of a transaction still in flight are not committed yet.
-   */
-  async committedVersion(type: string, id: string, vid: number): Promise<HistoryDoc | null> {
-    const h = await this.history.findOne({ _id: historyId(type, id, vid) });
-    if (!h?.tx) return h;
-    const j = await this.journals.findOne({ _id: h.tx }, { projection: { state: 1 } });
-    return !j || j.state === 'committed' ? h : null;
+  newId(): string {
+    return this.deps.newId();
   }
 
-  /** Ids of transactions that have not reached their commit point: their versions are hidden. */
-  async uncommittedTransactions(): Promise<Set<string>> {
-    const open = await this.journals.find({ state: 'pending' }, { projection: { _id: 1 } }).toArray();
-    return new Set(open.map((j) => j._id));
+  /** Current documents matching a strict query (conditional interactions and references). */
+  findMatches(type: string, query: string, policy: AccessPolicy, limit: number): Promise<CurrentDoc[]> {
+    return this.deps.matcher.findMatches(type, query, policy, limit);
   }
 
-  /** Committed versions whose post-commit work (outbox intents) is still pending, e.g. after a crash. */
-  async pendingCommitted(): Promise<HistoryDoc[]> {
-    const intents = await this.outbox.find({}, { projection: { _id: 1 } }).toArray();
-    if (intents.length === 0) return [];
-    const versions = await findByIds(this.history, intents.map((i) => i._id));
-    const open = versions.some((h) => h.tx) ? await this.uncommittedTransactions() : new Set<string>();
-    return versions.filter((h) => !(h.tx && open.has(h.tx)));
-  }
-
-  /** The newest committed version at or above `fromVid`, probing by primary key. */
-  async latestCommitted(type: string, id: string, fromVid: number): Promise<HistoryDoc | null> {
-    let latest: HistoryDoc | null = null;
-    for (let v = Math.max(1, fromVid); ; v++) {
-      const h = await this.committedVersion(type, id, v);
-      if (!h) return latest;
-      latest = h;
-    }
-  }
-
-  current(type: string): Collection<CurrentDoc> {
-    return this.deps.db.collection<CurrentDoc>(type);
-  }
-
-  async ensureIndexes(types: readonly string[]): Promise<void> {
-    await this.history.createIndex({ type: 1, id: 1, vid: -1 });
-    await this.history.createIndex({ ts: -1, _id: -1 });
-    await this.history.createIndex({ type: 1, ts: -1, _id: -1 });
-    await this.outbox.createIndex({ at: 1 });
-    for (const t of types) await this.current(t).createIndex({ ts: -1, _id: -1 });
+  /** Commits prepared versions (see ResourceRepository.commit). */
+  commit(writes: readonly PreparedWrite[], opts?: CommitOptions): Promise<void> {
+    return this.deps.repository.commit(writes, opts);
   }
 
   // ---------------------------------------------------------------- reads
 
   /** The current version, as the caller may see it: 404 when absent or out of reach, 410 when deleted. */
   async read(type: string, id: string, policy: AccessPolicy): Promise<CurrentDoc> {
-    const doc = await this.current(type).findOne({ _id: id });
+    const doc = await this.deps.repository.read(type, id);
     if (!doc || !policy.canRead(doc.res, doc.comp)) {
       throw Errors.notFound(`${type}/${id} is not known`, 'MSG_NO_EXIST', [type]);
     }
@@ -195,7 +119,7 @@ export class ResourceStore {
   }
 
   async vread(type: string, id: string, vid: number, policy: AccessPolicy): Promise<HistoryDoc> {
-    const doc = await this.committedVersion(type, id, vid);
+    const doc = await this.deps.repository.vread(type, id, vid);
     const visible = doc && (doc.res ? policy.canRead(doc.res, doc.comp) : await this.canSeeDeleted(type, id, vid, policy));
     if (!doc || !visible) {
       throw Errors.notFound(`Version ${vid} of ${type}/${id} is not known`, 'MSG_NO_EXIST', [type]);
@@ -206,7 +130,7 @@ export class ResourceStore {
 
   /** A deletion is visible to whoever could read the version it deleted. */
   async canSeeDeleted(type: string, id: string, vid: number, policy: AccessPolicy): Promise<boolean> {
-    const prev = vid > 1 ? await this.committedVersion(type, id, vid - 1) : null;
+    const prev = vid > 1 ? await this.deps.repository.vread(type, id, vid - 1) : null;
     return Boolean(prev?.res && policy.canRead(prev.res, prev.comp));
   }
 
@@ -284,141 +208,13 @@ export class ResourceStore {
     return { type, id: current._id, method: 'DELETE', expectedVid: current.vid, current, doc, noop: false };
   }
 
-  // ---------------------------------------------------------------- commit
-
-  historyDocOf(w: PreparedWrite, txId?: string): HistoryDoc {
-    const h: HistoryDoc = {
-      _id: historyId(w.type, w.id, w.doc.vid),
-      type: w.type,
-      id: w.id,
-      vid: w.doc.vid,
-      ts: w.doc.ts,
-      deleted: w.doc.deleted,
-      method: w.method,
-      comp: w.doc.comp,
-    };
-    if (!w.doc.deleted) h.res = w.doc.res;
-    if (txId) h.tx = txId;
-    return h;
-  }
-
-  /**
-   * Commits one prepared version. The outbox intent goes first (so the version's post-commit
-   * work survives a crash), then the history insert, which is the commit point; a duplicate
-   * key on either means another writer took this version first (409).
-   */
-  async commit(w: PreparedWrite): Promise<void> {
-    const hid = historyId(w.type, w.id, w.doc.vid);
-    await this.claimIntent(hid, w);
-    try {
-      await this.versions.insert(this.historyDocOf(w));
-    } catch (e) {
-      if (isDuplicateKey(e)) {
-        await this.outbox.deleteOne({ _id: hid });
-        throw await this.lostRace(w);
-      }
-      throw e;
-    }
-    this.stageCandidates([w]);
-    await this.applyCurrent(w.type, w.doc, w.expectedVid);
-    this.deps.onCommit?.();
-  }
-
-  /**
-   * Right after the commit point (no await in between): the search engine's candidate entries
-   * of these versions, visible to readers before the write is acknowledged. The outbox stores
-   * them durably after the commit, like any other post-commit work.
-   */
-  stageCandidates(writes: readonly PreparedWrite[]): void {
-    const rec = this.deps.candidates;
-    if (!rec) return;
-    const byType = new Map<string, CurrentDoc[]>();
-    for (const w of writes) {
-      if (w.noop || w.doc.deleted) continue;
-      byType.set(w.type, [...(byType.get(w.type) ?? []), w.doc]);
-    }
-    for (const [type, docs] of byType) rec.stageCandidates(type, docs);
-  }
-
-  /** Writes the outbox intent of a version, taking over one left by a writer that died. */
-  private async claimIntent(hid: string, w: PreparedWrite): Promise<void> {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        await this.intents.insert({ _id: hid, at: new Date() });
-        return;
-      } catch (e) {
-        if (!isDuplicateKey(e)) throw e;
-      }
-      if (await this.history.findOne({ _id: hid }, { projection: { _id: 1 } })) throw await this.lostRace(w);
-      const intent = await this.outbox.findOne({ _id: hid });
-      if (intent && Date.now() - intent.at.getTime() < STALE_INTENT_MS) throw await this.lostRace(w);
-      await this.outbox.deleteOne({ _id: hid });
-    }
-    throw await this.lostRace(w);
-  }
-
-  /** Someone else committed this version: make current reflect it, then report the conflict. */
-  private async lostRace(w: PreparedWrite): Promise<FhirError> {
-    await this.applyFromHistory(w.type, w.id);
-    return Errors.conflict(
-      `${w.type}/${w.id} was changed by another request at the same time; read it and try again`,
-      'MSG_VERSION_CONFLICT',
-      [w.type],
-    );
-  }
-
-  /** Makes the current document show `doc` unless a newer version is already there. */
-  async applyCurrent(type: string, doc: CurrentDoc, expectedVid: number): Promise<void> {
-    const col = this.current(type);
-    if (expectedVid === 0) {
-      try {
-        await this.createInserter(type).insert(doc);
-        return;
-      } catch (e) {
-        if (!isDuplicateKey(e)) throw e;
-      }
-    }
-    const r = await col.replaceOne({ _id: doc._id, vid: { $lt: doc.vid } }, doc);
-    if (r.matchedCount === 0) {
-      // Either a newer version is already current (fine), or the document vanished; in the
-      // latter case put ours in place.
-      const existing = await col.findOne({ _id: doc._id }, { projection: { vid: 1 } });
-      if (!existing) await col.insertOne(doc).catch((e: unknown) => (isDuplicateKey(e) ? undefined : Promise.reject(e)));
-    }
-  }
-
-  /** Rebuilds the current document of type/id from its newest committed history version. */
-  async applyFromHistory(type: string, id: string): Promise<void> {
-    const cur = await this.current(type).findOne({ _id: id }, { projection: { vid: 1, res: 1 } });
-    const latest = await this.latestCommitted(type, id, (cur?.vid ?? 0) + 1);
-    if (!latest) return;
-    const prev = latest.deleted ? (await this.committedVersion(type, id, latest.vid - 1))?.res : undefined;
-    await this.applyCurrent(type, this.currentDocOf(latest, prev), latest.vid - 1);
-  }
-
-  currentDocOf(h: HistoryDoc, previousRes?: Resource): CurrentDoc {
-    if (h.deleted || !h.res) {
-      return {
-        _id: h.id,
-        res: previousRes ?? ({ resourceType: h.type, id: h.id } as Resource),
-        vid: h.vid,
-        ts: h.ts,
-        deleted: true,
-        idx: {},
-        comp: h.comp,
-      };
-    }
-    const { idx, comp } = this.deps.indexer.index(h.res);
-    return { _id: h.id, res: h.res, vid: h.vid, ts: h.ts, deleted: false, idx, comp };
-  }
-
   // ---------------------------------------------------------------- interactions
 
   async create(type: string, body: unknown, ctx: WriteCtx, ifNoneExist?: string): Promise<WriteResult> {
     if (ifNoneExist !== undefined) return this.conditionalCreate(type, body, ctx, ifNoneExist);
     const now = this.deps.clock();
     const w = await this.prepare(type, this.deps.newId(), body, null, 'POST', ctx, now);
-    await this.commit(w);
+    await this.commit([w]);
     return resultOf(w, 201);
   }
 
@@ -428,7 +224,7 @@ export class ResourceStore {
    */
   async update(type: string, id: string, body: unknown, ctx: WriteCtx, ifMatch?: number): Promise<WriteResult> {
     for (let attempt = 0; ; attempt++) {
-      const current = await this.current(type).findOne({ _id: id });
+      const current = await this.deps.repository.read(type, id);
       if (current && !current.deleted && !ctx.principal.policy.canRead(current.res, current.comp)) {
         throw Errors.forbidden(`Your access does not allow changing ${type}/${id}`, 'MSG_FORBIDDEN', [type]);
       }
@@ -436,7 +232,7 @@ export class ResourceStore {
       const w = await this.prepare(type, id, body, current, 'PUT', ctx, this.deps.clock());
       if (w.noop) return resultOf(w, 200);
       try {
-        await this.commit(w);
+        await this.commit([w]);
       } catch (e) {
         if (e instanceof FhirError && e.status === 409 && ifMatch === undefined && attempt < 3) continue;
         if (e instanceof FhirError && e.status === 409 && ifMatch !== undefined) {
@@ -464,7 +260,7 @@ export class ResourceStore {
     const w = await this.prepare(type, id, apply(stripServerMeta(current.res)), current, 'PATCH', ctx, this.deps.clock());
     if (w.noop) return resultOf(w, 200);
     try {
-      await this.commit(w);
+      await this.commit([w]);
     } catch (e) {
       if (e instanceof FhirError && e.status === 409) {
         throw Errors.preconditionFailed(`${type}/${id} changed while it was being patched; try again`, 'MSG_VERSION_AWARE_CONFLICT');
@@ -477,7 +273,7 @@ export class ResourceStore {
   /** Delete: idempotent; deleting something absent or already deleted answers 204 as well. */
   async delete(type: string, id: string, ctx: WriteCtx, ifMatch?: number): Promise<WriteResult | undefined> {
     requireWritableType(type);
-    const current = await this.current(type).findOne({ _id: id });
+    const current = await this.deps.repository.read(type, id);
     if (!current || !ctx.principal.policy.canRead(current.res, current.comp)) {
       if (ifMatch !== undefined) throw Errors.notFound(`${type}/${id} is not known`, 'MSG_NO_EXIST', [type]);
       return undefined;
@@ -485,7 +281,7 @@ export class ResourceStore {
     checkIfMatch(type, id, current, ifMatch);
     if (current.deleted) return undefined;
     const w = this.prepareDelete(type, current, ctx, this.deps.clock());
-    await this.commit(w);
+    await this.commit([w]);
     return resultOf(w, 204);
   }
 
@@ -499,18 +295,18 @@ export class ResourceStore {
     requireWritableType(type);
     const existing = await this.matchOne(type, query, ctx, 'If-None-Exist');
     if (existing) return existingResult(type, existing);
-    return this.withLock(`create:${type}?${normaliseQuery(query)}`, async () => {
+    return this.deps.repository.withLock(`create:${type}?${normaliseQuery(query)}`, async () => {
       const again = await this.matchOne(type, query, ctx, 'If-None-Exist');
       if (again) return existingResult(type, again);
       const w = await this.prepare(type, this.deps.newId(), body, null, 'POST', ctx, this.deps.clock());
-      await this.commit(w);
+      await this.commit([w]);
       return resultOf(w, 201);
     });
   }
 
   async conditionalUpdate(type: string, query: string, body: unknown, ctx: WriteCtx, ifMatch?: number): Promise<WriteResult> {
     requireWritableType(type);
-    return this.withLock(`update:${type}?${normaliseQuery(query)}`, async () => {
+    return this.deps.repository.withLock(`update:${type}?${normaliseQuery(query)}`, async () => {
       const match = await this.matchOne(type, query, ctx, 'Conditional update of');
       const bodyId = typeof body === 'object' && body !== null ? (body as { id?: unknown }).id : undefined;
       if (match) {
@@ -526,7 +322,7 @@ export class ResourceStore {
       }
       if (typeof bodyId === 'string') return await this.update(type, bodyId, body, ctx, ifMatch);
       const w = await this.prepare(type, this.deps.newId(), body, null, 'POST', ctx, this.deps.clock());
-      await this.commit(w);
+      await this.commit([w]);
       return resultOf(w, 201);
     });
   }
@@ -548,36 +344,6 @@ export class ResourceStore {
     return matches[0];
   }
 
-  /** Runs `fn` holding a named lock, released however `fn` ends. */
-  private async withLock<T>(lockId: string, fn: () => Promise<T>): Promise<T> {
-    await this.acquireLock(lockId);
-    try {
-      return await fn();
-    } finally {
-      await this.locks.deleteOne({ _id: lockId });
-    }
-  }
-
-  /** Takes a named lock, waiting while another request holds it; stale locks are taken over. */
-  async acquireLock(lockId: string): Promise<void> {
-    const deadline = Date.now() + LOCK_TTL_MS;
-    for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
-      const now = new Date();
-      try {
-        await this.locks.insertOne({ _id: lockId, until: new Date(now.getTime() + LOCK_TTL_MS) });
-        return;
-      } catch (e) {
-        if (!isDuplicateKey(e)) throw e;
-      }
-      const stolen = await this.locks.updateOne(
-        { _id: lockId, until: { $lt: now } },
-        { $set: { until: new Date(now.getTime() + LOCK_TTL_MS) } },
-      );
-      if (stolen.modifiedCount === 1) return;
-      if (Date.now() > deadline) throw Errors.unavailable('The server is busy with the same conditional request; try again', 'MSG_LOCK_TIMEOUT');
-      await new Promise((r) => setTimeout(r, wait));
-    }
-  }
 }
 
 export function checkIfMatch(type: string, id: string, current: CurrentDoc | null, ifMatch: number | undefined): void {

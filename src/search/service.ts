@@ -11,8 +11,8 @@ import type { Collection, Db, Document, Filter, Sort } from 'mongodb';
 import type { AccessPolicy } from '../auth/types';
 import type { Config } from '../config';
 import { Errors, FhirError } from '../errors';
-import type { CurrentDoc } from '../resources/types';
-import { findByIds } from '../db/lookup';
+import type { CurrentDoc, PreparedWrite } from '../storage/types';
+import { findByIds } from '../storage/lookup';
 import { BUCKET_LAYOUT, type BucketPlan, BucketIndex, type BucketSource, type Candidate } from './buckets';
 import { type Cond, FALSE, and, evaluate, not, or, toMongo } from './cond';
 import { encoderFor } from './encoders';
@@ -117,6 +117,17 @@ export class SearchService {
   /** At a version's commit point: its bucket entries, in memory (a no-op where real indexes serve). */
   stageCandidates(type: string, docs: readonly BucketSource[]): void {
     this.buckets?.stage(type, docs);
+  }
+
+  /** At the commit point of prepared versions: stages the candidates of the live (not deleted) ones. */
+  stageCommitted(writes: readonly PreparedWrite[]): void {
+    if (!this.buckets) return;
+    const byType = new Map<string, CurrentDoc[]>();
+    for (const w of writes) {
+      if (w.noop || w.doc.deleted) continue;
+      byType.set(w.type, [...(byType.get(w.type) ?? []), w.doc]);
+    }
+    for (const [type, docs] of byType) this.buckets.stage(type, docs);
   }
 
   /** Stores bucket entries (the outbox, for committed versions; loaders and the rebuild). */

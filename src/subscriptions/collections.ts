@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Collection, Db } from 'mongodb';
-import type { WriteMethod } from '../resources/types';
+import type { WriteMethod } from '../storage/types';
 import type { SubscriptionStatusCode } from './constants';
 import type { SubscriptionSpec } from './spec';
 
@@ -183,7 +183,5 @@ export function fingerprint(resource: object): string {
   return createHash('sha256').update(JSON.stringify(canon(body))).digest('hex');
 }
 
-export function isDuplicateKey(e: unknown): boolean {
-  const err = e as { code?: number; writeErrors?: Array<{ code?: number }>; errorResponse?: { code?: number } };
-  return err?.code === 11000 || err?.errorResponse?.code === 11000 || (err?.writeErrors ?? []).some((w) => w.code === 11000);
-}
+/** The storage layer's duplicate-key check (one for the whole server). */
+export { isDuplicateKey } from '../storage/collections';

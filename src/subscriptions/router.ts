@@ -5,7 +5,7 @@ import type { Db } from 'mongodb';
 import type { Principal } from '../auth/types';
 import { Errors } from '../errors';
 import { outcomeOf, toFhirError } from '../http/outcome';
-import type { CurrentDoc, HistoryDoc } from '../resources/types';
+import type { CurrentDoc, HistoryDoc } from '../storage/types';
 import { notificationBundle, statusParameters, type EventForBundle } from './bundle';
 import type { Collections, StateDoc } from './collections';
 import type { PayloadContent, SubscriptionStatusCode } from './constants';

@@ -8,7 +8,7 @@ import type { Db } from 'mongodb';
 import type pino from 'pino';
 import type { AccessPolicy, Principal } from '../auth/types';
 import type { Config } from '../config';
-import type { CurrentDoc, HistoryDoc } from '../resources/types';
+import type { CurrentDoc, HistoryDoc } from '../storage/types';
 import { collections, ensureIndexes, fingerprint, isDuplicateKey, type Collections, type OwnerDoc, type SigningSecret, type StateDoc, type StoredPrincipal } from './collections';
 import { EXT, type SubscriptionStatusCode } from './constants';
 import { DeliveryWorker } from './delivery';
@@ -21,10 +21,10 @@ import { newSecret } from './signature';
 import { parseSubscription, takeSigningSecret, type SubscriptionSpec } from './spec';
 import { compileTopic, loadShippedTopics, topicFires, type CompiledTopic, type CriteriaEvaluator, type Interaction, type SubscriptionTopicResource } from './topics';
 import { WebSocketHub, type BindResult } from './websocket';
-import type { CommittedEvent } from '../resources/outbox';
+import type { CommittedEvent } from '../storage';
 
-/** One committed version, from the durable outbox (src/resources/outbox.ts). */
-export type { CommittedEvent } from '../resources/outbox';
+/** One committed version, from the durable outbox (src/storage/outbox.ts). */
+export type { CommittedEvent } from '../storage';
 
 export interface SubscriptionDeps {
   db: Db;

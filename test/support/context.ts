@@ -8,7 +8,7 @@ import pino from 'pino';
 import supertest from 'supertest';
 import { createVigil, type Vigil } from '../../src/app';
 import { loadConfig, type Config } from '../../src/config';
-import { freePort } from '../../src/db/embedded';
+import { freePort } from '../../src/storage/embedded';
 
 export interface TestContext {
   vigil: Vigil;

@@ -1,7 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startEmbeddedDatabase, type EmbeddedDatabase } from '../../src/db/embedded';
+import { startEmbeddedDatabase, type EmbeddedDatabase } from '../../src/storage/embedded';
 
 declare global {
   // eslint-disable-next-line no-var

@@ -1,8 +1,7 @@
 import type { Bundle, BundleEntry, BundleEntryRequest, FhirResource, Resource } from 'fhir/r4';
-import { randomUUID } from 'node:crypto';
 import { Errors, FhirError } from '../../errors';
-import { existingResult, parseVersionTag, resultOf, stripServerMeta, type PreparedWrite, type ResourceStore, type WriteResult } from '../../resources/store';
-import type { TransactionJournal } from '../../resources/transaction';
+import { existingResult, parseVersionTag, resultOf, stripServerMeta, type ResourceStore, type WriteResult } from '../../resources/store';
+import type { PreparedWrite } from '../../storage';
 import { outcomeOf, toFhirError } from '../outcome';
 import { locationOf } from '../responses';
 import type { Services } from '../services';
@@ -181,7 +180,6 @@ async function transaction(
   req: FhirRequest,
   b: Bundle,
   dispatch: Dispatch,
-  journal: TransactionJournal,
   minimal: boolean,
   patients: Set<string>,
 ): Promise<Bundle> {
@@ -211,7 +209,7 @@ async function transaction(
           p.existing = existingResult(type, match);
           p.target = { type, id: match._id };
         } else {
-          p.target = { type, id: s.store.deps.newId() };
+          p.target = { type, id: s.store.newId() };
         }
       } else if (id) {
         validId(id);
@@ -219,7 +217,7 @@ async function transaction(
       } else if (p.method === 'PUT' || p.method === 'DELETE' || p.method === 'PATCH') {
         const match = await store.matchOne(type, query.toString(), ctx, `Conditional ${p.method.toLowerCase()}`);
         if (match) p.target = { type, id: match._id };
-        else if (p.method === 'PUT') p.target = { type, id: (p.entry.resource?.id as string | undefined) ?? s.store.deps.newId() };
+        else if (p.method === 'PUT') p.target = { type, id: (p.entry.resource?.id as string | undefined) ?? s.store.newId() };
         else if (p.method === 'DELETE') p.nothing = true;
         else throw Errors.notFound(`Conditional patch ${type}?${query} matched nothing`, 'MSG_NO_MATCH');
       }
@@ -244,7 +242,7 @@ async function transaction(
   for (const ref of conds) {
     const [type, query] = [ref.slice(0, ref.indexOf('?')), ref.slice(ref.indexOf('?') + 1)];
     knownType(type);
-    const matches = await s.store.deps.matcher.findMatches(type, query, policy, 2);
+    const matches = await s.store.findMatches(type, query, policy, 2);
     if (matches.length !== 1) {
       throw Errors.preconditionFailed(
         `Conditional reference ${ref} matched ${matches.length === 0 ? 'nothing' : 'more than one resource'}`,
@@ -255,7 +253,7 @@ async function transaction(
   }
 
   // 3. Prepare every write in the spec's order; any failure aborts with nothing written.
-  const now = s.store.deps.clock();
+  const now = s.store.now();
   const ordered = [...plan].sort((a, b2) => ORDER[a.method] - ORDER[b2.method] || a.index - b2.index);
   for (const p of ordered) {
     if (!p.target || p.existing || p.nothing) continue;
@@ -264,7 +262,7 @@ async function transaction(
       const body = p.entry.resource ? rewriteReferences(p.entry.resource, idMap) : undefined;
       const ifMatch = parseVersionTag(p.entry.request!.ifMatch);
       // A create's id was just generated: nothing can exist under it, so no lookup is needed.
-      const current = p.method === 'POST' ? null : await store.current(type).findOne({ _id: id });
+      const current = p.method === 'POST' ? null : await store.repository.read(type, id);
       if (current && !current.deleted && !policy.canRead(current.res, current.comp) && p.method !== 'POST') {
         throw Errors.notFound(`${type}/${id} is not known`, 'MSG_NO_EXIST');
       }
@@ -295,7 +293,7 @@ async function transaction(
 
   // 4. Commit all writes at once.
   const writes = plan.map((p) => p.write).filter((w): w is PreparedWrite => Boolean(w));
-  await journal.commitAll(randomUUID(), writes);
+  await store.commit(writes, { mode: 'atomic' });
   for (const w of writes) w.doc.comp.forEach((c) => patients.add(c));
   for (const p of plan) p.existing?.comp.forEach((c) => patients.add(c));
 
@@ -340,7 +338,6 @@ export async function processBundle(
   s: Services,
   req: FhirRequest,
   dispatch: Dispatch,
-  journal: TransactionJournal,
 ): Promise<FhirResponse> {
   if (req.inBundle) throw Errors.badRequest('Nested batch or transaction Bundles are not allowed', 'MSG_BUNDLE_NESTED');
   const b = checkBundle(req.body);
@@ -350,6 +347,6 @@ export async function processBundle(
   const out =
     b.type === 'batch'
       ? await batch(s, req, b, dispatch, minimal, patients)
-      : await transaction(s, req, b, dispatch, journal, minimal, patients);
+      : await transaction(s, req, b, dispatch, minimal, patients);
   return { status: 200, body: out, headers: {}, patients: [...patients] };
 }

@@ -18,7 +18,7 @@ export async function history(s: Services, req: FhirRequest, type?: string, id?:
     if (!ALLOWED.has(k)) throw Errors.badRequest(`Unknown history parameter "${k}"`, 'MSG_PARAM_UNKNOWN');
   }
   if (type && id) {
-    const cur = await s.store.current(type).findOne({ _id: id }, { projection: { _id: 1 } });
+    const cur = await s.store.repository.read(type, id);
     if (!cur) throw Errors.notFound(`${type}/${id} is not known`, 'MSG_NO_EXIST', [type]);
   }
   const countRaw = req.query.get('_count');

@@ -1,6 +1,6 @@
 import { MongoClient, type Db } from 'mongodb';
 import { randomBytes } from 'node:crypto';
-import { GroupInserter } from '../../../src/db/group-insert';
+import { GroupInserter } from '../../../src/storage/group-insert';
 
 let client: MongoClient;
 let db: Db;

@@ -4,7 +4,7 @@ import { MongoClient, type Db } from 'mongodb';
 import pino from 'pino';
 import { allowAllPolicy, anonymousPrincipal, type Principal } from '../../../src/auth/types';
 import { loadConfig, type Config } from '../../../src/config';
-import type { CurrentDoc, HistoryDoc } from '../../../src/resources/types';
+import type { CurrentDoc, HistoryDoc } from '../../../src/storage/types';
 import { SearchService } from '../../../src/search/service';
 import { SubscriptionService, type CommittedEvent, type SubscriptionOptions } from '../../../src/subscriptions';
 

@@ -1,9 +1,13 @@
 import type { Filter } from 'mongodb';
 import type { Logger } from 'pino';
-import { findByIds } from '../db/lookup';
 import { Errors } from '../errors';
-import { isDuplicateKey, type PreparedWrite, type ResourceStore } from './store';
-import { historyId, type CurrentDoc, type HistoryDoc } from './types';
+import { isDuplicateKey } from './collections';
+import { findByIds } from './lookup';
+import { historyId, type HistoryDoc, type PreparedWrite } from './types';
+import { historyDocOf, type Versions } from './versions';
+
+/** Named points of a transaction commit where the crash tests kill the process. */
+export type CrashPoint = (point: 'after-history' | 'after-commit') => void;
 
 /**
  * All-or-nothing writes without multi-document transactions (FerretDB, standalone MongoDB):
@@ -21,16 +25,19 @@ import { historyId, type CurrentDoc, type HistoryDoc } from './types';
  */
 export class TransactionJournal {
   constructor(
-    private readonly store: ResourceStore,
+    private readonly versions: Versions,
     private readonly logger: Logger,
     /** Fault injection for the crash tests: called at named points of a commit. */
-    private readonly crashPoint: (point: 'after-history' | 'after-commit') => void = () => {},
+    private readonly crashPoint: CrashPoint = () => {},
   ) {}
 
-  async commitAll(txId: string, writes: PreparedWrite[]): Promise<void> {
-    const real = writes.filter((w) => !w.noop);
-    if (real.length === 0) return;
-    const journal = this.store.journals;
+  private get cols() {
+    return this.versions.cols;
+  }
+
+  /** Commits `writes` (none of them no-ops) as one unit; `atCommitPoint` runs right after the commit point. */
+  async commitAll(txId: string, real: readonly PreparedWrite[], atCommitPoint: () => void): Promise<void> {
+    const journal = this.cols.journal;
     await journal.insertOne({
       _id: txId,
       state: 'pending',
@@ -41,9 +48,9 @@ export class TransactionJournal {
     try {
       // Intents first (see outbox.ts), tagged with the transaction so a rollback finds them.
       const at = new Date();
-      await this.store.outbox.insertMany(ids.map((_id) => ({ _id, at, tx: txId })), { ordered: true });
-      await this.store.history.insertMany(
-        real.map((w) => this.store.historyDocOf(w, txId)),
+      await this.cols.outbox.insertMany(ids.map((_id) => ({ _id, at, tx: txId })), { ordered: true });
+      await this.cols.history.insertMany(
+        real.map((w) => historyDocOf(w, txId)),
         { ordered: true },
       );
     } catch (e) {
@@ -55,59 +62,36 @@ export class TransactionJournal {
     }
     this.crashPoint('after-history');
     await journal.updateOne({ _id: txId }, { $set: { state: 'committed' } });
-    this.store.stageCandidates(real);
+    atCommitPoint();
     this.crashPoint('after-commit');
-    await this.applyCurrents(real.map((w) => ({ type: w.type, doc: w.doc, expectedVid: w.expectedVid })));
+    await this.versions.applyCurrents(real.map((w) => ({ type: w.type, doc: w.doc, expectedVid: w.expectedVid })));
     await journal.deleteOne({ _id: txId });
-    this.store.deps.onCommit?.();
-  }
-
-  /** Current documents of new resources go in one insertMany per type; the rest one by one. */
-  private async applyCurrents(items: { type: string; doc: CurrentDoc; expectedVid: number }[]): Promise<void> {
-    const fresh = new Map<string, CurrentDoc[]>();
-    const rest: typeof items = [];
-    for (const it of items) {
-      if (it.expectedVid === 0) fresh.set(it.type, [...(fresh.get(it.type) ?? []), it.doc]);
-      else rest.push(it);
-    }
-    for (const [type, docs] of fresh) {
-      try {
-        await this.store.current(type).insertMany(docs, { ordered: false });
-      } catch (e) {
-        if (!isDuplicateKey(e)) throw e;
-        // Some ids existed (e.g. a deleted resource revived): place those one by one.
-        for (const d of docs) await this.store.applyCurrent(type, d, 0);
-      }
-    }
-    for (const it of rest) await this.store.applyCurrent(it.type, it.doc, it.expectedVid);
   }
 
   /** Removes what a transaction wrote before its commit point: only our own intents and versions. */
   private async rollback(txId: string, ids: string[]): Promise<void> {
     await Promise.all(
       ids.map(async (_id) => {
-        await this.store.history.deleteOne({ _id, tx: txId } as Filter<HistoryDoc>);
-        await this.store.outbox.deleteOne({ _id, tx: txId });
+        await this.cols.history.deleteOne({ _id, tx: txId } as Filter<HistoryDoc>);
+        await this.cols.outbox.deleteOne({ _id, tx: txId });
       }),
     );
-    await this.store.journals.deleteOne({ _id: txId });
+    await this.cols.journal.deleteOne({ _id: txId });
   }
 
   /** Start-up recovery: finish committed transactions, roll back the rest. */
   async recover(olderThan?: Date): Promise<{ completed: number; rolledBack: number }> {
     let completed = 0;
     let rolledBack = 0;
-    const journals = await this.store.journals.find(olderThan ? { created: { $lt: olderThan } } : {}).toArray();
+    const journals = await this.cols.journal.find(olderThan ? { created: { $lt: olderThan } } : {}).toArray();
     for (const j of journals) {
       const ids = j.versions.map((v) => historyId(v.type, v.id, v.vid));
       if (j.state === 'committed') {
-        const hs = await findByIds(this.store.history, ids);
-        for (const h of hs) {
+        for (const h of await findByIds(this.cols.history, ids)) {
           const v = j.versions.find((x) => x.type === h.type && x.id === h.id && x.vid === h.vid);
-          const prev = h.deleted ? (await this.store.history.findOne({ _id: historyId(h.type, h.id, h.vid - 1) }))?.res : undefined;
-          await this.store.applyCurrent(h.type, this.store.currentDocOf(h, prev), v?.expectedVid ?? h.vid - 1);
+          await this.versions.applyCurrent(h.type, await this.versions.currentOf(h), v?.expectedVid ?? h.vid - 1);
         }
-        await this.store.journals.deleteOne({ _id: j._id });
+        await this.cols.journal.deleteOne({ _id: j._id });
         completed++;
       } else {
         await this.rollback(j._id, ids);

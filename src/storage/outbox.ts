@@ -1,10 +1,13 @@
 import type { Resource } from 'fhir/r4';
-import type { Collection } from 'mongodb';
-import { findByIds } from '../db/lookup';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { STALE_INTENT_MS, type ResourceStore } from './store';
+import { isDuplicateKey } from './collections';
+import { findByIds } from './lookup';
 import type { HistoryDoc, WriteMethod } from './types';
+import type { Versions } from './versions';
+
+/** An outbox intent without its history version this old belongs to a writer that died. */
+export const STALE_INTENT_MS = 10_000;
 
 /** One committed version, as post-commit consumers (subscriptions) see it. */
 export interface CommittedEvent {
@@ -20,12 +23,6 @@ export interface CommittedEvent {
 
 export type CommitConsumer = (events: CommittedEvent[]) => Promise<void>;
 
-interface Lease {
-  _id: string;
-  owner: string;
-  until: Date;
-}
-
 const LEASE_MS = 15_000;
 const BATCH = 200;
 
@@ -38,7 +35,6 @@ const BATCH = 200;
  * costs no scan of history; nothing lives only in memory.
  */
 export class Outbox {
-  private readonly leases: Collection<Lease>;
   private readonly owner = randomUUID();
   private timer?: NodeJS.Timeout;
   private running?: Promise<void>;
@@ -47,13 +43,16 @@ export class Outbox {
   private readonly consumers: CommitConsumer[] = [];
 
   constructor(
-    private readonly store: ResourceStore,
+    private readonly versions: Versions,
     private readonly logger: Logger,
     private readonly pollMs = 250,
-  ) {
-    this.leases = store.deps.db.collection<Lease>('leases');
+  ) {}
+
+  private get cols() {
+    return this.versions.cols;
   }
 
+  /** Registered by the modules that own post-commit work (search entries, subscriptions). */
   addConsumer(c: CommitConsumer): void {
     this.consumers.push(c);
   }
@@ -68,7 +67,13 @@ export class Outbox {
     if (this.timer) clearTimeout(this.timer);
     await this.running;
     this.leaseUntil = 0;
-    await this.leases.deleteOne({ _id: 'outbox', owner: this.owner }).catch(() => undefined);
+    await this.cols.leases.deleteOne({ _id: 'outbox', owner: this.owner }).catch(() => undefined);
+  }
+
+  /** Committed versions whose post-commit work is still pending (e.g. after a crash). */
+  async pendingCommitted(): Promise<HistoryDoc[]> {
+    const intents = await this.cols.outbox.find({}, { projection: { _id: 1 } }).toArray();
+    return this.versions.committedByIds(intents.map((i) => i._id));
   }
 
   /** A commit happened: process soon rather than at the next poll. */
@@ -105,7 +110,7 @@ export class Outbox {
     const now = new Date();
     const until = new Date(now.getTime() + LEASE_MS);
     try {
-      const r = await this.leases.updateOne(
+      const r = await this.cols.leases.updateOne(
         { _id: 'outbox', $or: [{ owner: this.owner }, { until: { $lt: now } }] },
         { $set: { owner: this.owner, until } },
         { upsert: true },
@@ -115,7 +120,7 @@ export class Outbox {
       return held;
     } catch (e) {
       this.leaseUntil = 0;
-      if ((e as { code?: number }).code === 11000) return false; // another instance holds it
+      if (isDuplicateKey(e)) return false; // another instance holds it
       throw e;
     }
   }
@@ -148,15 +153,15 @@ export class Outbox {
    * that died before their commit point, and hands the committed versions on.
    */
   private async processBatch(): Promise<number> {
-    const intents = await this.store.outbox.find({}).sort({ at: 1, _id: 1 }).limit(BATCH).toArray();
+    const intents = await this.cols.outbox.find({}).sort({ at: 1, _id: 1 }).limit(BATCH).toArray();
     if (intents.length === 0) return 0;
-    const versions = await findByIds(this.store.history, intents.map((i) => i._id));
+    const versions = await findByIds(this.cols.history, intents.map((i) => i._id));
     const byId = new Map(versions.map((h) => [h._id, h]));
     const now = Date.now();
     const ready: HistoryDoc[] = [];
     const abandoned: string[] = [];
     const waiting = new Set<string>();
-    const uncommitted = intents.some((i) => i.tx) ? await this.store.uncommittedTransactions() : new Set<string>();
+    const uncommitted = intents.some((i) => i.tx) ? await this.versions.uncommittedTransactions() : new Set<string>();
     for (const intent of intents) {
       const h = byId.get(intent._id);
       const key = intent._id.slice(0, intent._id.lastIndexOf('/'));
@@ -175,7 +180,7 @@ export class Outbox {
     }
     const done = [...ready.map((h) => h._id), ...abandoned];
     // One write for the whole batch; the outbox collection is small, so $in costs no big scan.
-    if (done.length) await this.store.outbox.deleteMany({ _id: { $in: done } });
+    if (done.length) await this.cols.outbox.deleteMany({ _id: { $in: done } });
     if (abandoned.length) this.logger.warn({ count: abandoned.length }, 'dropped outbox intents of writes that never committed');
     // A full batch of which nothing could be done yet is not progress: wait for the next poll.
     return done.length === 0 ? 0 : intents.length;
@@ -186,19 +191,19 @@ export class Outbox {
     const byType = new Map<string, HistoryDoc[]>();
     for (const h of batch) byType.set(h.type, [...(byType.get(h.type) ?? []), h]);
     for (const [type, hs] of byType) {
-      const cur = await findByIds(this.store.current(type), hs.map((h) => h.id), { projection: { vid: 1 } });
+      const cur = await findByIds(this.cols.current(type), hs.map((h) => h.id), { projection: { vid: 1 } });
       const vids = new Map(cur.map((c) => [c._id, c.vid]));
       for (const h of hs) {
         if ((vids.get(h.id) ?? 0) >= h.vid) continue;
         this.logger.warn({ resource: `${h.type}/${h.id}`, vid: h.vid }, 'repairing a write interrupted before its current version was stored');
-        await this.store.applyFromHistory(h.type, h.id);
+        await this.versions.applyFromHistory(h.type, h.id);
         vids.set(h.id, h.vid);
       }
     }
   }
 
   private eventOf(h: HistoryDoc): CommittedEvent {
-    const store = this.store;
+    const versions = this.versions;
     return {
       historyId: h._id,
       type: h.type,
@@ -209,7 +214,7 @@ export class Outbox {
       resource: h.res,
       async previous() {
         if (h.vid <= 1) return undefined;
-        return (await store.committedVersion(h.type, h.id, h.vid - 1))?.res;
+        return (await versions.committed(h.type, h.id, h.vid - 1))?.res;
       },
     };
   }

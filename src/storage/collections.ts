@@ -1,0 +1,67 @@
+import type { Collection, Db } from 'mongodb';
+import type { CurrentDoc, HistoryDoc, JournalDoc, OutboxDoc } from './types';
+
+/**
+ * Every collection the resource storage owns, by name, in one place. Nothing outside
+ * `src/storage/` opens these; the search buckets and the `meta` keys live here too.
+ * (Auth keeps its clients/keys/jti collections and subscriptions their notification rows,
+ * see src/storage/README.md.)
+ */
+export const COLLECTIONS = {
+  history: 'history',
+  outbox: 'outbox',
+  journal: 'tx_journal',
+  locks: 'locks',
+  leases: 'leases',
+  meta: 'meta',
+  buckets: 'search_buckets',
+} as const;
+
+export interface LockDoc {
+  _id: string;
+  until: Date;
+}
+
+export interface LeaseDoc {
+  _id: string;
+  owner: string;
+  until: Date;
+}
+
+export interface MetaDoc {
+  _id: string;
+  value: string;
+}
+
+/** Typed handles on the storage collections (storage-internal). */
+export class Collections {
+  readonly history: Collection<HistoryDoc>;
+  readonly outbox: Collection<OutboxDoc>;
+  readonly journal: Collection<JournalDoc>;
+  readonly locks: Collection<LockDoc>;
+  readonly leases: Collection<LeaseDoc>;
+  readonly meta: Collection<MetaDoc>;
+
+  constructor(readonly db: Db) {
+    this.history = db.collection<HistoryDoc>(COLLECTIONS.history);
+    this.outbox = db.collection<OutboxDoc>(COLLECTIONS.outbox);
+    this.journal = db.collection<JournalDoc>(COLLECTIONS.journal);
+    this.locks = db.collection<LockDoc>(COLLECTIONS.locks);
+    this.leases = db.collection<LeaseDoc>(COLLECTIONS.leases);
+    this.meta = db.collection<MetaDoc>(COLLECTIONS.meta);
+  }
+
+  /** Current versions: one collection per resource type, named for the type. */
+  current(type: string): Collection<CurrentDoc> {
+    return this.db.collection<CurrentDoc>(type);
+  }
+}
+
+/**
+ * The one duplicate-key check: MongoDB and FerretDB both answer E11000 for a unique-key clash,
+ * on the error itself, its server response or one of a bulk write's errors.
+ */
+export function isDuplicateKey(e: unknown): boolean {
+  const err = e as { code?: number; writeErrors?: Array<{ code?: number }>; errorResponse?: { code?: number } } | null | undefined;
+  return err?.code === 11000 || err?.errorResponse?.code === 11000 || (err?.writeErrors ?? []).some((w) => w.code === 11000);
+}
