@@ -62,10 +62,10 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
 
   const compileMs = prepareValidation(SERVED_TYPES);
   logger.debug({ compileMs }, 'validation schemas compiled');
-  const search = await SearchService.create({ db, config, types: [...SERVED_TYPES] });
-  const storage = await createStorage({ db, logger, index: (r) => search.index(r), crashPoint: deps.crashPoint });
-  // Search candidate entries (FerretDB only) are visible from each version's commit point on.
-  storage.onCommitPoint((writes) => search.stageCommitted(writes));
+  // Storage indexes versions through search (its write-time index, cached per version).
+  let search: SearchService | undefined;
+  const storage = await createStorage({ db, logger, index: (r) => search!.indexOnce(r), crashPoint: deps.crashPoint });
+  search = await SearchService.create({ db, config, types: [...SERVED_TYPES], executor: storage.executor });
   const cursors = new CursorCodec(config.cursorSecret ?? (await storage.secret('cursor-secret')));
 
   const auth = config.authEnabled ? await AuthService.create({ db, config, logger, criteria: search }) : undefined;
@@ -97,8 +97,6 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     },
   });
   const subs = subscriptions;
-  // Search candidate buckets first (FerretDB only): stored before the intents are let go.
-  outbox.addConsumer((events) => search.recordCommitted(events));
   outbox.addConsumer((events) => subs.onCommitted(events));
 
   const audit = new AuditTrail({
@@ -210,11 +208,6 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       await search.ensureIndexes();
       await search.reindexIfNeeded((msg) => logger.info(msg));
       await storage.recover();
-      // Versions committed before a crash whose candidate entries were only staged in memory:
-      // staged again before serving (the outbox stores them shortly after it starts).
-      for (const h of await outbox.pendingCommitted()) {
-        if (h.res && !h.deleted) search.stageCandidates(h.type, [{ _id: h.id, ...search.index(h.res) }]);
-      }
       // The topics and default vital-sign ranges we ship (ig/) are stored like any resource,
       // so clients can read and search them; an unchanged one makes no new version.
       for (const r of [...subs.shippedTopics(), ...subs.shippedObservationDefinitions()]) {

@@ -18,7 +18,7 @@ import { allowAllPolicy } from '../../src/auth/types';
 import { loadConfig } from '../../src/config';
 import { startEmbeddedDatabase } from '../../src/storage/embedded';
 import { SearchService, type SearchRequest } from '../../src/search';
-import type { BucketSource } from '../../src/search/buckets';
+import type { BucketSource } from '../../src/storage/query/buckets';
 import { VITALS, generateObservations, generatePatient, rng } from './generate';
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));

@@ -2,15 +2,17 @@ import type { Db } from 'mongodb';
 import type { Logger } from 'pino';
 import { Collections } from './collections';
 import { type Engine, detectEngine } from './engine';
+import { type QueryExecutor, createExecutor } from './query';
 import { type CrashPoint, TransactionJournal } from './journal';
 import { NamedLocks } from './locks';
 import { Outbox } from './outbox';
 import { type CommitPointHook, ResourceRepository } from './repository';
-import { storedSecret } from './secrets';
+import { serverSecret, storedSecret } from './secrets';
 import { type IndexFn, Versions } from './versions';
 
 export { isDuplicateKey } from './collections';
-export type { Engine } from './engine';
+export { type Engine, detectEngine } from './engine';
+export { serverSecret };
 export type { CrashPoint } from './journal';
 export type { CommitConsumer, CommittedEvent, Outbox } from './outbox';
 export type { CommitOptions, HistoryPage, HistoryPageQuery, ResourceRepository } from './repository';
@@ -20,7 +22,10 @@ export { historyId } from './types';
 export interface StorageDeps {
   db: Db;
   logger: Logger;
-  /** Search's write-time index: re-derives a version's index values when storage rebuilds it from history. */
+  /**
+   * Search's write-time index (cached per version object): re-derives a version's index values
+   * when storage rebuilds it from history or stores engine-side entries of committed versions.
+   */
   index: IndexFn;
   /** Forces a database kind (tests cover both strategies on one server); detected when absent. */
   engine?: Engine;
@@ -31,15 +36,19 @@ export interface StorageDeps {
 export interface Storage {
   engine: Engine;
   repository: ResourceRepository;
+  /** The query face, of the kind `engine` needs (fed the search module's conditions). */
+  executor: QueryExecutor;
+  /** Post-commit consumers register here (the executor's own is registered first). */
   outbox: Outbox;
   /** Creates the storage collections' indexes (idempotent). */
   ensureIndexes(types: readonly string[]): Promise<void>;
-  /** Start-up recovery of transactions interrupted by a crash. */
+  /**
+   * Start-up recovery (before serving): transactions interrupted by a crash are completed or
+   * rolled back, and versions whose post-commit work is pending are staged again.
+   */
   recover(olderThan?: Date): Promise<{ completed: number; rolledBack: number }>;
   /** A server secret kept in the database (generated on first use). */
   secret(key: string): Promise<string>;
-  /** Registers the hook run synchronously at each commit point (one owner: the query executor). */
-  onCommitPoint(hook: CommitPointHook): void;
 }
 
 /** Builds the storage layer around one database; the database kind is decided here, once. */
@@ -49,14 +58,19 @@ export async function createStorage(deps: StorageDeps): Promise<Storage> {
   const versions = new Versions(cols, deps.index);
   const journal = new TransactionJournal(versions, deps.logger, deps.crashPoint);
   const outbox = new Outbox(versions, deps.logger);
-  let atCommitPoint: CommitPointHook = () => {};
+  const executor = createExecutor(engine, deps.db, deps.index);
+  // The executor's entries of committed versions are stored before any other consumer runs.
+  outbox.addConsumer((events) => executor.onCommitted(events));
+  const atCommitPoint: CommitPointHook = (writes) =>
+    executor.atCommitPoint(writes.filter((w) => !w.noop && !w.doc.deleted).map((w) => ({ type: w.type, doc: w.doc })));
   const repository = new ResourceRepository(cols, versions, journal, new NamedLocks(cols), {
-    atCommitPoint: (w) => atCommitPoint(w),
+    atCommitPoint,
     committed: () => outbox.nudge(),
   });
   return {
     engine,
     repository,
+    executor,
     outbox,
     async ensureIndexes(types) {
       await cols.history.createIndex({ type: 1, id: 1, vid: -1 });
@@ -65,10 +79,14 @@ export async function createStorage(deps: StorageDeps): Promise<Storage> {
       await cols.outbox.createIndex({ at: 1 });
       for (const t of types) await cols.current(t).createIndex({ ts: -1, _id: -1 });
     },
-    recover: (olderThan) => journal.recover(olderThan),
-    secret: (key) => storedSecret(cols, key),
-    onCommitPoint(hook) {
-      atCommitPoint = hook;
+    async recover(olderThan) {
+      const r = await journal.recover(olderThan);
+      // Committed before a crash, their executor entries were only staged in memory: staged
+      // again before serving (the outbox stores them shortly after it starts).
+      const pending = (await outbox.pendingCommitted()).filter((h) => h.res && !h.deleted);
+      executor.atCommitPoint(pending.map((h) => ({ type: h.type, doc: { _id: h.id, ...deps.index(h.res!) } })));
+      return r;
     },
+    secret: (key) => storedSecret(cols, key),
   };
 }

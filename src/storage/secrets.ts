@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { Collections } from './collections';
+import type { Db } from 'mongodb';
+import { Collections } from './collections';
 
 /**
  * A server secret generated once and kept in the `meta` collection, so every instance and
@@ -16,4 +17,9 @@ export async function storedSecret(cols: Collections, key: string): Promise<stri
   const doc = await cols.meta.findOne({ _id: key });
   if (!doc) throw new Error(`could not store the server secret "${key}"`);
   return doc.value;
+}
+
+/** storedSecret for callers holding only the database (tools, tests). */
+export function serverSecret(db: Db, key: string): Promise<string> {
+  return storedSecret(new Collections(db), key);
 }

@@ -1,4 +1,4 @@
-import { BUCKET_COLLECTION } from '../../../src/search/buckets';
+import { BUCKET_COLLECTION } from '../../../src/storage/query';
 import { FHIR_JSON, type TestContext, createTestContext, heartRate, postBundle } from '../../support/context';
 
 /**

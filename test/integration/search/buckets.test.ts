@@ -1,11 +1,11 @@
 import type { Bundle, Observation, Resource } from 'fhir/r4';
 import { allowAllPolicy, type AccessPolicy } from '../../../src/auth/types';
-import { BUCKET_COLLECTION } from '../../../src/search/buckets';
+import { BUCKET_COLLECTION } from '../../../src/storage/query';
 import { generateObservations, generatePatient, rng } from '../../../bench/search/generate';
 import { BASE, type SearchFixture, createSearchFixture } from './helpers';
 
 /**
- * The candidate buckets (src/search/buckets.ts) must give exactly what a scan gives: same
+ * The candidate buckets (src/storage/query/buckets.ts) must give exactly what a scan gives: same
  * matches, same order, same pages, also with stale entries (updated and deleted resources),
  * readings spanning days, readings without a date, and a restricted access policy. Expected
  * answers come from the in-memory evaluator over the stored current versions.

@@ -13,7 +13,7 @@ beforeAll(async () => {
 afterAll(() => f.close());
 
 test('ensureIndexes creates the RPM compound index and can run again (MongoDB strategy)', async () => {
-  const mongoStyle = await SearchService.create({ db: f.db, config: f.config, types: ['Patient', 'Device', 'Observation'], flavor: 'mongodb' });
+  const mongoStyle = await SearchService.create({ db: f.db, config: f.config, types: ['Patient', 'Device', 'Observation'], engine: 'mongodb' });
   await mongoStyle.ensureIndexes();
   await mongoStyle.ensureIndexes();
   const names = (await f.db.collection('Observation').indexes()).map((i) => i.name);
@@ -24,7 +24,7 @@ test('ensureIndexes creates the RPM compound index and can run again (MongoDB st
 
 test('on FerretDB no secondary index is created (it would never serve a read)', async () => {
   const other = f.db.client.db(`${f.db.databaseName}_ferret`);
-  const ferret = await SearchService.create({ db: other, config: f.config, types: ['Observation'], flavor: 'ferretdb' });
+  const ferret = await SearchService.create({ db: other, config: f.config, types: ['Observation'], engine: 'ferretdb' });
   await ferret.ensureIndexes();
   await other.collection('Observation').insertOne({ _id: 'x' } as never);
   expect((await other.collection('Observation').indexes()).map((i) => i.name)).toEqual(['_id_']);

@@ -223,7 +223,7 @@ describe('$lastn', () => {
   });
 
   test('the MongoDB strategy (distinct + one indexed query per code) gives the same answers', async () => {
-    const mongoStyle = await SearchService.create({ db: f.db, config: f.config, types: ['Patient', 'Device', 'Observation'], flavor: 'mongodb' });
+    const mongoStyle = await SearchService.create({ db: f.db, config: f.config, types: ['Patient', 'Device', 'Observation'], engine: 'mongodb' });
     const run = async (q: string) =>
       matchIds(await mongoStyle.lastn({ type: 'Observation', params: [...new URLSearchParams(q).entries()], policy: allowAllPolicy, baseUrl: BASE, handling: 'strict' })).sort();
     for (const q of ['patient=eve&code=8867-4', 'patient=eve&code=8867-4&max=2', 'patient=eve', 'category=vital-signs&code=8867-4', 'value-quantity=gt100']) {

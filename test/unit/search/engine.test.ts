@@ -5,7 +5,7 @@ import { type Cond, evaluate, toMongo } from '../../../src/search/cond';
 import { decodeCursor, encodeCursor } from '../../../src/search/cursor';
 import { compileExpression, compileWithEngine } from '../../../src/search/fhirpath';
 import { buildRegistry, partsFor } from '../../../src/search/registry';
-import { keysetCond, relax } from '../../../src/search/service';
+import { keysetCond, relax } from '../../../src/storage/query';
 
 const EXAMPLES = path.resolve(__dirname, '..', '..', '..', 'node_modules', 'hl7.fhir.r4.examples');
 const TYPES = ['Patient', 'Device', 'Observation'];

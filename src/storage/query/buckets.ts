@@ -1,6 +1,7 @@
 import type { Collection, Db } from 'mongodb';
-import { type Cond, FALSE, TRUE, and, evaluate, or } from './cond';
-import type { Idx } from './types';
+import { COLLECTIONS } from '../collections';
+import { type Cond, FALSE, TRUE, and, evaluate, or } from '../../search/cond';
+import type { Idx } from '../../search/types';
 
 /**
  * Time-bucketed candidate lists for Observation search on FerretDB.
@@ -45,7 +46,7 @@ const DAYS_PER_STEP = 3;
 const PATIENT_FIELDS = new Set(['code', 'code:s', 'category', 'date', 'status']);
 const CODE_FIELDS = new Set(['code', 'date', 'value-quantity', 'status']);
 
-export const BUCKET_COLLECTION = 'search_buckets';
+export const BUCKET_COLLECTION = COLLECTIONS.buckets;
 /** Bumped when the bucket layout or the entry fields change: the buckets are then rebuilt. */
 export const BUCKET_LAYOUT = 'v1';
 

@@ -1,0 +1,149 @@
+import type { Collection } from 'mongodb';
+import type { AccessPolicy } from '../../auth/types';
+import { type Cond, evaluate } from '../../search/cond';
+import { findByIds } from '../lookup';
+import type { CurrentDoc } from '../types';
+import type { BucketIndex, BucketPlan, Candidate } from './buckets';
+import { DATE_SORT, type SortKey, sortValue } from './keys';
+
+/** A bucket walk's inputs: the buckets, the collection its candidates are read from, the exact checks. */
+export interface WalkInput {
+  buckets: BucketIndex;
+  col: Collection<CurrentDoc>;
+  plan: BucketPlan;
+  cond: Cond;
+  policy: AccessPolicy;
+}
+
+/**
+ * Fetches candidates by `_id`, each id once, keeping in `found` the current documents that
+ * exactly match (and `extra`), are not deleted and may be read.
+ */
+function candidateFetcher(w: WalkInput, extra?: Cond): { found: CurrentDoc[]; fetch: (cands: Candidate[]) => Promise<void> } {
+  const fetched = new Set<string>();
+  const found: CurrentDoc[] = [];
+  const fetch = async (cands: Candidate[]) => {
+    const ids = [...new Set(cands.map((c) => c.i))].filter((id) => !fetched.has(id));
+    for (const id of ids) fetched.add(id);
+    const docs = await findByIds(w.col, ids);
+    found.push(...docs.filter((d) => !d.deleted && evaluate(w.cond, d) && (!extra || evaluate(extra, d)) && w.policy.canRead(d.res, d.comp)));
+  };
+  return { found, fetch };
+}
+
+/**
+ * Walks a bucket plan and fetches candidates in the order their entries give, a page's worth
+ * at a time, so a first page reads about `limit` documents. A match is certain to be in order
+ * (settled) once no unread day and no unfetched entry can come before it; the walk stops when
+ * `limit` matches are settled and returns only settled ones (a later page refinds the rest).
+ */
+export async function collectCandidates(
+  w: WalkInput,
+  mode: 'none' | 'asc' | 'desc',
+  from: number | undefined,
+  afterCond: Cond | undefined,
+  limit: number,
+): Promise<CurrentDoc[]> {
+  const { found, fetch } = candidateFetcher(w, afterCond);
+  if (mode === 'none') {
+    for await (const step of w.buckets.walk(w.plan, w.cond, 'none')) await fetch(step.ids);
+    return found;
+  }
+  const pending: Candidate[] = [];
+  let dayBound = mode === 'asc' ? -Infinity : Infinity;
+  const settledCount = () => found.filter((d) => inRegion(d, mode, dayBound, pending[0])).length;
+  walk: for await (const step of w.buckets.walk(w.plan, w.cond, mode, from)) {
+    dayBound = step.bound;
+    pending.push(...step.ids);
+    pending.sort(candidateOrder(mode));
+    for (;;) {
+      const need = limit - settledCount();
+      if (need <= 0) break walk;
+      if (pending.length === 0) break;
+      await fetch(pending.splice(0, Math.min(need + 2, 1000)));
+    }
+  }
+  return found.filter((d) => inRegion(d, mode, dayBound, pending[0]));
+}
+
+/**
+ * $lastn from a patient's buckets: walks the days newest first and fetches, per code, the
+ * newest entries until `max` matches of that code are settled (see collectCandidates). With
+ * one subject pinned it stops once every code still present in unread days is settled;
+ * otherwise it reads every candidate.
+ */
+export async function lastnViaBuckets(w: WalkInput, max: number): Promise<CurrentDoc[]> {
+  const { found, fetch } = candidateFetcher(w);
+  const pending = new Map<string, Candidate[]>();
+  let dayBound = Infinity;
+  const settledPerCode = () => {
+    const n = new Map<string, number>();
+    for (const d of found) if (inRegion(d, 'desc', dayBound, pending.get(codeOf(d))?.[0])) n.set(codeOf(d), (n.get(codeOf(d)) ?? 0) + 1);
+    return n;
+  };
+  for await (const step of w.buckets.walk(w.plan, w.cond, 'desc')) {
+    dayBound = step.bound;
+    if (!w.plan.subjectPinned) {
+      await fetch(step.ids);
+      continue;
+    }
+    for (const c of step.ids) pending.set(c.c, [...(pending.get(c.c) ?? []), c]);
+    for (const list of pending.values()) list.sort(candidateOrder('desc'));
+    for (;;) {
+      const settled = settledPerCode();
+      const chunk: Candidate[] = [];
+      for (const [code, list] of pending) {
+        const short = max - (settled.get(code) ?? 0);
+        if (short > 0 && list.length > 0) chunk.push(...list.splice(0, short + 1));
+      }
+      if (chunk.length === 0) break;
+      await fetch(chunk);
+    }
+    const settled = settledPerCode();
+    if ([...step.codesLeft].every((c) => (settled.get(c) ?? 0) >= max)) break;
+  }
+  found.sort(compareBy([{ field: DATE_SORT, dir: -1 }, { field: '_id', dir: 1 }]));
+  const taken = new Map<string, number>();
+  return found.filter((d) => {
+    const key = `${String(d.idx.subject ?? '')} ${codeOf(d)}`;
+    const n = taken.get(key) ?? 0;
+    taken.set(key, n + 1);
+    return n < max;
+  });
+}
+
+function codeOf(d: CurrentDoc): string {
+  return typeof d.idx['code:s'] === 'string' ? (d.idx['code:s'] as string) : '';
+}
+
+function dateMs(d: CurrentDoc): number {
+  const v = sortValue(d, DATE_SORT);
+  return v instanceof Date ? v.getTime() : -Infinity;
+}
+
+/**
+ * Whether a match lies in the part of the date order a bucket walk has completed: within the
+ * days read (`dayBound`) and strictly before the next unfetched entry, whose document may tie.
+ */
+function inRegion(d: CurrentDoc, mode: 'asc' | 'desc', dayBound: number, next?: Candidate): boolean {
+  const x = dateMs(d);
+  if (mode === 'desc') return x >= dayBound && (!next || x > next.l);
+  return x <= dayBound && (!next || x < next.l);
+}
+
+/** Candidates in walk order: by their entry's date, then id. */
+function candidateOrder(mode: 'asc' | 'desc'): (a: Candidate, b: Candidate) => number {
+  const num = (x: number, y: number) => (x === y ? 0 : x < y ? -1 : 1);
+  return (a, b) => (mode === 'desc' ? num(b.l, a.l) : num(a.l, b.l)) || (a.i < b.i ? -1 : a.i > b.i ? 1 : 0);
+}
+
+/** MongoDB's order for the keys a bucket walk serves (`_id` strings, dates with missing lowest). */
+export function compareBy(order: SortKey[]): (a: CurrentDoc, b: CurrentDoc) => number {
+  return (a, b) => {
+    for (const k of order) {
+      const c = k.field === '_id' ? (a._id < b._id ? -1 : a._id > b._id ? 1 : 0) : dateMs(a) - dateMs(b);
+      if (c !== 0 && !Number.isNaN(c)) return c * k.dir;
+    }
+    return 0;
+  };
+}

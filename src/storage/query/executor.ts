@@ -1,0 +1,95 @@
+import type { Resource } from 'fhir/r4';
+import type { Document, Filter, Sort } from 'mongodb';
+import type { AccessPolicy } from '../../auth/types';
+import type { Cond } from '../../search/cond';
+import type { Engine } from '../engine';
+import type { CommittedEvent } from '../outbox';
+import type { CurrentDoc, IndexEntries } from '../types';
+import type { BucketPlan, BucketSource } from './buckets';
+import type { KeyValue, SortKey } from './keys';
+
+/**
+ * A page of current (not deleted) documents of one type matching `cond` and readable under
+ * `policy`, in keyset order. `cond` comes from the search module (src/search/cond.ts); the
+ * executor alone turns it into database work.
+ */
+export interface PageQuery {
+  type: string;
+  cond: Cond;
+  policy: AccessPolicy;
+  /** Result order, `_id` last (default: `_id` ascending). */
+  order?: SortKey[];
+  /** Keyset boundary: values of `order` of the last row of the previous page. */
+  after?: KeyValue[];
+  limit: number;
+  /** Top-level fields to return (default: the whole document); sort fields are always added. */
+  fields?: string[];
+}
+
+export interface CountQuery {
+  type: string;
+  cond: Cond;
+  policy: AccessPolicy;
+}
+
+/** Observation/$lastn: per subject and `code:s`, the newest `max` matches. */
+export interface LastnQuery {
+  cond: Cond;
+  policy: AccessPolicy;
+  max: number;
+}
+
+/** An index the search module asks for (fields of `idx` it filters and sorts on). */
+export interface IndexSpec {
+  key: Record<string, 1 | -1>;
+  name: string;
+}
+
+/** A live version at its commit point: the parts engine-side structures need. */
+export interface LiveVersion {
+  type: string;
+  doc: BucketSource;
+}
+
+/** Start-up maintenance: what the search module's definitions need from storage. */
+export interface Maintenance {
+  types: readonly string[];
+  /** Fingerprint of a type's search definitions: stored index values are rebuilt when it changes. */
+  definitions(type: string): string;
+  index(resource: Resource): { idx: IndexEntries; comp: string[] };
+  progress(msg: string): void;
+}
+
+/** For benchmarks and operators: the main database query of a page and the database's plan. */
+export interface Explanation {
+  filter: Filter<Document>;
+  sort: Sort;
+  limit: number;
+  plan: Document;
+  buckets?: BucketPlan;
+}
+
+/**
+ * The query face of storage: one implementation per database kind, chosen once at start-up
+ * (see src/storage/README.md). Every implementation returns exactly what the in-memory
+ * evaluator (`evaluate` in src/search/cond.ts) accepts over the same documents.
+ */
+export interface QueryExecutor {
+  readonly engine: Engine;
+  page(q: PageQuery): Promise<CurrentDoc[]>;
+  count(q: CountQuery): Promise<number>;
+  /** Current, readable documents of a type by id (any order). */
+  byIds(type: string, ids: readonly string[], policy: AccessPolicy): Promise<CurrentDoc[]>;
+  lastn(q: LastnQuery): Promise<CurrentDoc[]>;
+  explain(q: PageQuery): Promise<Explanation>;
+  /** The indexes to serve each type's queries from (idempotent; engines without usable indexes skip them). */
+  ensureIndexes(specs: ReadonlyMap<string, IndexSpec[]>): Promise<void>;
+  /** Stale index values and engine-side structures, rebuilt before serving (idempotent). */
+  maintain(m: Maintenance): Promise<void>;
+  /** Synchronously at a commit point (storage calls it): entries readers need at once. */
+  atCommitPoint(versions: readonly LiveVersion[]): void;
+  /** Outbox consumer: engine-side structures of committed versions, stored durably. */
+  onCommitted(events: readonly CommittedEvent[]): Promise<void>;
+  /** Loaders and tests: stores engine-side entries of documents written around storage. */
+  record(type: string, docs: readonly BucketSource[]): Promise<void>;
+}
