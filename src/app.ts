@@ -127,7 +127,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     validateOperation: (resource, type, mode, id) =>
       validateOperation(resource, { expectedType: type, allowedTypes: SERVED_TYPES, mode: mode === 'update' ? 'update' : 'validate', id }),
   };
-  const dispatch = createDispatcher(services);
+  const dispatch = createDispatcher(services, subs.operations(storage.repository));
   const basePath = new URL(config.baseUrl).pathname.replace(/\/+$/, '');
   const authenticate = auth
     ? (h: string | undefined) => auth.authenticate(h)
@@ -160,21 +160,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   });
   if (auth) app.use(auth.router());
 
-  // Operations contributed by subscriptions run after authentication, like every FHIR call.
-  const authenticated = (req: Request, res: Response, next: NextFunction) => {
-    authenticate(req.get('authorization'))
-      .then((p) => {
-        res.locals.principal = p;
-        next();
-      })
-      .catch((e: unknown) => sendError(res, e, logger));
-  };
   app.use(basePath, express.raw({ type: () => true, limit: config.bodyLimitBytes }));
-  app.use(basePath, (req, res, next) => {
-    if (/\/Subscription(\/[^/]+)?\/\$[a-z-]+$/.test(req.path)) authenticated(req, res, next);
-    else next();
-  });
-  app.use(basePath, subs.router());
   const onAccess = (r: AccessRecord) => {
     if (r.segments[0] !== 'metadata') audit.record(accessAudit(r));
   };

@@ -16,6 +16,13 @@ import type { FhirRequest, FhirResponse } from './types';
 type Handler = (s: Services, req: FhirRequest, params: string[], dispatch: Dispatcher) => Promise<FhirResponse>;
 export type Dispatcher = (req: FhirRequest) => Promise<FhirResponse>;
 
+/** An operation another module contributes (e.g. Subscription/$status): routed, authenticated and audited like the rest. */
+export interface ModuleRoute {
+  method: 'GET|HEAD' | 'POST';
+  path: string;
+  handle(req: FhirRequest, params: string[]): Promise<FhirResponse>;
+}
+
 interface Route {
   method: FhirRequest['method'] | 'GET|HEAD';
   /** Path pattern: literal segments, ':x' captures a segment, '$op' literal operations. */
@@ -27,8 +34,10 @@ interface Route {
  * The declared route table: method + path -> interaction. Order matters only where a literal
  * segment (metadata, _history, _search, $op) must win over ':id'.
  */
-function routeTable(): Route[] {
+function routeTable(modules: readonly ModuleRoute[]): Route[] {
   return [
+    // Literal operation paths first, so ':type/:id' never takes them.
+    ...modules.map((m): Route => ({ method: m.method, path: m.path, handler: (_s, r, p) => m.handle(r, p) })),
     { method: 'GET|HEAD', path: 'metadata', handler: (s, r) => capabilities(s, r) },
     { method: 'POST', path: '', handler: (s, r, _p, d) => processBundle(s, r, d) },
     { method: 'GET|HEAD', path: '', handler: (s, r) => search(s, r) },
@@ -72,8 +81,8 @@ function methodMatches(route: Route, method: FhirRequest['method']): boolean {
 }
 
 /** Builds the dispatcher: the one entry point for HTTP requests and Bundle entries alike. */
-export function createDispatcher(s: Services): Dispatcher {
-  const routes = routeTable();
+export function createDispatcher(s: Services, modules: readonly ModuleRoute[] = []): Dispatcher {
+  const routes = routeTable(modules);
   const dispatch: Dispatcher = async (req) => {
     let pathMatched = false;
     for (const r of routes) {

@@ -3,7 +3,6 @@ import type http from 'node:http';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Extension, Observation, ObservationDefinition, Resource, Subscription } from 'fhir/r4';
-import type express from 'express';
 import type { Db } from 'mongodb';
 import type pino from 'pino';
 import type { AccessPolicy, Principal } from '../auth/types';
@@ -16,12 +15,12 @@ import { DefinitionIndex, deriveObservationInterpretation, stripDerived } from '
 import { ActiveIndex } from './matcher';
 import { NotificationLog, type NewRow } from './numbering';
 import { subscriptionOptionsFromEnv, type SubscriptionOptions } from './options';
-import { subscriptionRouter } from './router';
+import { type OperationRoute, subscriptionOperations } from './operations';
 import { newSecret } from './signature';
 import { parseSubscription, takeSigningSecret, type SubscriptionSpec } from './spec';
 import { compileTopic, loadShippedTopics, topicFires, type CompiledTopic, type CriteriaEvaluator, type Interaction, type SubscriptionTopicResource } from './topics';
 import { WebSocketHub, type BindResult } from './websocket';
-import type { CommittedEvent } from '../storage';
+import type { CommittedEvent, ResourceRepository } from '../storage';
 
 /** One committed version, from the durable outbox (src/storage/outbox.ts). */
 export type { CommittedEvent } from '../storage';
@@ -482,9 +481,10 @@ export class SubscriptionService {
 
   // ---------------------------------------------------------------- HTTP, lifecycle, capability
 
-  router(): express.Router {
-    return subscriptionRouter({
-      db: this.deps.db,
+  /** $status, $events, $get-ws-binding-token: entries of the FHIR route table (src/http/routes.ts). */
+  operations(repository: ResourceRepository): OperationRoute[] {
+    return subscriptionOperations({
+      repository,
       c: this.c,
       log: this.log,
       baseUrl: this.deps.config.baseUrl,

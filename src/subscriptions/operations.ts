@@ -1,18 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import type { Bundle, BundleEntry, Parameters, Resource, Subscription } from 'fhir/r4';
-import express from 'express';
-import type { Db } from 'mongodb';
 import type { Principal } from '../auth/types';
 import { Errors } from '../errors';
-import { outcomeOf, toFhirError } from '../http/outcome';
-import type { CurrentDoc, HistoryDoc } from '../storage/types';
+import type { FhirRequest, FhirResponse } from '../http/types';
+import type { ResourceRepository } from '../storage';
 import { notificationBundle, statusParameters, type EventForBundle } from './bundle';
 import type { Collections, StateDoc } from './collections';
 import type { PayloadContent, SubscriptionStatusCode } from './constants';
 import type { NotificationLog } from './numbering';
 
-export interface RouterContext {
-  db: Db;
+export interface OperationsContext {
+  repository: ResourceRepository;
   c: Collections;
   log: NotificationLog;
   baseUrl: string;
@@ -24,20 +22,23 @@ export interface RouterContext {
 /** Largest number of events one $events call returns. */
 const MAX_EVENTS = 1000;
 
-function principalOf(res: express.Response): Principal {
-  const p = res.locals.principal as Principal | undefined;
-  if (!p) throw Errors.unauthorized('Authentication required');
-  return p;
+/** An operation as the route table (src/http/routes.ts) declares it. */
+export interface OperationRoute {
+  method: 'GET|HEAD' | 'POST';
+  /** Path pattern: literal segments, ':x' captures a segment, '$op' literal operations. */
+  path: string;
+  handle(req: FhirRequest, params: string[]): Promise<FhirResponse>;
 }
 
-function send(res: express.Response, body: Resource): void {
-  res.status(200).type('application/fhir+json').send(JSON.stringify(body));
+function ok(body: Resource): FhirResponse {
+  return { status: 200, body, headers: {} };
 }
 
 /** Query or form parameter (operations may be called by GET or by POST with a Parameters body). */
-function param(req: express.Request, name: string): string | undefined {
-  const q = req.query[name];
-  if (typeof q === 'string') return q;
+function param(req: FhirRequest, name: string): string | undefined {
+  const q = req.query.get(name);
+  if (q !== null) return q;
+  if (req.body instanceof URLSearchParams) return req.body.get(name) ?? undefined;
   const body = parametersBody(req);
   if (body) {
     const p = body.parameter?.find((x) => x.name === name);
@@ -47,19 +48,10 @@ function param(req: express.Request, name: string): string | undefined {
   return undefined;
 }
 
-/** The core hands operations a raw body (Buffer); a POSTed operation may carry Parameters. */
-function parametersBody(req: express.Request): Parameters | undefined {
-  const raw: unknown = req.body;
-  let parsed: unknown = raw;
-  if (Buffer.isBuffer(raw)) {
-    if (raw.length === 0) return undefined;
-    try {
-      parsed = JSON.parse(raw.toString('utf8'));
-    } catch {
-      throw Errors.badRequest('The operation body is not valid JSON', 'MSG_BODY_INVALID');
-    }
-  }
-  return (parsed as Parameters | undefined)?.resourceType === 'Parameters' ? (parsed as Parameters) : undefined;
+/** A POSTed operation may carry Parameters (the edge has parsed the body). */
+function parametersBody(req: FhirRequest): Parameters | undefined {
+  const parsed = req.body as Parameters | undefined;
+  return parsed?.resourceType === 'Parameters' ? parsed : undefined;
 }
 
 function wholeNumber(raw: string | undefined, name: string): number | undefined {
@@ -72,14 +64,11 @@ function wholeNumber(raw: string | undefined, name: string): number | undefined 
  * Subscription operations: $status, $events, $get-ws-binding-token. Each first checks that the
  * caller may read the Subscription itself (an unreadable one answers 404, like a missing one).
  */
-export function subscriptionRouter(ctx: RouterContext): express.Router {
-  const router = express.Router();
-  const Subscriptions = ctx.db.collection<CurrentDoc>('Subscription');
-
+export function subscriptionOperations(ctx: OperationsContext): OperationRoute[] {
   async function readable(principal: Principal, id: string): Promise<{ sub: Subscription; state: StateDoc | null }> {
     principal.policy.assertAllowed('read', 'Subscription');
-    const doc = await Subscriptions.findOne({ _id: id, deleted: false });
-    if (!doc || !principal.policy.canRead(doc.res, doc.comp ?? [])) throw Errors.notFound(`Subscription/${id} is not known`);
+    const doc = await ctx.repository.read('Subscription', id);
+    if (!doc || doc.deleted || !principal.policy.canRead(doc.res, doc.comp ?? [])) throw Errors.notFound(`Subscription/${id} is not known`);
     return { sub: doc.res as Subscription, state: await ctx.c.state.findOne({ _id: id }) };
   }
 
@@ -97,21 +86,9 @@ export function subscriptionRouter(ctx: RouterContext): express.Router {
     });
   }
 
-  // Errors are answered here, as OperationOutcomes, so no outer handler can mistake a FhirError's status for something else.
-  const wrap =
-    (fn: (req: express.Request, res: express.Response) => Promise<void>): express.RequestHandler =>
-    (req, res) => {
-      fn(req, res).catch((e: unknown) => {
-        const fe = toFhirError(e);
-        res.status(fe.status);
-        for (const [k, v] of Object.entries(fe.headers ?? {})) res.setHeader(k, v);
-        res.type('application/fhir+json; charset=utf-8').send(JSON.stringify(outcomeOf(fe)));
-      });
-    };
-
-  const statusHandler = wrap(async (req, res) => {
-    const principal = principalOf(res);
-    const ids = (req.params[0] ?? param(req, 'id') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  async function status(req: FhirRequest, params: string[]): Promise<FhirResponse> {
+    const principal = req.principal;
+    const ids = (params[0] ?? param(req, 'id') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
     if (ids.length === 0) throw Errors.badRequest('Subscription/$status needs the id parameter', 'MSG_PARAM_INVALID');
     const entry: BundleEntry[] = [];
     for (const id of ids.slice(0, 100)) {
@@ -120,12 +97,11 @@ export function subscriptionRouter(ctx: RouterContext): express.Router {
       entry.push({ fullUrl: `urn:uuid:${p.id}`, resource: p, search: { mode: 'match' } });
     }
     const bundle: Bundle = { resourceType: 'Bundle', type: 'searchset', total: entry.length, timestamp: ctx.now().toISOString(), entry };
-    send(res, bundle);
-  });
+    return ok(bundle);
+  }
 
-  const eventsHandler = wrap(async (req, res) => {
-    const principal = principalOf(res);
-    const id = req.params[0];
+  async function events(req: FhirRequest, [id]: string[]): Promise<FhirResponse> {
+    const principal = req.principal;
     const { sub, state } = await readable(principal, id);
     const since = wholeNumber(param(req, 'eventsSinceNumber'), 'eventsSinceNumber');
     const until = wholeNumber(param(req, 'eventsUntilNumber'), 'eventsUntilNumber');
@@ -145,26 +121,25 @@ export function subscriptionRouter(ctx: RouterContext): express.Router {
     const rows = to >= from ? await ctx.log.readFrom(id, from, to - from + 1) : [];
     // Rows were filtered with the subscriber's policy when recorded; the caller's policy applies too.
     const ids = rows.filter((r) => r.method !== 'DELETE').map((r) => r.historyId);
-    const docs = ids.length ? await ctx.db.collection<HistoryDoc>('history').find({ _id: { $in: ids } }).toArray() : [];
+    const docs = await ctx.repository.versions(ids);
     const byId = new Map(docs.map((d) => [d._id, d]));
-    const events: EventForBundle[] = [];
+    const found: EventForBundle[] = [];
     for (const r of rows) {
       const h = byId.get(r.historyId);
       if (h?.res && !principal.policy.canRead(h.res, h.comp ?? [])) continue;
-      events.push({ num: r.num, ts: r.ts, type: r.type, id: r.id, vid: r.vid, method: r.method, resource: content === 'full-resource' ? h?.res : undefined });
+      found.push({ num: r.num, ts: r.ts, type: r.type, id: r.id, vid: r.vid, method: r.method, resource: content === 'full-resource' ? h?.res : undefined });
     }
-    send(
-      res,
+    return ok(
       notificationBundle(
-        { baseUrl: ctx.baseUrl, subscriptionId: id, topic: state?.spec.topic, status: (state?.status ?? sub.status) as SubscriptionStatusCode, type: 'query-event', eventsSinceStart: last, events, content },
+        { baseUrl: ctx.baseUrl, subscriptionId: id, topic: state?.spec.topic, status: (state?.status ?? sub.status) as SubscriptionStatusCode, type: 'query-event', eventsSinceStart: last, events: found, content },
         ctx.now(),
       ),
     );
-  });
+  }
 
-  const tokenHandler = wrap(async (req, res) => {
-    const principal = principalOf(res);
-    const ids = (req.params[0] ?? param(req, 'id') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  async function bindingToken(req: FhirRequest, params: string[]): Promise<FhirResponse> {
+    const principal = req.principal;
+    const ids = (params[0] ?? param(req, 'id') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
     if (ids.length === 0) throw Errors.badRequest('$get-ws-binding-token needs a Subscription id', 'MSG_PARAM_INVALID');
     for (const id of ids) {
       const { sub } = await readable(principal, id);
@@ -184,14 +159,19 @@ export function subscriptionRouter(ctx: RouterContext): express.Router {
         { name: 'websocket-url', valueUrl: ctx.websocketUrl },
       ],
     };
-    send(res, out);
-  });
+    return ok(out);
+  }
 
-  const ID = '([A-Za-z0-9\\-.]{1,64})';
-  router.all(new RegExp(`^/Subscription/${ID}/\\$status$`), statusHandler);
-  router.all(/^\/Subscription\/\$status$/, statusHandler);
-  router.all(new RegExp(`^/Subscription/${ID}/\\$events$`), eventsHandler);
-  router.all(new RegExp(`^/Subscription/${ID}/\\$get-ws-binding-token$`), tokenHandler);
-  router.all(/^\/Subscription\/\$get-ws-binding-token$/, tokenHandler);
-  return router;
+  // GET or POST, as the operation definitions allow (POST may carry a Parameters body).
+  const both = (path: string, handle: OperationRoute['handle']): OperationRoute[] => [
+    { method: 'GET|HEAD', path, handle },
+    { method: 'POST', path, handle },
+  ];
+  return [
+    ...both('Subscription/:id/$status', status),
+    ...both('Subscription/$status', status),
+    ...both('Subscription/:id/$events', events),
+    ...both('Subscription/:id/$get-ws-binding-token', bindingToken),
+    ...both('Subscription/$get-ws-binding-token', bindingToken),
+  ];
 }
