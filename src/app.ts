@@ -15,7 +15,7 @@ import { outcomeOf, toFhirError } from './http/outcome';
 import { createDispatcher } from './http/routes';
 import type { Services } from './http/services';
 import { accessAudit } from './http/audit-mapping';
-import { CursorCodec } from './resources/cursor';
+import { CURSOR_SECRET_KEY, CursorCodec } from './resources/cursor';
 import { SERVED_TYPES } from './resources/registry';
 import { ResourceStore } from './resources/store';
 import { prepareValidation, validateOperation, validateResource } from './resources/validation';
@@ -65,8 +65,8 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   // Storage indexes versions through search (its write-time index, cached per version).
   let search: SearchService | undefined;
   const storage = await createStorage({ db, logger, index: (r) => search!.indexOnce(r), crashPoint: deps.crashPoint });
-  search = await SearchService.create({ db, config, types: [...SERVED_TYPES], executor: storage.executor });
-  const cursors = new CursorCodec(config.cursorSecret ?? (await storage.secret('cursor-secret')));
+  const cursors = new CursorCodec(config.cursorSecret ?? (await storage.secret(CURSOR_SECRET_KEY)));
+  search = await SearchService.create({ db, config, types: [...SERVED_TYPES], executor: storage.executor, cursors });
 
   const auth = config.authEnabled ? await AuthService.create({ db, config, logger, criteria: search }) : undefined;
   let subscriptions: SubscriptionService | undefined;

@@ -1,10 +1,14 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { Errors } from '../errors';
+import type { FhirError } from '../errors';
 
 /**
- * Opaque, tamper-proof paging cursors: base64url(JSON) + "." + HMAC-SHA256. A client can hand
- * them back but cannot forge or alter one.
+ * The one paging-cursor codec (history `_page`, search `_cursor`): base64url(JSON) + "." +
+ * HMAC-SHA256 under the server's cursor secret. A client can hand a cursor back but cannot
+ * forge or alter one. What the JSON holds is the caller's business (see search/cursor.ts).
  */
+/** `meta` key of the generated cursor secret (when CURSOR_SECRET is not configured). */
+export const CURSOR_SECRET_KEY = 'cursor-secret';
+
 export class CursorCodec {
   constructor(private readonly secret: string) {}
 
@@ -13,18 +17,17 @@ export class CursorCodec {
     return `${body}.${this.sign(body)}`;
   }
 
-  decode<T>(token: string, param = '_page'): T {
-    const [body, sig] = token.split('.');
-    if (!body || !sig) throw Errors.badRequest(`Invalid paging cursor in ${param}`, 'MSG_BAD_CURSOR');
+  /** The value of a genuine cursor; anything else (malformed, forged, altered) throws `invalid()`. */
+  decode<T>(token: string, invalid: () => FhirError): T {
+    const [body, sig, extra] = token.split('.');
+    if (!body || !sig || extra !== undefined) throw invalid();
     const expected = Buffer.from(this.sign(body));
     const given = Buffer.from(sig);
-    if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
-      throw Errors.badRequest(`Invalid or tampered paging cursor in ${param}`, 'MSG_BAD_CURSOR');
-    }
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) throw invalid();
     try {
       return JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as T;
     } catch {
-      throw Errors.badRequest(`Invalid paging cursor in ${param}`, 'MSG_BAD_CURSOR');
+      throw invalid();
     }
   }
 

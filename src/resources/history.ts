@@ -45,7 +45,7 @@ export async function readHistory(
 ): Promise<Bundle> {
   let before: { ts: Date; id: string } | undefined;
   if (q.page) {
-    const c = cursors.decode<HistoryCursor>(q.page, '_page');
+    const c = cursors.decode<HistoryCursor>(q.page, () => Errors.badRequest('Invalid or tampered paging cursor in _page', 'MSG_BAD_CURSOR'));
     before = { ts: new Date(c.ts), id: c.id };
   }
   const out: HistoryDoc[] = [];

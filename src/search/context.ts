@@ -1,4 +1,5 @@
 import type { Config } from '../config';
+import type { CursorCodec } from '../resources/cursor';
 import type { QueryExecutor } from '../storage/query';
 import type { Registry } from './registry';
 import type { EncodeContext, SearchParam } from './types';
@@ -9,8 +10,8 @@ export interface SearchContext {
   readonly config: Config;
   readonly ctx: EncodeContext;
   readonly executor: QueryExecutor;
-  /** Signs the paging cursors. */
-  readonly secret: string;
+  /** The server's one paging-cursor codec. */
+  readonly cursors: CursorCodec;
   readonly supportedTypes: string[];
   paramsOf(type: string): Map<string, SearchParam>;
 }

@@ -4,6 +4,7 @@ import { encoderFor } from './encoders';
 import { invalid, splitEscaped, unescapeValue } from './encoders/common';
 import type { FilterParam } from './parse';
 import type { EncodeContext, SearchParam } from './types';
+import { ID_RE } from '../resources/id';
 
 /** A parameter the search did not use, and why (reported in lenient mode, a 400 in strict mode). */
 export interface Ignored {
@@ -72,7 +73,6 @@ export function simpleCond(
   return fp.modifier === 'not' ? and(conds) : or(conds);
 }
 
-const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
 
 function idCond(p: SearchParam, fp: FilterParam, values: string[], handling: Handling, ignored: Ignored[]): Cond | undefined {
   if (fp.modifier !== undefined && fp.modifier !== 'not') {

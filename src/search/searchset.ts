@@ -40,7 +40,7 @@ export async function typeSearch(sc: SearchContext, req: SearchRequest & { type:
     for (const d of page.docs) entries.push(entry(req.baseUrl, d.res, 'match', ctl));
     const included = await resolveIncludes(sc, page.docs.map((d) => d.res), ctl.includes, req.policy);
     for (const r of included) entries.push(entry(req.baseUrl, r, 'include', ctl));
-    const withCursor = (state: CursorState) => link(req.baseUrl, type, [...used.filter(([n]) => n !== '_cursor'), ['_cursor', encodeCursor(sc.secret, state)]]);
+    const withCursor = (state: CursorState) => link(req.baseUrl, type, [...used.filter(([n]) => n !== '_cursor'), ['_cursor', encodeCursor(sc.cursors, state)]]);
     if (page.next) bundle.link?.push({ relation: 'next', url: withCursor(page.next) });
     if (page.prev) bundle.link?.push({ relation: 'previous', url: withCursor(page.prev) });
   }
@@ -60,7 +60,7 @@ async function fetchPage(
   qHash: string,
 ): Promise<{ docs: CurrentDoc[]; next?: CursorState; prev?: CursorState }> {
   const keys: SortKey[] = [...ctl.sort, { field: '_id', dir: 1 }];
-  const state = ctl.cursor !== undefined ? decodeCursor(sc.secret, ctl.cursor, qHash) : undefined;
+  const state = ctl.cursor !== undefined ? decodeCursor(sc.cursors, ctl.cursor, qHash) : undefined;
   if (state && state.k.length !== keys.length - 1) throw Errors.badRequest('Invalid or expired paging cursor (_cursor)', 'MSG_PARAM_INVALID', ['_cursor']);
   const back = state?.d === 'p';
   const order = keys.map((k) => ({ field: k.field, dir: (back ? -k.dir : k.dir) as 1 | -1 }));
@@ -108,7 +108,7 @@ export async function systemSearch(sc: SearchContext, req: SearchRequest): Promi
   });
   const used = usedPairs(req.params, ignored);
   const qHash = hashQuery('*', used);
-  const state = ctl.cursor !== undefined ? decodeCursor(sc.secret, ctl.cursor, qHash) : undefined;
+  const state = ctl.cursor !== undefined ? decodeCursor(sc.cursors, ctl.cursor, qHash) : undefined;
   const countOnly = ctl.summary === 'count' || ctl.count === 0;
   const conds = new Map<string, Cond>();
   for (const t of readable) conds.set(t, await filterCond(sc, t, common, req.policy, req.handling, []));
@@ -146,7 +146,7 @@ export async function systemSearch(sc: SearchContext, req: SearchRequest): Promi
     for (const r of rows) entries.push(entry(req.baseUrl, r, 'match', ctl));
     if (more && rows.length > 0) {
       const last = rows[rows.length - 1];
-      const cur = encodeCursor(sc.secret, { k: [], id: last.id ?? '', d: 'n', q: qHash, t: lastType });
+      const cur = encodeCursor(sc.cursors, { k: [], id: last.id ?? '', d: 'n', q: qHash, t: lastType });
       bundle.link?.push({ relation: 'next', url: link(req.baseUrl, undefined, [...used, ['_cursor', cur]]) });
     }
   }

@@ -3,6 +3,7 @@ import type { Db, Document, Filter } from 'mongodb';
 import type { AccessPolicy } from '../auth/types';
 import type { Config } from '../config';
 import { Errors } from '../errors';
+import { CursorCodec, CURSOR_SECRET_KEY } from '../resources/cursor';
 import { type CurrentDoc, type Engine, detectEngine, serverSecret } from '../storage';
 import { type BucketSource, type Explanation, type QueryExecutor, createExecutor, hasElemRange, relax } from '../storage/query';
 import { type Cond, and, evaluate, toMongo } from './cond';
@@ -46,9 +47,6 @@ export interface CompiledCriteria {
 /** The resource types served when the caller does not say. */
 export const DEFAULT_TYPES = ['Patient', 'Device', 'Observation', 'ObservationDefinition', 'Subscription', 'SubscriptionTopic', 'AuditEvent'];
 
-/** `meta` key of the paging-cursor secret. */
-const SECRET_KEY = 'search.cursorSecret';
-
 /**
  * The search module's face: parse -> Cond and control parameters -> storage executor -> shape
  * -> Bundle (searchset.ts, lastn.ts), plus the criteria other modules compile once and evaluate
@@ -62,7 +60,7 @@ export class SearchService implements SearchContext {
   private constructor(
     readonly registry: Registry,
     readonly config: Config,
-    readonly secret: string,
+    readonly cursors: CursorCodec,
     readonly supportedTypes: string[],
     private executorRef: QueryExecutor | undefined,
   ) {
@@ -75,15 +73,22 @@ export class SearchService implements SearchContext {
   }
 
   /**
-   * Loads and compiles the registry for `types` (default: DEFAULT_TYPES) and the cursor secret.
+   * Loads and compiles the registry for `types` (default: DEFAULT_TYPES); the cursor codec is the server's.
    * The server hands in storage's executor; without one (tests, tools) an executor is built for
    * `engine` (detected when absent; tests force one to cover both strategies).
    */
-  static async create(deps: { db: Db; config: Config; types?: string[]; executor?: QueryExecutor; engine?: Engine }): Promise<SearchService> {
+  static async create(deps: {
+    db: Db;
+    config: Config;
+    types?: string[];
+    executor?: QueryExecutor;
+    engine?: Engine;
+    cursors?: CursorCodec;
+  }): Promise<SearchService> {
     const types = deps.types ?? DEFAULT_TYPES;
     const registry = buildRegistry(types);
-    const secret = deps.config.cursorSecret ?? (await serverSecret(deps.db, SECRET_KEY));
-    const svc = new SearchService(registry, deps.config, secret, types, deps.executor);
+    const cursors = deps.cursors ?? new CursorCodec(deps.config.cursorSecret ?? (await serverSecret(deps.db, CURSOR_SECRET_KEY)));
+    const svc = new SearchService(registry, deps.config, cursors, types, deps.executor);
     if (!deps.executor) {
       const engine = deps.engine ?? (await detectEngine(deps.db));
       svc.executorRef = createExecutor(engine, deps.db, (r) => svc.indexOnce(r));

@@ -2,6 +2,7 @@ import type { Resource } from 'fhir/r4';
 import type { AccessPolicy } from '../auth/types';
 import type { FilterSpec, SubscriptionSpec } from './spec';
 import type { CriteriaEvaluator } from './topics';
+import { ID_PATTERN, ID_RE } from '../resources/id';
 
 /** An active subscription ready to be matched: compiled once when it is loaded. */
 export interface ActiveSubscription {
@@ -28,9 +29,9 @@ export function patientKey(ref: string | undefined, bareIsPatient: boolean): str
 
 function refKey(type: string, ref: string | undefined, bareIsType: boolean): string | undefined {
   if (!ref) return undefined;
-  const m = new RegExp(`(?:^|/)${type}/([A-Za-z0-9\\-.]{1,64})(?:/_history/[^/]+)?$`).exec(ref);
+  const m = new RegExp(`(?:^|/)${type}/(${ID_PATTERN})(?:/_history/[^/]+)?$`).exec(ref);
   if (m) return `${type}/${m[1]}`;
-  return bareIsType && /^[A-Za-z0-9\-.]{1,64}$/.test(ref) ? `${type}/${ref}` : undefined;
+  return bareIsType && ID_RE.test(ref) ? `${type}/${ref}` : undefined;
 }
 
 /** Keys for `code=` values: "sys|code", "|code" (no system) or "code" (any system). */

@@ -3,8 +3,8 @@ import { typeDef } from '../../resources/registry';
 import { parseSummary, shape } from '../../search/shape';
 import type { Resource } from 'fhir/r4';
 import type { FhirRequest } from '../types';
+import { ID_RE } from '../../resources/id';
 
-const ID = /^[A-Za-z0-9\-.]{1,64}$/;
 
 export function knownType(type: string): string {
   if (!typeDef(type)) throw Errors.notFound(`Resource type "${type}" is not supported by this server`, 'MSG_UNKNOWN_TYPE');
@@ -12,7 +12,7 @@ export function knownType(type: string): string {
 }
 
 export function validId(id: string): string {
-  if (!ID.test(id)) throw Errors.badRequest(`Invalid resource id "${id}": ids are 1-64 of A-Z a-z 0-9 - .`, 'MSG_ID_INVALID');
+  if (!ID_RE.test(id)) throw Errors.badRequest(`Invalid resource id "${id}": ids are 1-64 of A-Z a-z 0-9 - .`, 'MSG_ID_INVALID');
   return id;
 }
 

@@ -3,8 +3,8 @@ import { type Cond } from '../cond';
 import type { EncodeContext, Encoder, Idx, SearchParam, TypedValue } from '../types';
 import { invalid, pushAll, unescapeValue } from './common';
 import { tokenParts, tokenQueryString } from './token';
+import { ID_RE, LOCAL_REF_RE } from '../../resources/id';
 
-const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
 const TYPE_RE = /^[A-Z][A-Za-z]+$/;
 
 /**
@@ -15,7 +15,7 @@ export function normaliseReference(ref: string, ctx: EncodeContext): string[] {
   if (!ref || ref.startsWith('#')) return [];
   let r = ref;
   if (r.startsWith(`${ctx.baseUrl}/`)) r = r.slice(ctx.baseUrl.length + 1);
-  const m = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(\/_history\/[^/]+)?$/.exec(r);
+  const m = LOCAL_REF_RE.exec(r);
   if (m) return [`${m[1]}/${m[2]}`];
   const bar = r.indexOf('|');
   if (bar > 0) return [r.slice(0, bar), r];
@@ -81,7 +81,7 @@ export function referenceCond(param: SearchParam, raw: string, path: string, ctx
   }
   const norm = normaliseReference(raw, ctx);
   if (norm.length === 0) throw invalid(param, 'reference', raw);
-  const local = /^([A-Z][A-Za-z]+)\/[A-Za-z0-9\-.]{1,64}$/.exec(norm[0]);
+  const local = LOCAL_REF_RE.exec(norm[0]);
   if (!local && !/^[a-z][a-z0-9+.-]*:/i.test(norm[0])) throw invalid(param, 'reference', raw);
   return { k: 'eq', f: path, v: norm[norm.length - 1] };
 }

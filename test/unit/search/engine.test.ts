@@ -2,6 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Resource } from 'fhir/r4';
 import { type Cond, evaluate, toMongo } from '../../../src/search/cond';
+import { CursorCodec } from '../../../src/resources/cursor';
 import { decodeCursor, encodeCursor } from '../../../src/search/cursor';
 import { compileExpression, compileWithEngine } from '../../../src/search/fhirpath';
 import { buildRegistry, partsFor } from '../../../src/search/registry';
@@ -124,11 +125,11 @@ describe('condition language', () => {
 
 describe('cursor', () => {
   test('round trip, tamper-proof, bound to its query', () => {
-    const tok = encodeCursor('s', { k: [new Date(5), 'x', null], id: 'i', d: 'n', q: 'Q' });
-    expect(decodeCursor('s', tok, 'Q')).toEqual({ k: [new Date(5), 'x', null], id: 'i', d: 'n', q: 'Q' });
-    expect(() => decodeCursor('other', tok, 'Q')).toThrow(/cursor/);
-    expect(() => decodeCursor('s', tok, 'other query')).toThrow(/cursor/);
-    expect(() => decodeCursor('s', `${tok}x`, 'Q')).toThrow(/cursor/);
-    expect(() => decodeCursor('s', 'a.b.c', 'Q')).toThrow(/cursor/);
+    const tok = encodeCursor(new CursorCodec('s'), { k: [new Date(5), 'x', null], id: 'i', d: 'n', q: 'Q' });
+    expect(decodeCursor(new CursorCodec('s'), tok, 'Q')).toEqual({ k: [new Date(5), 'x', null], id: 'i', d: 'n', q: 'Q' });
+    expect(() => decodeCursor(new CursorCodec('other'), tok, 'Q')).toThrow(/cursor/);
+    expect(() => decodeCursor(new CursorCodec('s'), tok, 'other query')).toThrow(/cursor/);
+    expect(() => decodeCursor(new CursorCodec('s'), `${tok}x`, 'Q')).toThrow(/cursor/);
+    expect(() => decodeCursor(new CursorCodec('s'), 'a.b.c', 'Q')).toThrow(/cursor/);
   });
 });
