@@ -1,6 +1,5 @@
-import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { Express } from 'express';
 import type { AuditEvent, Resource } from 'fhir/r4';
-import helmet from 'helmet';
 import type { Db } from 'mongodb';
 import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
@@ -8,10 +7,9 @@ import type { Logger } from 'pino';
 import { AuditTrail, AuthService } from './auth';
 import { anonymousPrincipal } from './auth/types';
 import type { Config } from './config';
-import { Errors, isFhirError } from './errors';
 import { buildCapabilityStatement } from './http/capability';
 import { fhirEdge, type AccessRecord } from './http/edge';
-import { outcomeOf, toFhirError } from './http/outcome';
+import { buildExpressApp } from './http/express-app';
 import { createDispatcher } from './http/routes';
 import type { Services } from './http/services';
 import { accessAudit } from './http/audit-mapping';
@@ -20,7 +18,7 @@ import { SERVED_TYPES } from './resources/registry';
 import { ResourceStore } from './resources/store';
 import { prepareValidation, validateOperation, validateResource } from './resources/validation';
 import { SearchService } from './search/service';
-import { createStorage, type CrashPoint, type Outbox, type PreparedWrite } from './storage';
+import { createStorage, type CrashPoint, type Outbox } from './storage';
 import { SubscriptionService } from './subscriptions/service';
 import { VERSION } from './version';
 
@@ -99,16 +97,8 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   const subs = subscriptions;
   outbox.addConsumer((events) => subs.onCommitted(events));
 
-  const audit = new AuditTrail({
-    logger,
-    persist: async (events: AuditEvent[]) => {
-      // Audit events are written in one batch through the one commit path, as an append-only trail.
-      const now = clock();
-      const ctx = { principal: anonymousPrincipal, internal: true };
-      const writes: PreparedWrite[] = await Promise.all(events.map((e) => store.prepare('AuditEvent', newId(), e, null, 'POST', ctx, now)));
-      await store.commit(writes, { mode: 'trail' });
-    },
-  });
+  // Audit events go through the one commit path, as an append-only trail.
+  const audit = new AuditTrail({ logger, persist: (events: AuditEvent[]) => store.appendTrail('AuditEvent', events) });
 
   const services: Services = {
     config,
@@ -128,55 +118,16 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       validateOperation(resource, { expectedType: type, allowedTypes: SERVED_TYPES, mode: mode === 'update' ? 'update' : 'validate', id }),
   };
   const dispatch = createDispatcher(services, subs.operations(storage.repository));
-  const basePath = new URL(config.baseUrl).pathname.replace(/\/+$/, '');
-  const authenticate = auth
-    ? (h: string | undefined) => auth.authenticate(h)
-    : async () => anonymousPrincipal;
-
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('trust proxy', 'loopback');
-  app.use(
-    helmet({
-      contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
-      hsts: Boolean(config.tlsCertFile),
-    }),
-  );
-  app.use((req, res, next) => {
-    const given = req.get('x-request-id');
-    res.setHeader('X-Request-Id', given && /^[\w\-.]{1,64}$/.test(given) ? given : randomUUID());
-    next();
-  });
-  app.use(requestLog(logger));
-  if (config.corsOrigins.length) app.use(cors(config.corsOrigins));
-
-  app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
-  });
-  app.get('/readyz', (_req, res) => {
-    db.command({ ping: 1 })
-      .then(() => res.json({ status: 'ready' }))
-      .catch(() => res.status(503).json({ status: 'database unreachable' }));
-  });
-  if (auth) app.use(auth.router());
-
-  app.use(basePath, express.raw({ type: () => true, limit: config.bodyLimitBytes }));
   const onAccess = (r: AccessRecord) => {
     if (r.segments[0] !== 'metadata') audit.record(accessAudit(r));
   };
-  app.use(basePath, fhirEdge({ dispatch, authenticate, logger, maxJsonDepth: config.maxJsonDepth, onAccess }));
-  app.use((req, res) => sendError(res, Errors.notFound(`Nothing at ${req.path}; the FHIR API is at ${basePath}`, 'MSG_NO_ROUTE'), logger));
-  // Body-parser failures (size, encoding) and anything else thrown before the FHIR edge.
-  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    if (isFhirError(err)) return sendError(res, err, logger);
-    const e = err as { type?: string; status?: number };
-    if (e.type === 'entity.too.large') {
-      return sendError(res, Errors.tooLarge(`The body exceeds the limit of ${config.bodyLimitBytes} bytes`, 'MSG_TOO_LARGE'), logger);
-    }
-    if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
-      return sendError(res, Errors.badRequest('The request body could not be read', 'MSG_BODY_INVALID'), logger);
-    }
-    sendError(res, err, logger);
+  const authenticate = auth ? (h: string | undefined) => auth.authenticate(h) : async () => anonymousPrincipal;
+  const app = buildExpressApp({
+    config,
+    logger,
+    ready: () => db.command({ ping: 1 }),
+    routers: auth ? [auth.router()] : [],
+    fhir: fhirEdge({ dispatch, authenticate, logger, maxJsonDepth: config.maxJsonDepth, onAccess }),
   });
 
   let stopped = false;
@@ -213,57 +164,5 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       await audit.close();
       await auth?.close();
     },
-  };
-}
-
-function sendError(res: Response, err: unknown, logger: Logger): void {
-  const fe = toFhirError(err);
-  if (fe.status >= 500) logger.error({ err }, 'unexpected error');
-  res.status(fe.status);
-  for (const [k, v] of Object.entries(fe.headers ?? {})) res.setHeader(k, v);
-  res.type('application/fhir+json; charset=utf-8').send(JSON.stringify(outcomeOf(fe)));
-}
-
-/** Request log lines: method, path, status, duration, request id. Never queries, bodies or tokens (PHI). */
-function requestLog(logger: Logger) {
-  return (req: Request, res: Response, next: NextFunction) => {
-    const start = process.hrtime.bigint();
-    res.on('finish', () => {
-      logger.info(
-        {
-          requestId: res.getHeader('X-Request-Id'),
-          method: req.method,
-          // Ids and versions are left out: an id can itself identify a patient.
-          path: req.path.replace(/\/([A-Z][A-Za-z]+)\/[^/$_][^/]*/g, '/$1/:id').replace(/\/_history\/[^/]+/, '/_history/:vid'),
-          status: res.statusCode,
-          ms: Number(process.hrtime.bigint() - start) / 1e6,
-        },
-        'request',
-      );
-    });
-    next();
-  };
-}
-
-function cors(origins: string[]) {
-  const any = origins.includes('*');
-  return (req: Request, res: Response, next: NextFunction) => {
-    const origin = req.get('origin');
-    if (origin && (any || origins.includes(origin))) {
-      res.setHeader('Access-Control-Allow-Origin', any ? '*' : origin);
-      res.setHeader('Vary', 'Origin');
-      res.setHeader('Access-Control-Expose-Headers', 'ETag, Location, Last-Modified, X-Request-Id');
-      if (req.method === 'OPTIONS') {
-        res.setHeader('Access-Control-Allow-Methods', 'GET, HEAD, POST, PUT, PATCH, DELETE');
-        res.setHeader(
-          'Access-Control-Allow-Headers',
-          'Authorization, Content-Type, Accept, If-Match, If-None-Exist, If-None-Match, Prefer, X-Request-Id',
-        );
-        res.setHeader('Access-Control-Max-Age', '600');
-        res.status(204).end();
-        return;
-      }
-    }
-    next();
   };
 }

@@ -1,5 +1,5 @@
 import type { Resource } from 'fhir/r4';
-import type { AccessPolicy, Principal } from '../auth/types';
+import { anonymousPrincipal, type AccessPolicy, type Principal } from '../auth/types';
 import { Errors, FhirError } from '../errors';
 import type { CommitOptions, CurrentDoc, HistoryDoc, IndexEntries, PreparedWrite, ResourceRepository } from '../storage';
 import { jsonEqual } from './equality';
@@ -93,6 +93,17 @@ export class ResourceStore {
   /** Current documents matching a strict query (conditional interactions and references). */
   findMatches(type: string, query: string, policy: AccessPolicy, limit: number): Promise<CurrentDoc[]> {
     return this.deps.matcher.findMatches(type, query, policy, limit);
+  }
+
+  /**
+   * Server records (the audit trail): server-side writes under fresh ids, committed as one
+   * append-only batch through the repository.
+   */
+  async appendTrail(type: string, resources: readonly Resource[]): Promise<void> {
+    const now = this.deps.clock();
+    const ctx: WriteCtx = { principal: anonymousPrincipal, internal: true };
+    const writes = await Promise.all(resources.map((r) => this.prepare(type, this.deps.newId(), r, null, 'POST', ctx, now)));
+    await this.commit(writes, { mode: 'trail' });
   }
 
   /** Commits prepared versions (see ResourceRepository.commit). */
