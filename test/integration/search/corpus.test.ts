@@ -138,14 +138,17 @@ describe.each(TYPES)('%s: both storage executors and in-memory matching agree', 
     const ofType = resources.filter((r) => r.resourceType === type);
     const mismatches: string[] = [];
     let nonEmpty = 0;
-    for (const q of qs) {
+    for (const [i, q] of qs.entries()) {
       const criteria = f.service.compileCriteria(type, q);
       const inMemory = ofType.filter((r) => f.service.matches(criteria, r)).map((r) => r.id).sort();
       // The search path: the database filter (re-checked where FerretDB's $elemMatch is loose).
       const found = (await f.service.findMatches(type, q, allowAllPolicy, 100000)).map((d) => d._id).sort();
       if (JSON.stringify(inMemory) !== JSON.stringify(found)) mismatches.push(`${q}: memory=${inMemory.join(',')} db=${found.join(',')}`);
-      const viaFilters = (await mongoStyle.findMatches(type, q, allowAllPolicy, 100000)).map((d) => d._id).sort();
-      if (JSON.stringify(inMemory) !== JSON.stringify(viaFilters)) mismatches.push(`${q} (MongoDB executor): memory=${inMemory.join(',')} db=${viaFilters.join(',')}`);
+      // Every third query through the MongoDB executor too: each one scans on FerretDB (~2 ms a document).
+      if (i % 3 === 0) {
+        const viaFilters = (await mongoStyle.findMatches(type, q, allowAllPolicy, 100000)).map((d) => d._id).sort();
+        if (JSON.stringify(inMemory) !== JSON.stringify(viaFilters)) mismatches.push(`${q} (MongoDB executor): memory=${inMemory.join(',')} db=${viaFilters.join(',')}`);
+      }
       // The raw filter alone is exact whenever it has no multi-valued ranges, and never misses a match.
       const raw = (await f.db.collection(type).find(f.service.criteriaFilter(criteria), { projection: { _id: 1 } }).toArray()).map((d) => String(d._id)).sort();
       if (criteria.exact && JSON.stringify(raw) !== JSON.stringify(inMemory)) mismatches.push(`${q} (raw filter): memory=${inMemory.join(',')} db=${raw.join(',')}`);
