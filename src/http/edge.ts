@@ -3,6 +3,7 @@ import type { Resource } from 'fhir/r4';
 import type { Logger } from 'pino';
 import type { Principal } from '../auth/types';
 import { Errors, FhirError } from '../errors';
+import { parseJson, stringifyJson } from '../json';
 import { informationOutcome, outcomeOf, toFhirError } from './outcome';
 import type { Dispatcher } from './routes';
 import type { FhirRequest, FhirResponse } from './types';
@@ -78,11 +79,8 @@ function parseBody(req: Request, maxDepth: number): { body?: unknown; contentTyp
   }
   const text = raw.toString('utf8');
   checkJsonDepth(text, maxDepth);
-  try {
-    return { body: JSON.parse(text) as unknown, contentType: ct };
-  } catch (e) {
-    throw Errors.badRequest(`The body is not valid JSON: ${(e as Error).message}`, 'MSG_JSON_INVALID');
-  }
+  // Decimals keep their text; bad JSON, prototype keys, duplicates and lone surrogates are 400s.
+  return { body: parseJson(text), contentType: ct };
 }
 
 /** The response media type from _format or Accept; 406 when only XML or other types are acceptable. */
@@ -113,7 +111,7 @@ function send(res: Response, status: number, body: Resource | undefined, headers
     res.end();
     return;
   }
-  const text = pretty ? JSON.stringify(body, null, 2) : JSON.stringify(body);
+  const text = stringifyJson(body, pretty);
   res.setHeader('Content-Type', `${type}; charset=utf-8`);
   res.setHeader('Content-Length', Buffer.byteLength(text));
   res.end(head ? undefined : text);

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config';
 import { Errors, isFhirError } from '../errors';
 import { outcomeOf, toFhirError } from './outcome';
+import { stringifyJson } from '../json';
 
 export interface ExpressAppOptions {
   config: Config;
@@ -74,7 +75,7 @@ function sendError(res: Response, err: unknown, logger: Logger): void {
   if (fe.status >= 500) logger.error({ err }, 'unexpected error');
   res.status(fe.status);
   for (const [k, v] of Object.entries(fe.headers ?? {})) res.setHeader(k, v);
-  res.type('application/fhir+json; charset=utf-8').send(JSON.stringify(outcomeOf(fe)));
+  res.type('application/fhir+json; charset=utf-8').send(stringifyJson(outcomeOf(fe)));
 }
 
 /** Request log lines: method, path, status, duration, request id. Never queries, bodies or tokens (PHI). */

@@ -2,6 +2,7 @@ import type { Parameters, ParametersParameter, Resource } from 'fhir/r4';
 import fhirpath from 'fhirpath';
 import r4 from 'fhirpath/fhir-context/r4';
 import { Errors } from '../errors';
+import { cloneJson, setText, textOf } from '../json';
 
 /**
  * FHIRPath Patch (http://hl7.org/fhir/R4/fhirpatch.html): a Parameters resource of `operation`
@@ -51,18 +52,34 @@ function intPart(op: ParametersParameter, name: string, i: number): number {
   return v;
 }
 
+const FORBIDDEN_NAMES = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** An element name from the patch; names that could reach an object prototype are refused. */
+function elementName(name: string, i: number): string {
+  if (FORBIDDEN_NAMES.has(name)) throw Errors.badRequest(`FHIRPath Patch operation ${i}: the name "${name}" is not accepted, at Parameters.parameter[${i}]`, 'MSG_JSON_FORBIDDEN_KEY', [`Parameters.parameter[${i}]`]);
+  return name;
+}
+
+/** The sender's text of a primitive value[x] (a valueDecimal of 1.50 stays 1.50), if it has one. */
+function valueText(p: ParametersParameter | undefined): string | undefined {
+  const key = p && Object.keys(p).find((k) => k.startsWith('value') && k.length > 5);
+  return key ? textOf(p, key) : undefined;
+}
+
 /** The value of a `value` part: a value[x], or nested parts for an anonymous complex type. */
 function valueOf(p: ParametersParameter | undefined, i: number): unknown {
   if (!p) throw Errors.badRequest(`FHIRPath Patch operation ${i} needs a "value"`, 'MSG_PATCH_INVALID');
   const key = Object.keys(p).find((k) => k.startsWith('value') && k.length > 5);
-  if (key) return structuredClone((p as unknown as Json)[key]);
-  if (p.resource) return structuredClone(p.resource);
+  if (key) return cloneJson((p as unknown as Json)[key]);
+  if (p.resource) return cloneJson(p.resource);
   if (p.part?.length) {
     const out: Json = {};
     for (const sub of p.part) {
       const v = valueOf(sub, i);
-      const existing = out[sub.name];
-      out[sub.name] = existing === undefined ? v : Array.isArray(existing) ? [...existing, v] : [existing, v];
+      const name = elementName(sub.name, i);
+      const existing = out[name];
+      out[name] = existing === undefined ? v : Array.isArray(existing) ? [...existing, v] : [existing, v];
+      if (existing === undefined) setText(out, name, valueText(sub));
     }
     return out;
   }
@@ -98,7 +115,7 @@ export function isFhirPathPatch(body: unknown): body is Parameters {
 }
 
 export function applyFhirPathPatch(resource: Resource, patch: Parameters): unknown {
-  const target = structuredClone(resource);
+  const target = cloneJson(resource);
   const ops = patch.parameter ?? [];
   if (ops.length === 0) throw Errors.badRequest('A FHIRPath Patch needs at least one "operation" parameter', 'MSG_PATCH_INVALID');
   ops.forEach((op, i) => {
@@ -108,7 +125,7 @@ export function applyFhirPathPatch(resource: Resource, patch: Parameters): unkno
     const nodes = evaluate(target, path, i);
     switch (type) {
       case 'add': {
-        const name = stringPart(op, 'name', i)!;
+        const name = elementName(stringPart(op, 'name', i)!, i);
         const holderNode = single(nodes, i, 'add');
         const holder = holderNode.data as Json;
         if (typeof holder !== 'object' || holder === null || Array.isArray(holder)) {
@@ -118,7 +135,10 @@ export function applyFhirPathPatch(resource: Resource, patch: Parameters): unkno
         if (repeating[`${holderNode.path}.${name}`]) holder[name] = [...((holder[name] as unknown[] | undefined) ?? []), value];
         else if (holder[name] !== undefined) {
           throw Errors.unprocessable(`FHIRPath Patch operation ${i}: ${path}.${name} already has a value; use replace`, 'MSG_PATCH_INVALID');
-        } else holder[name] = value;
+        } else {
+          holder[name] = value;
+          setText(holder, name, valueText(part(op, 'value')));
+        }
         break;
       }
       case 'insert': {
@@ -126,6 +146,7 @@ export function applyFhirPathPatch(resource: Resource, patch: Parameters): unkno
         const index = intPart(op, 'index', i);
         if (index > l.length) throw Errors.unprocessable(`FHIRPath Patch operation ${i}: index ${index} is beyond the list`, 'MSG_PATCH_INVALID');
         l.splice(index, 0, valueOf(part(op, 'value'), i));
+        setText(l, index, valueText(part(op, 'value')));
         break;
       }
       case 'delete': {
@@ -142,6 +163,8 @@ export function applyFhirPathPatch(resource: Resource, patch: Parameters): unkno
         const value = valueOf(part(op, 'value'), i);
         if (index !== undefined) (holder[prop] as unknown[])[index] = value;
         else holder[prop] = value;
+        if (index !== undefined) setText(holder[prop] as unknown[], index, valueText(part(op, 'value')));
+        else setText(holder, prop, valueText(part(op, 'value')));
         break;
       }
       case 'move': {

@@ -4,6 +4,7 @@ import { Errors, FhirError } from '../errors';
 import type { CommitOptions, CurrentDoc, HistoryDoc, IndexEntries, PreparedWrite, ResourceRepository } from '../storage';
 import { jsonEqual } from './equality';
 import { typeDef } from './registry';
+import { attachDecimals, decimalsOf, sameDecimals } from '../json';
 
 /** What the store needs from the search engine. */
 export interface Indexer {
@@ -161,6 +162,7 @@ export class ResourceStore {
     now: Date,
   ): Promise<PreparedWrite> {
     if (!ctx.internal) requireWritableType(type);
+    const texts = decimalsOf(incoming); // before validation and hooks, which may copy the body
     let resource = this.deps.validate(incoming, {
       expectedType: type,
       mode: method === 'POST' ? 'create' : 'update',
@@ -178,9 +180,10 @@ export class ResourceStore {
     const body = { ...resource, id } as Resource;
     if (Object.keys(meta).length > 0) body.meta = meta;
     else delete body.meta;
+    const dec = attachDecimals(body, texts);
 
-    // An update identical to the current content makes no new version.
-    if (previous && !current?.deleted && jsonEqual(stripServerMeta(previous), body)) {
+    // An update identical to the current content (decimal spellings included) makes no new version.
+    if (previous && !current?.deleted && jsonEqual(stripServerMeta(previous), body) && sameDecimals(current?.dec, dec)) {
       return { type, id, method, expectedVid, current, doc: current as CurrentDoc, noop: true };
     }
 
@@ -191,6 +194,7 @@ export class ResourceStore {
     // Key order: resourceType, id, meta first, as readers expect.
     const { resourceType, id: _id, meta: m, ...rest } = stamped as Resource & Record<string, unknown>;
     const ordered = { resourceType, id: _id, meta: m, ...rest } as Resource;
+    attachDecimals(ordered, dec);
     const { idx, comp } = this.deps.indexer.index(ordered);
     if (!ctx.principal.policy.canWrite(ordered, comp)) {
       throw Errors.forbidden(`Your access does not allow writing this ${type}`, 'MSG_FORBIDDEN', [type]);
@@ -199,6 +203,7 @@ export class ResourceStore {
       throw Errors.forbidden(`Your access does not allow changing ${type}/${id}`, 'MSG_FORBIDDEN', [type]);
     }
     const doc: CurrentDoc = { _id: id, res: ordered, vid, ts: now, deleted: false, idx, comp };
+    if (dec) doc.dec = dec;
     return { type, id, method, expectedVid, current, doc, noop: false };
   }
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Resource } from 'fhir/r4';
 import { Errors } from '../errors';
+import { attachDecimals, decimalsOf } from '../json';
 
 export type Summary = 'true' | 'false' | 'text' | 'data' | 'count';
 
@@ -67,8 +68,14 @@ export function parseSummary(v: string): Summary {
   return v as Summary;
 }
 
-/** Applies `_summary` / `_elements` to one resource. */
+/** Applies `_summary` / `_elements` to one resource, keeping the decimal texts of what it keeps. */
 export function shape(resource: Resource, summary: Summary | undefined, elements: string[] | undefined): Resource {
+  const out = shapeOnly(resource, summary, elements);
+  if (out !== resource) attachDecimals(out, decimalsOf(resource));
+  return out;
+}
+
+function shapeOnly(resource: Resource, summary: Summary | undefined, elements: string[] | undefined): Resource {
   if (summary === 'true') {
     const info = infoFor(resource.resourceType);
     return info ? keepTop(resource, (k) => info.summary.has(k)) : resource;

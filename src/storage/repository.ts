@@ -8,6 +8,7 @@ import type { NamedLocks } from './locks';
 import { STALE_INTENT_MS } from './outbox';
 import { historyId, type CurrentDoc, type HistoryDoc, type OutboxDoc, type PreparedWrite } from './types';
 import { historyDocOf, type Versions } from './versions';
+import { restoreDecimals } from '../json';
 
 /** How a set of prepared versions is committed. */
 export interface CommitOptions {
@@ -67,8 +68,8 @@ export class ResourceRepository {
   // ---------------------------------------------------------------- reads
 
   /** The current document of type/id (deleted ones included), or null. */
-  read(type: string, id: string): Promise<CurrentDoc | null> {
-    return this.cols.current(type).findOne({ _id: id });
+  async read(type: string, id: string): Promise<CurrentDoc | null> {
+    return restoreDecimals(await this.cols.current(type).findOne({ _id: id }));
   }
 
   /** One committed version, or null (unknown, or its transaction has not committed). */
@@ -92,7 +93,7 @@ export class ResourceRepository {
     if (Object.keys(ts).length) filter.ts = ts;
     if (q.before) filter.$or = [{ ts: { $lt: q.before.ts } }, { ts: q.before.ts, _id: { $lt: q.before.id } }];
     const uncommitted = await this.store.uncommittedTransactions();
-    const batch = await this.cols.history.find(filter).sort({ ts: -1, _id: -1 }).limit(q.limit).toArray();
+    const batch = (await this.cols.history.find(filter).sort({ ts: -1, _id: -1 }).limit(q.limit).toArray()).map(restoreDecimals);
     const lastDoc = batch[batch.length - 1];
     return {
       versions: batch.filter((h) => !(h.tx && uncommitted.has(h.tx))),

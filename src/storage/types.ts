@@ -1,4 +1,5 @@
 import type { Resource } from 'fhir/r4';
+import type { DecimalText } from '../json';
 
 /** Index values extracted from a resource at write time, by search parameter code (see src/search). */
 export type IndexEntries = Record<string, unknown>;
@@ -10,6 +11,8 @@ export type IndexEntries = Record<string, unknown>;
 export interface CurrentDoc {
   _id: string;
   res: Resource;
+  /** Sender's text of numbers JS would write differently (src/json/decimals.ts); absent when none. */
+  dec?: DecimalText[];
   /** Version number, 1-based; equals Number(res.meta.versionId). */
   vid: number;
   /** Time of the last change (res.meta.lastUpdated). */
@@ -40,6 +43,8 @@ export interface HistoryDoc {
   method: WriteMethod;
   /** The resource as of this version (absent for deletions). */
   res?: Resource;
+  /** As CurrentDoc.dec. */
+  dec?: DecimalText[];
   comp: string[];
   /**
    * Transaction journal id, when the version was written by a transaction Bundle. Such a

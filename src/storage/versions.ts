@@ -3,6 +3,7 @@ import { type Collections, isDuplicateKey } from './collections';
 import { GroupInserter } from './group-insert';
 import { findByIds } from './lookup';
 import { historyId, type CurrentDoc, type HistoryDoc, type IndexEntries, type PreparedWrite } from './types';
+import { restoreDecimals } from '../json';
 
 /** Search's write-time index (owned by src/search), used when a version is rebuilt from history. */
 export type IndexFn = (resource: Resource) => { idx: IndexEntries; comp: string[] };
@@ -24,7 +25,7 @@ export class Versions {
    * versions of a transaction still in flight are not committed yet.
    */
   async committed(type: string, id: string, vid: number): Promise<HistoryDoc | null> {
-    const h = await this.cols.history.findOne({ _id: historyId(type, id, vid) });
+    const h = restoreDecimals(await this.cols.history.findOne({ _id: historyId(type, id, vid) }));
     if (!h?.tx) return h;
     const j = await this.cols.journal.findOne({ _id: h.tx }, { projection: { state: 1 } });
     return !j || j.state === 'committed' ? h : null;
@@ -33,7 +34,7 @@ export class Versions {
   /** Committed versions by history id (point reads; versions of open transactions left out). */
   async committedByIds(ids: readonly string[]): Promise<HistoryDoc[]> {
     if (ids.length === 0) return [];
-    const hs = await findByIds(this.cols.history, ids);
+    const hs = (await findByIds(this.cols.history, ids)).map(restoreDecimals);
     const open = hs.some((h) => h.tx) ? await this.uncommittedTransactions() : new Set<string>();
     return hs.filter((h) => !(h.tx && open.has(h.tx)));
   }
@@ -117,7 +118,9 @@ export class Versions {
       };
     }
     const { idx, comp } = this.index(h.res);
-    return { _id: h.id, res: h.res, vid: h.vid, ts: h.ts, deleted: false, idx, comp };
+    const doc: CurrentDoc = { _id: h.id, res: h.res, vid: h.vid, ts: h.ts, deleted: false, idx, comp };
+    if (h.dec) doc.dec = h.dec;
+    return doc;
   }
 
   private inserter(type: string): GroupInserter<CurrentDoc> {
@@ -140,6 +143,7 @@ export function historyDocOf(w: PreparedWrite, txId?: string): HistoryDoc {
     comp: w.doc.comp,
   };
   if (!w.doc.deleted) h.res = w.doc.res;
+  if (!w.doc.deleted && w.doc.dec) h.dec = w.doc.dec;
   if (txId) h.tx = txId;
   return h;
 }

@@ -12,6 +12,8 @@ import type { NotificationLog } from './numbering';
 import type { SubscriptionOptions } from './options';
 import { signatureHeader } from './signature';
 import type { WebSocketHub } from './websocket';
+import { stringifyJson } from '../json';
+import { restoreDecimals } from '../json';
 
 export interface DeliveryContext {
   db: Db;
@@ -260,7 +262,7 @@ export class DeliveryWorker {
 
   private async heartbeat(s: StateDoc, rt: RuntimeDoc): Promise<void> {
     if (this.isWebsocket(s)) {
-      await this.ctx.hub.send(s._id, JSON.stringify(await this.bundle(s, 'heartbeat', [])));
+      await this.ctx.hub.send(s._id, stringifyJson(await this.bundle(s, 'heartbeat', [])));
     } else {
       const r = await this.postNotification(s, 'heartbeat', []);
       if (!r.ok) {
@@ -296,7 +298,7 @@ export class DeliveryWorker {
 
   private async sendWebsocket(s: StateDoc, rows: NotificationRow[]): Promise<boolean> {
     if (!this.ctx.hub.isBound(s._id)) return false;
-    const text = s.spec.kind === 'criteria' ? `ping ${s._id}` : JSON.stringify(await this.bundle(s, 'event-notification', rows));
+    const text = s.spec.kind === 'criteria' ? `ping ${s._id}` : stringifyJson(await this.bundle(s, 'event-notification', rows));
     const sent = await this.ctx.hub.send(s._id, text);
     return sent > 0;
   }
@@ -347,9 +349,9 @@ export class DeliveryWorker {
   private async resourcesFor(rows: NotificationRow[]): Promise<Map<string, Resource>> {
     const ids = rows.filter((r) => r.method !== 'DELETE').map((r) => r.historyId);
     const docs = ids.length
-      ? await this.ctx.db.collection<HistoryDoc>('history').find({ _id: { $in: ids } }, { projection: { res: 1 } }).toArray()
+      ? await this.ctx.db.collection<HistoryDoc>('history').find({ _id: { $in: ids } }, { projection: { res: 1, dec: 1 } }).toArray()
       : [];
-    return new Map(docs.filter((d) => d.res).map((d) => [d._id, d.res!]));
+    return new Map(docs.filter((d) => d.res).map((d) => [d._id, restoreDecimals(d).res!]));
   }
 
   async bundle(s: StateDoc, type: NotificationType, rows: NotificationRow[]) {
@@ -380,7 +382,7 @@ export class DeliveryWorker {
     const spec = s.spec;
     // R4 criteria subscription without payload: a bare POST tells the client to come and look.
     const bare = spec.kind === 'criteria' && !spec.payloadMime;
-    const body = bare ? '' : JSON.stringify(await this.bundle(s, type, rows));
+    const body = bare ? '' : stringifyJson(await this.bundle(s, type, rows));
     const now = this.ctx.now();
     const headers: Record<string, string> = {};
     for (const h of spec.headers) headers[h.name] = h.value;

@@ -21,6 +21,7 @@ import { parseSubscription, takeSigningSecret, type SubscriptionSpec } from './s
 import { compileTopic, loadShippedTopics, topicFires, type CompiledTopic, type CriteriaEvaluator, type Interaction, type SubscriptionTopicResource } from './topics';
 import { WebSocketHub, type BindResult } from './websocket';
 import type { CommittedEvent, ResourceRepository } from '../storage';
+import { stringifyJson } from '../json';
 
 /** One committed version, from the durable outbox (src/storage/outbox.ts). */
 export type { CommittedEvent } from '../storage';
@@ -468,7 +469,7 @@ export class SubscriptionService {
         if (!s) continue;
         if (s.spec.kind === 'topic') {
           const hs = await this.worker.bundle({ ...s, status: s.status }, 'handshake', []);
-          await this.hub.send(id, JSON.stringify(hs));
+          await this.hub.send(id, stringifyJson(hs));
         }
       }
       this.worker.kick(ids);

@@ -8,6 +8,7 @@ import type { Services } from '../services';
 import type { FhirRequest, FhirResponse } from '../types';
 import { knownType, validId } from './common';
 import { patchFunction } from './patch';
+import { attachDecimals, decimalsOf, parseJson } from '../../json';
 
 export type Dispatch = (req: FhirRequest) => Promise<FhirResponse>;
 
@@ -87,9 +88,10 @@ function binaryJson(r: Resource): unknown {
   const data = (r as { data?: string }).data;
   if (!data) throw Errors.badRequest('PATCH entry Binary has no data', 'MSG_PATCH_INVALID');
   try {
-    return JSON.parse(Buffer.from(data, 'base64').toString('utf8'));
-  } catch {
-    throw Errors.badRequest('PATCH entry Binary data is not a JSON Patch document', 'MSG_PATCH_INVALID');
+    return parseJson(Buffer.from(data, 'base64').toString('utf8'));
+  } catch (e) {
+    const why = e instanceof Error ? `: ${e.message}` : '';
+    throw Errors.badRequest(`PATCH entry Binary data is not a JSON Patch document${why}`, 'MSG_PATCH_INVALID');
   }
 }
 
@@ -143,6 +145,12 @@ function rewriteReferences(value: unknown, map: Map<string, string>): unknown {
     return out;
   }
   return value;
+}
+
+/** The copy keeps the decimal texts of the original (only reference strings changed). */
+function withTexts(copy: unknown, original: unknown): unknown {
+  attachDecimals(copy, decimalsOf(original));
+  return copy;
 }
 
 /** Collects conditional references ("Patient?identifier=...") so they can be resolved once. */
@@ -259,7 +267,7 @@ async function transaction(
     if (!p.target || p.existing || p.nothing) continue;
     try {
       const { type, id } = p.target;
-      const body = p.entry.resource ? rewriteReferences(p.entry.resource, idMap) : undefined;
+      const body = p.entry.resource ? withTexts(rewriteReferences(p.entry.resource, idMap), p.entry.resource) : undefined;
       const ifMatch = parseVersionTag(p.entry.request!.ifMatch);
       // A create's id was just generated: nothing can exist under it, so no lookup is needed.
       const current = p.method === 'POST' ? null : await store.repository.read(type, id);

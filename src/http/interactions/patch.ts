@@ -1,6 +1,7 @@
 import type { Resource } from 'fhir/r4';
-import { applyPatch, JsonPatchError, type Operation } from 'fast-json-patch';
+import { applyOperation, getValueByPointer, JsonPatchError, type Operation } from 'fast-json-patch';
 import { Errors } from '../../errors';
+import { attachDecimals, cloneJson, decimalsOf, setText, textOf } from '../../json';
 import { applyFhirPathPatch, isFhirPathPatch } from '../../resources/fhirpath-patch';
 import { parseVersionTag } from '../../resources/store';
 import { writeResponse } from '../responses';
@@ -17,6 +18,12 @@ function parseJsonPatch(body: unknown): Operation[] {
     if (typeof o !== 'object' || o === null || typeof o.op !== 'string' || !OPS.has(o.op) || typeof o.path !== 'string') {
       throw Errors.badRequest(`JSON Patch operation ${i} is malformed: it needs "op" (add, remove, replace, move, copy, test) and "path"`, 'MSG_PATCH_INVALID');
     }
+    for (const field of ['path', 'from'] as const) {
+      const pointer = o[field];
+      if (typeof pointer === 'string' && /(^|\/)(__proto__|constructor|prototype)(\/|$)/.test(pointer)) {
+        throw Errors.badRequest(`JSON Patch operation ${i}: ${field} "${pointer}" names a key that is not accepted, at [${i}].${field}`, 'MSG_JSON_FORBIDDEN_KEY', [`[${i}].${field}`]);
+      }
+    }
     if (/^\/(id|resourceType|meta\/(versionId|lastUpdated))(\/|$)/.test(o.path)) {
       throw Errors.unprocessable(`JSON Patch operation ${i} may not change ${o.path}`, 'MSG_PATCH_INVALID');
     }
@@ -24,10 +31,43 @@ function parseJsonPatch(body: unknown): Operation[] {
   return body as Operation[];
 }
 
-/** Applies a JSON Patch (RFC 6902) to a copy of the resource. */
-export function applyJsonPatch(resource: Resource, ops: Operation[]): unknown {
+/** The object and key a JSON pointer names after an operation (`-` is the element just appended). */
+function target(doc: unknown, pointer: string): { holder: object; key: string | number } | undefined {
+  const at = pointer.lastIndexOf('/');
+  if (at < 0) return undefined;
+  let holder: unknown;
   try {
-    return applyPatch(structuredClone(resource), ops, true, false).newDocument;
+    holder = at === 0 ? doc : getValueByPointer(doc, pointer.slice(0, at));
+  } catch {
+    return undefined; // an unresolvable `from`: the operation itself reports it
+  }
+  const key = pointer.slice(at + 1).replace(/~1/g, '/').replace(/~0/g, '~');
+  if (typeof holder !== 'object' || holder === null) return undefined;
+  return { holder, key: Array.isArray(holder) && key === '-' ? holder.length - 1 : key };
+}
+
+/**
+ * Applies a JSON Patch (RFC 6902) to a copy of the resource, one operation at a time so that
+ * decimal texts follow: an added or replaced number takes the patch's text, a moved or copied
+ * value keeps its own, untouched elements keep theirs.
+ */
+export function applyJsonPatch(resource: Resource, ops: Operation[]): unknown {
+  let doc: unknown = cloneJson(resource);
+  try {
+    ops.forEach((op, i) => {
+      const source = op.op === 'move' || op.op === 'copy' ? target(doc, op.from) : undefined;
+      const moved = source ? (source.holder as Record<string, unknown>)[source.key] : undefined;
+      const sourceTexts = typeof moved === 'object' ? decimalsOf(moved) : undefined;
+      const sourceText = source && typeof moved === 'number' ? textOf(source.holder, source.key) : undefined;
+      doc = applyOperation(doc, op, true, true, true, i).newDocument;
+      const t = op.op === 'add' || op.op === 'replace' || op.op === 'move' || op.op === 'copy' ? target(doc, op.path) : undefined;
+      if (!t) return;
+      const value = (t.holder as Record<string, unknown>)[t.key];
+      if (op.op === 'add' || op.op === 'replace') setText(t.holder, t.key, textOf(op, 'value'));
+      else if (typeof value === 'number') setText(t.holder, t.key, sourceText);
+      else attachDecimals(value, sourceTexts);
+    });
+    return doc;
   } catch (e) {
     if (e instanceof JsonPatchError) {
       if (e.name === 'TEST_OPERATION_FAILED') {
@@ -35,6 +75,8 @@ export function applyJsonPatch(resource: Resource, ops: Operation[]): unknown {
       }
       throw Errors.unprocessable(`JSON Patch operation ${e.index ?? ''} cannot be applied: ${e.message.split('\n')[0]}`, 'MSG_PATCH_INVALID');
     }
+    // The library walks into primitives with a TypeError (e.g. /valueQuantity/value/x): the client's path, not our bug.
+    if (e instanceof TypeError) throw Errors.unprocessable('A JSON Patch operation names a path inside a primitive value', 'MSG_PATCH_INVALID');
     throw e;
   }
 }

@@ -5,6 +5,7 @@ import { findByIds } from '../lookup';
 import type { CurrentDoc } from '../types';
 import type { BucketIndex, BucketPlan, Candidate } from './buckets';
 import { DATE_SORT, type SortKey, sortValue } from './keys';
+import { restoreDecimals } from '../../json';
 
 /** A bucket walk's inputs: the buckets, the collection its candidates are read from, the exact checks. */
 export interface WalkInput {
@@ -25,7 +26,7 @@ function candidateFetcher(w: WalkInput, extra?: Cond): { found: CurrentDoc[]; fe
   const fetch = async (cands: Candidate[]) => {
     const ids = [...new Set(cands.map((c) => c.i))].filter((id) => !fetched.has(id));
     for (const id of ids) fetched.add(id);
-    const docs = await findByIds(w.col, ids);
+    const docs = (await findByIds(w.col, ids)).map(restoreDecimals);
     found.push(...docs.filter((d) => !d.deleted && evaluate(w.cond, d) && (!extra || evaluate(extra, d)) && w.policy.canRead(d.res, d.comp)));
   };
   return { found, fetch };

@@ -10,6 +10,7 @@ import type { CountQuery, Explanation, IndexSpec, LastnQuery, LiveVersion, Maint
 import type { CommittedEvent } from '../outbox';
 import { hasElemRange, keysetCond, relax, sortValue } from './keys';
 import { reindexStale } from './reindex';
+import { restoreDecimals } from '../../json';
 
 /**
  * The filter strategy: every query becomes one MongoDB filter (the condition, `deleted: false`
@@ -53,7 +54,7 @@ export class MongoExecutor implements QueryExecutor {
       const f = after ? { $and: [filter, toMongo(keysetCond(order, after))] } : filter;
       const rows = (await this.col(q.type).find(f, { projection, sort, limit: batch }).toArray()) as unknown as CurrentDoc[];
       for (const r of rows) {
-        if (!recheck || evaluate(q.cond, r)) out.push(r);
+        if (!recheck || evaluate(q.cond, r)) out.push(restoreDecimals(r));
         if (out.length >= q.limit) return out;
       }
       if (!recheck || rows.length < batch) return out;
@@ -90,7 +91,7 @@ export class MongoExecutor implements QueryExecutor {
       const codes = ((await col.distinct('idx.code:s', sf)) as unknown[]).filter((c): c is string => typeof c === 'string');
       for (const c of codes) {
         const sort: Sort = { 'idx.date.l': -1, _id: 1 };
-        out.push(...((await col.find({ $and: [sf, { 'idx.code:s': c }] }, { projection: { res: 1 }, sort, limit: q.max }).toArray()) as unknown as CurrentDoc[]));
+        out.push(...((await col.find({ $and: [sf, { 'idx.code:s': c }] }, { projection: { res: 1, dec: 1 }, sort, limit: q.max }).toArray()) as unknown as CurrentDoc[]).map(restoreDecimals));
       }
     }
     return out;
@@ -101,7 +102,7 @@ export class MongoExecutor implements QueryExecutor {
     const recheck = hasElemRange(q.cond);
     const filter = this.filter('Observation', relax(q.cond, true), q.policy);
     const taken = new Map<string, number>();
-    const projection = recheck ? { res: 1, idx: 1, comp: 1 } : { res: 1, 'idx.subject': 1, 'idx.code:s': 1 };
+    const projection = recheck ? { res: 1, dec: 1, idx: 1, comp: 1 } : { res: 1, dec: 1, 'idx.subject': 1, 'idx.code:s': 1 };
     const out: CurrentDoc[] = [];
     for await (const d of this.col('Observation').find(filter, { projection, sort: { 'idx.date.l': -1, _id: 1 } })) {
       if (recheck && !evaluate(q.cond, d)) continue;
@@ -109,7 +110,7 @@ export class MongoExecutor implements QueryExecutor {
       const n = taken.get(key) ?? 0;
       if (n >= q.max) continue;
       taken.set(key, n + 1);
-      out.push(d as unknown as CurrentDoc);
+      out.push(restoreDecimals(d as unknown as CurrentDoc));
     }
     return out;
   }
@@ -161,13 +162,14 @@ export class MongoExecutor implements QueryExecutor {
 function projectionOf(fields: string[], order: { field: string }[]): Document {
   const p: Document = {};
   for (const f of fields) p[f] = 1;
+  if (p.res) p.dec = 1; // the decimal texts travel with the resource
   for (const k of order) if (k.field !== '_id') p[k.field] = 1;
   return p;
 }
 
 /** Point reads by id, then the checks a filter would make (current, matching, readable). */
 export async function pointReads(col: Collection<CurrentDoc>, ids: readonly string[], cond: Cond | undefined, policy: AccessPolicy): Promise<CurrentDoc[]> {
-  const docs = await findByIds(col, ids);
+  const docs = (await findByIds(col, ids)).map(restoreDecimals);
   return docs.filter((d) => !d.deleted && (!cond || evaluate(cond, d)) && policy.canRead(d.res, d.comp));
 }
 
