@@ -1,0 +1,54 @@
+import type { Goal, Patient, Resource } from 'fhir/r4';
+import type { Db } from 'mongodb';
+import type { Logger } from 'pino';
+import { allowAllPolicy, anonymousPrincipal } from '../auth/types';
+import type { AlertingConfig } from '../config';
+import type { ResourceStore } from '../resources/store';
+import type { SearchService } from '../search/service';
+import type { ResourcePort } from './episodes';
+import { AlertingService } from './service';
+
+export { AlertingService } from './service';
+
+/**
+ * Builds the alerting module on the server's own commit path: its Flags and NEWS2 Observations
+ * are server-side writes (versioned, in the outbox, notified like any other version).
+ */
+export function createAlerting(deps: {
+  db: Db;
+  config: AlertingConfig;
+  logger: Logger;
+  store: ResourceStore;
+  search: SearchService;
+  clock: () => Date;
+}): AlertingService {
+  const { store, search } = deps;
+  const resources: ResourcePort = {
+    async read(type, id) {
+      const d = await store.current(type).findOne({ _id: id });
+      return d && !d.deleted ? { resource: d.res, vid: d.vid } : undefined;
+    },
+    async write(resource: Resource, ifMatch?: number) {
+      await store.update(resource.resourceType, resource.id!, resource, { principal: anonymousPrincipal, internal: true }, ifMatch || undefined);
+    },
+  };
+  return new AlertingService({
+    db: deps.db,
+    config: deps.config,
+    logger: deps.logger,
+    resources,
+    now: deps.clock,
+    goals: async (patientRef) =>
+      (await search.findMatches('Goal', `subject=${encodeURIComponent(patientRef)}`, allowAllPolicy, 50)).map((d) => d.res as Goal),
+  });
+}
+
+/** Reads a Patient for range resolution (age, gender). */
+export function patientReader(store: ResourceStore): { patient(id: string): Promise<Patient | undefined> } {
+  return {
+    async patient(id) {
+      const d = await store.current('Patient').findOne({ _id: id }, { projection: { res: 1, deleted: 1 } });
+      return d && !d.deleted ? (d.res as Patient) : undefined;
+    },
+  };
+}
