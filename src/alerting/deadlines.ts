@@ -2,6 +2,7 @@ import type { Collection, Db } from 'mongodb';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { isDuplicateKey } from '../resources/store';
+import { putById } from './db';
 
 /** A durable deadline: `_id` names what it is about (e.g. `silent|Device/7`); `token` changes at each reschedule. */
 export interface DeadlineDoc {
@@ -19,6 +20,8 @@ export type DeadlineHandler = (d: DeadlineDoc) => Promise<void>;
 
 /** A claim this old belongs to an instance that died while firing; the deadline may be taken over. */
 const CLAIM_STALE_MS = 30_000;
+/** How long fired claims are kept. */
+const CLAIM_KEEP_MS = 3_600_000;
 
 /**
  * Deadlines kept in the database, so they survive restarts and crashes: an overdue deadline
@@ -51,7 +54,7 @@ export class DeadlineWorker {
 
   /** Sets (or moves) a deadline. */
   async schedule(id: string, due: Date, data: Record<string, string> = {}): Promise<void> {
-    await this.deadlines.replaceOne({ _id: id }, { due, token: randomUUID(), data }, { upsert: true });
+    await putById(this.deadlines, id, { due, token: randomUUID(), data });
   }
 
   async cancel(id: string): Promise<void> {
@@ -92,9 +95,10 @@ export class DeadlineWorker {
       if (!(await this.claim(d, now))) continue;
       await this.handler(d);
       await this.deadlines.deleteOne({ _id: d._id, token: d.token });
-      await this.claims.deleteOne({ _id: `${d._id}|${d.token}` }).catch(() => undefined);
       fired++;
     }
+    // Claims stay a while (a slower instance that read the same deadline must still lose), then go.
+    if (fired > 0) await this.claims.deleteMany({ at: { $lt: new Date(now.getTime() - CLAIM_KEEP_MS) } });
     return fired;
   }
 

@@ -2,6 +2,7 @@ import type { Flag, Resource } from 'fhir/r4';
 import type { Collection, Db } from 'mongodb';
 import { findByIds } from '../db/lookup';
 import { isDuplicateKey } from '../resources/store';
+import { putById } from './db';
 import { buildFlag, flagIdOf, type EpisodeView } from './flag';
 import { ALERT_EXT, SEVERITY_LEVEL, type AlertEvent, type EpisodeStream, type Judged } from './model';
 
@@ -88,7 +89,7 @@ export class EpisodeTracker {
     let n = head?.n ?? 0;
     while (await this.keys.findOne({ _id: `${streamKey}#${n + 1}` }, { projection: { _id: 1 } })) n++;
     if (n === 0) return undefined;
-    if (n !== head?.n) await this.heads.replaceOne({ _id: streamKey }, { n }, { upsert: true }).catch(() => undefined);
+    if (n !== head?.n) await putById(this.heads, streamKey, { n }).catch(() => undefined);
     const end = await this.keys.findOne({ _id: `${streamKey}#${n}|end` }, { projection: { _id: 1 } });
     return { stream: streamKey, n, open: !end };
   }
@@ -110,7 +111,7 @@ export class EpisodeTracker {
           _id: `${stream.key}#${n}`, stream, n, level: r.level, severity: r.severity, start: r.at,
           firstRef: r.ref, latestRef: r.ref, normals: [], lastAbnormalAt: r.at, maxLevel,
         };
-        await this.state.replaceOne({ _id: s._id }, s, { upsert: true });
+        await putById(this.state, s._id, withoutId(s));
         return this.project(stream.key, n);
       }
       return this.apply(stream, r, maxLevel, normalsToResolve);
@@ -124,7 +125,7 @@ export class EpisodeTracker {
         _id: id, stream, n: cur.n, level: r.level || 1, severity: r.level ? r.severity : '?', start: k?.at ?? r.at,
         firstRef: k?.ref ?? r.ref, latestRef: k?.ref ?? r.ref, normals: [], lastAbnormalAt: k?.at ?? r.at, maxLevel,
       };
-      await this.state.replaceOne({ _id: id }, rebuilt, { upsert: true });
+      await putById(this.state, id, withoutId(rebuilt));
       return this.apply(stream, r, maxLevel, normalsToResolve);
     }
     if (r.level === 0) {
@@ -233,6 +234,11 @@ export class EpisodeTracker {
       throw e;
     }
   }
+}
+
+function withoutId<T extends { _id: string }>(d: T): Omit<T, '_id'> {
+  const { _id, ...rest } = d;
+  return rest;
 }
 
 function ignoreDuplicate(e: unknown): void {

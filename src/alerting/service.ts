@@ -7,6 +7,7 @@ import { Errors } from '../errors';
 import type { CommittedEvent } from '../resources/outbox';
 import type { RangeContext } from '../subscriptions/interpretation';
 import { LOINC, SNOMED } from '../terminology/vital-codes';
+import { putById } from './db';
 import { DeadlineWorker, type DeadlineDoc } from './deadlines';
 import { EpisodeTracker, type ResourcePort } from './episodes';
 import { flagIdOf } from './flag';
@@ -165,7 +166,7 @@ export class AlertingService {
       changed = true;
     }
     if (!changed) return;
-    await latest.replaceOne({ _id: patient }, { v: doc.v }, { upsert: true });
+    await putById(latest, patient, { v: doc.v });
 
     const fresh = at.getTime() - this.deps.config.news2FreshnessMinutes * 60_000;
     const inputs: News2Inputs = {};

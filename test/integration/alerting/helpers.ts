@@ -26,9 +26,14 @@ export async function getJson<T>(ctx: TestContext, path: string): Promise<T> {
   return JSON.parse(res.text) as T;
 }
 
-/** Lets the outbox process every commit, including the Flags and NEWS2 Observations it writes itself. */
+/**
+ * Waits until the outbox has handed every committed version to its consumers, including the
+ * Flags and NEWS2 Observations alerting writes itself (their intents exist before the intent of
+ * the reading that caused them is let go, so an empty outbox means the cascade is done).
+ */
 export async function settle(ctx: TestContext): Promise<void> {
-  for (let i = 0; i < 4; i++) await ctx.vigil.outbox.drainNow();
+  ctx.vigil.outbox.nudge();
+  await until('the outbox to drain', async () => ((await ctx.db.collection('outbox').countDocuments({})) === 0 ? true : undefined), 30_000);
 }
 
 export async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
