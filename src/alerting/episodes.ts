@@ -9,7 +9,10 @@ import { ALERT_EXT, SEVERITY_LEVEL, type AlertEvent, type EpisodeStream, type Ju
 /** How the module reads and writes resources (the server's own commit path; see service.ts). */
 export interface ResourcePort {
   read(type: string, id: string): Promise<{ resource: Resource; vid: number } | undefined>;
-  /** A server-side write; with `ifMatch` a racing writer makes it throw (it is then retried). */
+  /**
+   * A server-side write. With `ifMatch` (a version, or 0 for "must not exist yet") a racing
+   * writer makes it throw, and the caller retries; without it, the last writer wins.
+   */
   write(resource: Resource, ifMatch?: number): Promise<void>;
 }
 
@@ -219,8 +222,10 @@ export class EpisodeTracker {
         await this.resources.write(flag, cur?.vid ?? 0);
         return event;
       } catch (e) {
-        if (attempt >= 4) throw e;
-        // Someone else wrote the Flag meanwhile (an acknowledgement, a quiet-period resolution): project again.
+        if (attempt >= 19) throw e;
+        // Someone else wrote the Flag meanwhile (an acknowledgement, a quiet-period resolution,
+        // another instance): project again after a short random pause, so contenders spread out.
+        await new Promise((r) => setTimeout(r, Math.random() * 10 * (attempt + 1)));
       }
     }
   }

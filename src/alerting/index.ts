@@ -29,7 +29,14 @@ export function createAlerting(deps: {
       return d && !d.deleted ? { resource: d.res, vid: d.vid } : undefined;
     },
     async write(resource: Resource, ifMatch?: number) {
-      await store.update(resource.resourceType, resource.id!, resource, { principal: anonymousPrincipal, internal: true }, ifMatch || undefined);
+      const ctx = { principal: anonymousPrincipal, internal: true };
+      if (ifMatch !== 0) {
+        await store.update(resource.resourceType, resource.id!, resource, ctx, ifMatch);
+        return;
+      }
+      // Create only: of two racing creators the second fails on the unique first version.
+      const w = await store.prepare(resource.resourceType, resource.id!, resource, null, 'PUT', ctx, deps.clock());
+      if (!w.noop) await store.commit(w);
     },
   };
   return new AlertingService({
