@@ -132,7 +132,8 @@ export class EpisodeTracker {
       return this.apply(stream, r, maxLevel, normalsToResolve);
     }
     if (r.level === 0) {
-      const normals = s.normals.includes(r.ref) ? s.normals : [...s.normals, r.ref];
+      const key = r.key ?? r.ref;
+      const normals = s.normals.includes(key) ? s.normals : [...s.normals, key];
       if (normals.length >= normalsToResolve) {
         await this.insertKey({ _id: `${id}|end`, at: r.at, ref: r.ref });
       } else {
@@ -189,7 +190,7 @@ export class EpisodeTracker {
 
   // ---------------------------------------------------------------- projection
 
-  private async view(streamKey: string, n: number): Promise<EpisodeView | undefined> {
+  private async view(streamKey: string, n: number): Promise<(EpisodeView & { maxLevel: number }) | undefined> {
     const id = `${streamKey}#${n}`;
     const s = await this.state.findOne({ _id: id });
     if (!s) return undefined;
@@ -204,7 +205,7 @@ export class EpisodeTracker {
     });
     return {
       stream: s.stream, n, level: s.level, severity: s.severity, start: s.start, end: end?.at,
-      firstRef: s.firstRef, latestRef: s.latestRef, ack,
+      firstRef: s.firstRef, latestRef: s.latestRef, ack, maxLevel: s.maxLevel,
     };
   }
 
@@ -214,9 +215,8 @@ export class EpisodeTracker {
       const v = await this.view(streamKey, n);
       if (!v) return undefined;
       const cur = await this.resources.read('Flag', flagIdOf(streamKey, n));
-      const max = (await this.state.findOne({ _id: `${streamKey}#${n}` }, { projection: { maxLevel: 1 } }))?.maxLevel ?? 2;
       const event = eventBetween(cur?.resource as Flag | undefined, v);
-      const flag = buildFlag(v, event, max);
+      const flag = buildFlag(v, event, v.maxLevel);
       if (cur && sameContent(cur.resource as Flag, flag, event)) return undefined;
       try {
         await this.resources.write(flag, cur?.vid ?? 0);

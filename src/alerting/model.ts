@@ -46,6 +46,8 @@ export interface Judged {
   severity: string;
   /** "Observation/123" (or "Device/7" for device-silent). */
   ref: string;
+  /** What counts the reading once towards resolution (default `ref`; NEWS2: the input reading). */
+  key?: string;
   at: Date;
 }
 

@@ -30,6 +30,8 @@ export interface AlertingDeps {
 interface LatestDoc {
   _id: string;
   v: Partial<Record<keyof News2Inputs, { value: number | boolean | string; at: Date; ref: string }>>;
+  /** The scores of the NEWS2 Observation written last, and its reference (unchanged scores are not written again). */
+  last?: { scores: string; ref: string };
 }
 
 const MIN_INTERVAL_S = 10;
@@ -166,7 +168,6 @@ export class AlertingService {
       changed = true;
     }
     if (!changed) return;
-    await putById(latest, patient, { v: doc.v });
 
     const fresh = at.getTime() - this.deps.config.news2FreshnessMinutes * 60_000;
     const inputs: News2Inputs = {};
@@ -179,12 +180,20 @@ export class AlertingService {
     const p = (await this.deps.resources.read('Patient', patient.slice('Patient/'.length)))?.resource as Patient | undefined;
     const scale = p?.extension?.find((e) => e.url === ALERT_EXT.news2Scale)?.valueInteger === 2 ? 2 : 1;
     const result = news2(inputs, scale);
-    const id = news2ObservationId(`Observation/${ev.id}`, ev.vid);
-    await this.deps.resources.write(news2Observation({ id, patient, effective: at, result, inputs: [...refs].sort() }));
+    // The same scores as the NEWS2 Observation written last are not recorded again (a wearable
+    // repeating one parameter would otherwise double the writes); they still count for the episode.
+    const scores = JSON.stringify([result.scale, result.complete, result.scores]);
+    let ref = doc.last?.scores === scores ? doc.last.ref : undefined;
+    if (!ref) {
+      const id = news2ObservationId(`Observation/${ev.id}`, ev.vid);
+      await this.deps.resources.write(news2Observation({ id, patient, effective: at, result, inputs: [...refs].sort() }));
+      ref = `Observation/${id}`;
+    }
+    await putById(latest, patient, { v: doc.v, last: { scores, ref } });
     if (!result.complete || !result.band) return; // incomplete: no alert, no resolution either
     const stream: EpisodeStream = { key: `${patient}|news2`, subject: { reference: patient }, code: NEWS2_TOTAL };
     const level = BAND_RANK[result.band];
-    await this.episodes.apply(stream, { level, severity: result.band, ref: `Observation/${id}`, at: ev.ts }, 3);
+    await this.episodes.apply(stream, { level, severity: result.band, ref, key: `Observation/${ev.id}`, at: ev.ts }, 3);
     if (level > 0) await this.scheduleQuiet(stream.key, ev.ts);
   }
 
