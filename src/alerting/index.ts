@@ -3,6 +3,7 @@ import type { Db } from 'mongodb';
 import type { Logger } from 'pino';
 import { allowAllPolicy, anonymousPrincipal } from '../auth/types';
 import type { AlertingConfig } from '../config';
+import { isFhirError } from '../errors';
 import type { ResourceStore } from '../resources/store';
 import type { SearchService } from '../search/service';
 import type { ResourcePort } from './episodes';
@@ -25,8 +26,8 @@ export function createAlerting(deps: {
   const { store, search } = deps;
   const resources: ResourcePort = {
     async read(type, id) {
-      const d = await store.current(type).findOne({ _id: id });
-      return d && !d.deleted ? { resource: d.res, vid: d.vid } : undefined;
+      const d = await readOrUndefined(store, type, id);
+      return d ? { resource: d.res, vid: d.vid } : undefined;
     },
     async write(resource: Resource, ifMatch?: number) {
       const ctx = { principal: anonymousPrincipal, internal: true };
@@ -54,8 +55,17 @@ export function createAlerting(deps: {
 export function patientReader(store: ResourceStore): { patient(id: string): Promise<Patient | undefined> } {
   return {
     async patient(id) {
-      const d = await store.current('Patient').findOne({ _id: id }, { projection: { res: 1, deleted: 1 } });
-      return d && !d.deleted ? (d.res as Patient) : undefined;
+      return (await readOrUndefined(store, 'Patient', id))?.res as Patient | undefined;
     },
   };
+}
+
+/** The current version, or undefined when absent or deleted (the server reads with no restriction). */
+async function readOrUndefined(store: ResourceStore, type: string, id: string) {
+  try {
+    return await store.read(type, id, allowAllPolicy);
+  } catch (e) {
+    if (isFhirError(e) && (e.status === 404 || e.status === 410)) return undefined;
+    throw e;
+  }
 }
