@@ -1,5 +1,5 @@
 import type { Collection, Document, Filter, WithoutId } from 'mongodb';
-import { isDuplicateKey } from '../resources/store';
+import { isDuplicateKey } from '../storage';
 
 /**
  * Replaces a document by `_id`, inserting it when absent. FerretDB runs an upsert as "find, then

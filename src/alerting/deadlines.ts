@@ -1,7 +1,7 @@
 import type { Collection, Db } from 'mongodb';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { isDuplicateKey } from '../resources/store';
+import { isDuplicateKey } from '../storage';
 import { putById } from './db';
 
 /** A durable deadline: `_id` names what it is about (e.g. `silent|Device/7`); `token` changes at each reschedule. */

@@ -1,7 +1,6 @@
 import type { Flag, Resource } from 'fhir/r4';
 import type { Collection, Db } from 'mongodb';
-import { findByIds } from '../db/lookup';
-import { isDuplicateKey } from '../resources/store';
+import { isDuplicateKey } from '../storage';
 import { putById } from './db';
 import { buildFlag, flagIdOf, type EpisodeView } from './flag';
 import { ALERT_EXT, SEVERITY_LEVEL, type AlertEvent, type EpisodeStream, type Judged } from './model';
@@ -195,10 +194,8 @@ export class EpisodeTracker {
     const s = await this.state.findOne({ _id: id });
     if (!s) return undefined;
     const ackIds = Array.from({ length: s.maxLevel }, (_, i) => `${id}|ack${i + 1}`);
-    const [end, ...acks] = await findByIds(this.keys, [`${id}|end`, ...ackIds]).then((docs) => {
-      const byId = new Map(docs.map((d) => [d._id, d]));
-      return [byId.get(`${id}|end`), ...ackIds.map((a) => byId.get(a))];
-    });
+    // Point reads by _id (FerretDB serves only those from its primary key).
+    const [end, ...acks] = await Promise.all([`${id}|end`, ...ackIds].map((k) => this.keys.findOne({ _id: k })));
     let ack: EpisodeView['ack'];
     acks.forEach((a, i) => {
       if (a) ack = { level: i + 1, by: a.by ?? 'unknown', at: a.at };

@@ -37,7 +37,7 @@ export function createAlerting(deps: {
       }
       // Create only: of two racing creators the second fails on the unique first version.
       const w = await store.prepare(resource.resourceType, resource.id!, resource, null, 'PUT', ctx, deps.clock());
-      if (!w.noop) await store.commit(w);
+      if (!w.noop) await store.commit([w]);
     },
   };
   return new AlertingService({

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Principal } from '../auth/types';
 import type { AlertingConfig } from '../config';
 import { Errors } from '../errors';
-import type { CommittedEvent } from '../resources/outbox';
+import type { CommittedEvent } from '../storage';
 import type { RangeContext } from '../subscriptions/interpretation';
 import { LOINC, SNOMED } from '../terminology/vital-codes';
 import { putById } from './db';
