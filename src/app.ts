@@ -4,6 +4,7 @@ import type { Db } from 'mongodb';
 import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import type { Logger } from 'pino';
+import { createAlerting, patientReader, type AlertingService } from './alerting';
 import { AuditTrail, AuthService } from './auth';
 import { anonymousPrincipal } from './auth/types';
 import type { Config } from './config';
@@ -41,6 +42,7 @@ export interface Vigil {
   auth?: AuthService;
   audit: AuditTrail;
   subscriptions: SubscriptionService;
+  alerting: AlertingService;
   /** Creates indexes, recovers interrupted transactions, starts workers. */
   start(): Promise<void>;
   /** Lets websockets share the HTTP server (call once the server exists). */
@@ -69,6 +71,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   const auth = config.authEnabled ? await AuthService.create({ db, config, logger, criteria: search }) : undefined;
   let subscriptions: SubscriptionService | undefined;
   const outbox = storage.outbox;
+  let alerting: AlertingService | undefined;
 
   const store = new ResourceStore({
     repository: storage.repository,
@@ -80,7 +83,10 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     // schema has no definition to check it against.
     validate: (resource, o) =>
       o.expectedType === 'SubscriptionTopic' ? (resource as Resource) : validateResource(resource, { ...o, allowedTypes: SERVED_TYPES }),
-    beforeWrite: (ctx, r, prev) => (subscriptions ? subscriptions.beforeWrite(ctx, r, prev) : Promise.resolve(r)),
+    beforeWrite: (ctx, r, prev) => {
+      const checked = alerting ? alerting.beforeWrite(r) : r;
+      return subscriptions ? subscriptions.beforeWrite(ctx, checked, prev) : Promise.resolve(checked);
+    },
   });
 
   subscriptions = await SubscriptionService.create({
@@ -93,9 +99,14 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       const r = await store.update(resource.resourceType, resource.id!, resource, { principal: anonymousPrincipal });
       return r.resource ?? resource;
     },
+    rangeContext: (obs) => (alerting ? alerting.rangeContext(obs, patients) : Promise.resolve(undefined)),
   });
+  const patients = patientReader(store);
+  alerting = createAlerting({ db, config: config.alerting, logger, store, search, clock });
+  const alerts = alerting;
   const subs = subscriptions;
   outbox.addConsumer((events) => subs.onCommitted(events));
+  outbox.addConsumer((events) => alerts.onCommitted(events));
 
   // Audit events go through the one commit path, as an append-only trail.
   const audit = new AuditTrail({ logger, persist: (events: AuditEvent[]) => store.appendTrail('AuditEvent', events) });
@@ -105,6 +116,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     store,
     search,
     cursors,
+    alerts: config.alerting.enabled ? alerts : undefined,
     capabilityStatement: () =>
       buildCapabilityStatement({
         baseUrl: config.baseUrl,
@@ -139,6 +151,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     auth,
     audit,
     subscriptions: subs,
+    alerting: alerts,
     async start() {
       stopped = false;
       await storage.ensureIndexes(SERVED_TYPES);
@@ -150,8 +163,10 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       for (const r of [...subs.shippedTopics(), ...subs.shippedObservationDefinitions()]) {
         await store.update(r.resourceType, r.id!, r, { principal: anonymousPrincipal, internal: true });
       }
+      await alerts.ensureIndexes();
       outbox.start();
       subs.start();
+      alerts.start();
     },
     attach(server) {
       subs.attach(server);
@@ -159,6 +174,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     async stop() {
       if (stopped) return;
       stopped = true;
+      await alerts.stop();
       await subs.stop();
       await outbox.stop();
       await audit.close();

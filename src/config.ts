@@ -31,6 +31,21 @@ export interface Config {
   tlsKeyFile?: string;
   /** Derive Observation.interpretation from reference ranges when absent. */
   deriveInterpretation: boolean;
+  /** Clinical alerting: episodes, NEWS2, silent devices (src/alerting). */
+  alerting: AlertingConfig;
+}
+
+export interface AlertingConfig {
+  enabled: boolean;
+  /** Consecutive normal readings that resolve an episode. */
+  normalsToResolve: number;
+  /** Minutes without an abnormal reading that resolve an episode; 0 turns the quiet period off. */
+  quietMinutes: number;
+  news2: boolean;
+  /** How old (minutes) a parameter may be to count towards NEWS2. */
+  news2FreshnessMinutes: number;
+  /** How often durable deadlines (silent devices, quiet periods) are checked. */
+  deadlinePollMs: number;
 }
 
 export interface ExternalIssuer {
@@ -129,5 +144,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tlsCertFile,
     tlsKeyFile,
     deriveInterpretation: bool(env, 'DERIVE_INTERPRETATION', true),
+    alerting: {
+      enabled: bool(env, 'ALERTING_ENABLED', true),
+      normalsToResolve: int(env, 'ALERT_NORMALS_TO_RESOLVE', 2, 1, 100),
+      quietMinutes: int(env, 'ALERT_QUIET_PERIOD_MIN', 60, 0, 7 * 24 * 60),
+      news2: bool(env, 'NEWS2_ENABLED', true),
+      news2FreshnessMinutes: int(env, 'NEWS2_FRESHNESS_MIN', 60, 1, 24 * 60),
+      deadlinePollMs: int(env, 'ALERT_DEADLINE_POLL_MS', 1000, 50, 60_000),
+    },
   };
 }

@@ -56,6 +56,9 @@ export function buildCapabilityStatement(c: CapabilityInputs): CapabilityStateme
     if (def.type === 'Observation') {
       r.operation!.push({ name: 'lastn', definition: 'http://hl7.org/fhir/OperationDefinition/Observation-lastn' });
     }
+    if (def.type === 'Flag') {
+      r.operation!.push({ name: 'acknowledge', definition: 'http://vigil-fhir.org/fhir/OperationDefinition/Flag-acknowledge' });
+    }
     if (def.type === 'Subscription' && c.subscriptionExtensions) r.extension = c.subscriptionExtensions.resourceExtensions;
     return r;
   });

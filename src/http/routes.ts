@@ -1,4 +1,5 @@
 import { Errors } from '../errors';
+import { acknowledge } from './interactions/acknowledge';
 import { processBundle } from './interactions/bundle';
 import { capabilities } from './interactions/capabilities';
 import { create } from './interactions/create';
@@ -44,6 +45,7 @@ function routeTable(modules: readonly ModuleRoute[]): Route[] {
     { method: 'POST', path: '_search', handler: (s, r) => search(s, r) },
     { method: 'GET|HEAD', path: '_history', handler: (s, r) => history(s, r) },
     { method: 'GET|HEAD', path: 'Observation/$lastn', handler: (s, r) => lastn(s, r) },
+    { method: 'POST', path: 'Flag/:id/$acknowledge', handler: (s, r, [id]) => acknowledge(s, r, id) },
     { method: 'POST', path: ':type/$validate', handler: (s, r, [t]) => validate(s, r, t) },
     { method: 'POST', path: ':type/:id/$validate', handler: (s, r, [t, id]) => validate(s, r, t, id) },
     { method: 'GET|HEAD', path: ':type/_history', handler: (s, r, [t]) => history(s, r, t) },

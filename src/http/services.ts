@@ -1,5 +1,5 @@
-import type { Bundle, CapabilityStatement, OperationOutcome } from 'fhir/r4';
-import type { AccessPolicy } from '../auth/types';
+import type { Bundle, CapabilityStatement, Flag, OperationOutcome } from 'fhir/r4';
+import type { AccessPolicy, Principal } from '../auth/types';
 import type { Config } from '../config';
 import type { CursorCodec } from '../resources/cursor';
 import type { ResourceStore } from '../resources/store';
@@ -19,12 +19,19 @@ export interface SearchPort {
   lastn(req: SearchQuery): Promise<Bundle>;
 }
 
+/** Alert episodes as the HTTP layer uses them (implemented by src/alerting). */
+export interface AlertsPort {
+  acknowledge(flagId: string, principal: Principal): Promise<Flag>;
+}
+
 /** Everything an interaction handler may use. */
 export interface Services {
   config: Config;
   store: ResourceStore;
   search: SearchPort;
   cursors: CursorCodec;
+  /** Absent when alerting is switched off. */
+  alerts?: AlertsPort;
   capabilityStatement(): CapabilityStatement;
   validateOperation(resource: unknown, type: string, mode: 'create' | 'update', id?: string): OperationOutcome;
 }

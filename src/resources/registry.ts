@@ -24,6 +24,18 @@ export const RESOURCE_TYPES: readonly ResourceTypeDef[] = [
     clientWritable: true,
     documentation: 'Normal and critical ranges per code, used to derive interpretations.',
   },
+  {
+    type: 'Goal',
+    interactions: ALL,
+    clientWritable: true,
+    documentation: "A patient's own normal and critical ranges for a vital sign (target.measure + detailRange).",
+  },
+  {
+    type: 'Flag',
+    interactions: READ_ONLY,
+    clientWritable: false,
+    documentation: 'Alert episodes (written by the server; acknowledge with $acknowledge).',
+  },
   { type: 'Subscription', interactions: ALL, clientWritable: true, documentation: 'Alert subscriptions (R4 and topic-based).' },
   { type: 'SubscriptionTopic', interactions: READ_ONLY, clientWritable: false, documentation: 'Topics the server offers.' },
   { type: 'AuditEvent', interactions: READ_ONLY, clientWritable: false, documentation: 'The audit trail of every access.' },

@@ -1,4 +1,5 @@
 import type { CodeableConcept, Coding, Observation, ObservationComponent, ObservationDefinition, Quantity, Range } from 'fhir/r4';
+import { canonicalLoinc, withLoincEquivalents } from '../terminology/vital-codes';
 import { EXT, V3_INTERPRETATION } from './constants';
 
 /** UCUM unit conversion (the library ships no type declarations; this is the part we use). */
@@ -14,8 +15,8 @@ export interface Ranges {
   /** Values below low / above high are critical (LL / HH). */
   critical?: { low?: number; high?: number };
   unit?: string;
-  source: 'reference-range' | 'observation-definition';
-  /** Names the ObservationDefinition used, when there was one. */
+  source: 'reference-range' | 'patient-target' | 'observation-definition';
+  /** Names the ObservationDefinition or Goal used, when there was one. */
   sourceName?: string;
 }
 
@@ -59,7 +60,7 @@ export function classify(value: number, r: Ranges): DerivedCode | undefined {
   return 'N';
 }
 
-function rangeBounds(range: Range | { low?: Quantity; high?: Quantity } | undefined, unit: string | undefined) {
+export function rangeBounds(range: Range | { low?: Quantity; high?: Quantity } | undefined, unit: string | undefined) {
   if (!range) return undefined;
   const low = boundIn(range.low, unit);
   const high = boundIn(range.high, unit);
@@ -82,15 +83,41 @@ export function rangesFromReferenceRange(
   return undefined;
 }
 
+/** What is known about the patient an Observation is about (for age- and gender-specific ranges). */
+export interface PatientFacts {
+  ageYears?: number;
+  gender?: string;
+}
+
+type Interval = NonNullable<ObservationDefinition['qualifiedInterval']>[number];
+
+/** Whether an interval restricted to an age and/or gender applies to this patient. */
+function appliesTo(q: Interval, p: PatientFacts): boolean {
+  if (q.gender && q.gender !== p.gender) return false;
+  if (q.age) {
+    if (p.ageYears === undefined) return false;
+    const unitYears = (x: Quantity | undefined) => (x?.code === 'mo' ? (x.value ?? 0) / 12 : x?.code === 'wk' ? (x.value ?? 0) / 52 : x?.value);
+    const lo = unitYears(q.age.low);
+    const hi = unitYears(q.age.high);
+    if (lo !== undefined && p.ageYears < lo) return false;
+    if (hi !== undefined && p.ageYears > hi) return false;
+  }
+  return true;
+}
+
 /**
  * Ranges from an ObservationDefinition: the `reference` interval is the normal range and the
  * `critical` interval bounds the non-critical zone (below its low: LL, above its high: HH).
- * Intervals restricted to a context, population, age or gender are skipped: we do not know the patient here.
+ * Intervals restricted to an age and/or gender are used when the patient matches them (they win
+ * over unrestricted ones); intervals restricted to a context, population or gestational age are skipped.
  */
-export function rangesFromDefinition(def: ObservationDefinition, unit: string | undefined): Ranges | undefined {
-  const general = (def.qualifiedInterval ?? []).filter((q) => !q.context && !q.appliesTo?.length && !q.age && !q.gender && !q.gestationalAge);
-  const ref = general.find((q) => q.category === 'reference' || (!q.category && q.range));
-  const crit = general.find((q) => q.category === 'critical');
+export function rangesFromDefinition(def: ObservationDefinition, unit: string | undefined, patient?: PatientFacts): Ranges | undefined {
+  const usable = (def.qualifiedInterval ?? []).filter((q) => !q.context && !q.appliesTo?.length && !q.gestationalAge);
+  const general = usable.filter((q) => !q.age && !q.gender);
+  const specific = patient ? usable.filter((q) => (q.age || q.gender) && appliesTo(q, patient)) : [];
+  const isRef = (q: Interval) => q.category === 'reference' || (!q.category && Boolean(q.range));
+  const ref = specific.find(isRef) ?? general.find(isRef);
+  const crit = specific.find((q) => q.category === 'critical') ?? general.find((q) => q.category === 'critical');
   const normal = rangeBounds(ref?.range, unit);
   const critical = rangeBounds(crit?.range, unit);
   if (!normal && !critical) return undefined;
@@ -106,6 +133,15 @@ export function derivedInterpretation(code: DerivedCode, ranges: Ranges): Codeab
   };
 }
 
+/**
+ * Per-Observation facts for range resolution beyond the Observation itself: the patient's own
+ * targets (by LOINC code, already in the value's terms via `targetFor`) and age/gender.
+ */
+export interface RangeContext {
+  targetFor?: (loinc: string, unit: string | undefined) => Ranges | undefined;
+  patient?: PatientFacts;
+}
+
 /** Looks up definitions by the codes of an Observation (or component); "system|code" keys. */
 export type DefinitionLookup = (codes: Coding[]) => ObservationDefinition | undefined;
 
@@ -113,18 +149,28 @@ function hasInterpretation(x: { interpretation?: CodeableConcept[] }): boolean {
   return (x.interpretation ?? []).some((i) => (i.coding?.length ?? 0) > 0 || Boolean(i.text));
 }
 
+/**
+ * Ranges in the order: the Observation's own referenceRange, the patient's target, an
+ * ObservationDefinition interval matching the patient's age/gender, its unrestricted intervals
+ * (stored definitions override the shipped defaults `ObservationDefinition/vital-*`).
+ */
 function deriveFor(
   value: Quantity | undefined,
   refs: Observation['referenceRange'],
   codes: Coding[],
   lookup: DefinitionLookup,
+  ctx: RangeContext = {},
 ): CodeableConcept | undefined {
   if (!value || typeof value.value !== 'number' || value.comparator) return undefined;
   const unit = unitOf(value);
   let ranges = rangesFromReferenceRange(refs, unit);
+  if (!ranges && ctx.targetFor) {
+    const loinc = canonicalLoinc(codes);
+    if (loinc) ranges = ctx.targetFor(loinc, unit);
+  }
   if (!ranges) {
     const def = lookup(codes);
-    if (def) ranges = rangesFromDefinition(def, unit);
+    if (def) ranges = rangesFromDefinition(def, unit, ctx.patient);
   }
   if (!ranges) return undefined;
   const code = classify(value.value, ranges);
@@ -136,17 +182,17 @@ function deriveFor(
  * (valueQuantity) and on each component with a valueQuantity. Returns the input unchanged when
  * there is nothing to derive. Never overwrites what a sender wrote.
  */
-export function deriveObservationInterpretation(obs: Observation, lookup: DefinitionLookup): Observation {
+export function deriveObservationInterpretation(obs: Observation, lookup: DefinitionLookup, ctx?: RangeContext): Observation {
   let out = obs;
   if (!hasInterpretation(obs)) {
-    const it = deriveFor(obs.valueQuantity, obs.referenceRange, obs.code?.coding ?? [], lookup);
+    const it = deriveFor(obs.valueQuantity, obs.referenceRange, obs.code?.coding ?? [], lookup, ctx);
     if (it) out = { ...out, interpretation: [it] };
   }
   if (obs.component?.length) {
     let changed = false;
     const comps = obs.component.map((c) => {
       if (hasInterpretation(c)) return c;
-      const it = deriveFor(c.valueQuantity, c.referenceRange, c.code?.coding ?? [], lookup);
+      const it = deriveFor(c.valueQuantity, c.referenceRange, c.code?.coding ?? [], lookup, ctx);
       if (!it) return c;
       changed = true;
       return { ...c, interpretation: [it] };
@@ -180,8 +226,9 @@ export class DefinitionIndex {
   add(def: ObservationDefinition): void {
     for (const c of def.code?.coding ?? []) if (c.code) this.byCode.set(`${c.system ?? ''}|${c.code}`, def);
   }
+  /** MDC-coded Observations find the definition of their LOINC equivalent. */
   lookup: DefinitionLookup = (codes) => {
-    for (const c of codes) {
+    for (const c of withLoincEquivalents(codes)) {
       const d = c.code ? this.byCode.get(`${c.system ?? ''}|${c.code}`) : undefined;
       if (d) return d;
     }

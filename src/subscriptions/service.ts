@@ -11,7 +11,7 @@ import type { CurrentDoc, HistoryDoc } from '../storage/types';
 import { collections, ensureIndexes, fingerprint, isDuplicateKey, type Collections, type OwnerDoc, type SigningSecret, type StateDoc, type StoredPrincipal } from './collections';
 import { EXT, type SubscriptionStatusCode } from './constants';
 import { DeliveryWorker } from './delivery';
-import { DefinitionIndex, deriveObservationInterpretation, stripDerived } from './interpretation';
+import { DefinitionIndex, deriveObservationInterpretation, stripDerived, type RangeContext } from './interpretation';
 import { ActiveIndex } from './matcher';
 import { NotificationLog, type NewRow } from './numbering';
 import { subscriptionOptionsFromEnv, type SubscriptionOptions } from './options';
@@ -39,6 +39,8 @@ export interface SubscriptionDeps {
   igDir?: string;
   /** Injected clock. */
   now?: () => Date;
+  /** Patient-specific range facts (targets, age, gender) for derived interpretations (src/alerting). */
+  rangeContext?: (obs: Observation) => Promise<RangeContext | undefined>;
 }
 
 const LIVE_STATUSES: SubscriptionStatusCode[] = ['requested', 'active', 'error'];
@@ -232,7 +234,11 @@ export class SubscriptionService {
     switch (resource.resourceType) {
       case 'Observation':
         if (!this.deps.config.deriveInterpretation) return resource;
-        return deriveObservationInterpretation(stripDerived(resource as Observation), this.definitions.lookup);
+        return deriveObservationInterpretation(
+          stripDerived(resource as Observation),
+          this.definitions.lookup,
+          await this.deps.rangeContext?.(resource as Observation),
+        );
       case 'Subscription':
         return this.beforeSubscriptionWrite(ctx.principal, resource as Subscription, previous as Subscription | undefined);
       default:

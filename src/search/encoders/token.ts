@@ -2,6 +2,7 @@ import type { CodeableConcept, Coding, ContactPoint, Identifier } from 'fhir/r4'
 import { type Cond, not } from '../cond';
 import type { Encoder, Idx, QueryValue, SearchParam, TypedValue } from '../types';
 import { escapeRegex, invalid, normalise, pushAll, splitEscaped, unescapeValue } from './common';
+import { EQUIVALENCE_PARAMS, withLoincEquivalents } from '../../terminology/vital-codes';
 
 /**
  * Tokens are stored as every string a query may ask for (`system|code`, `code`, `system|`, and
@@ -89,10 +90,19 @@ export function tokenQueryString(param: SearchParam, raw: string): string {
 
 const P = (f: string) => `idx.${f}`;
 
+/** Observation codes also index the LOINC equivalent of MDC codings (src/terminology/vital-codes.ts). */
+function withEquivalents(v: TypedValue): TypedValue {
+  if (v.type === 'CodeableConcept') {
+    const cc = v.value as CodeableConcept;
+    return cc?.coding?.length ? { type: v.type, value: { ...cc, coding: withLoincEquivalents(cc.coding) } } : v;
+  }
+  return v;
+}
+
 export const tokenEncoder: Encoder = {
   modifiers: ['not', 'text', 'of-type'],
-  index(_param, values, idx: Idx, field) {
-    const p = tokenParts(values);
+  index(param, values, idx: Idx, field) {
+    const p = tokenParts(param.resourceType === 'Observation' && EQUIVALENCE_PARAMS.has(param.code) ? values.map(withEquivalents) : values);
     pushAll(idx, field, p.tokens);
     pushAll(idx, `${field}:text`, p.texts);
     pushAll(idx, `${field}:type`, p.ofType);

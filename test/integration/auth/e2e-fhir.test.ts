@@ -51,7 +51,8 @@ beforeAll(async () => {
       { client_id: 'sub-p1', name: 'Patient app', scope: 'patient/Subscription.cruds patient/Observation.rs', client_secret: S.subP1, patient: 'p1' },
     ]),
   );
-  ctx = await createTestContext({ auth: true, env: { SMART_CLIENTS_FILE: file } });
+  // The compartment checks below list the fixtures only: no derived NEWS2 Observations.
+  ctx = await createTestContext({ auth: true, env: { SMART_CLIENTS_FILE: file, NEWS2_ENABLED: 'false' } });
   tokens.admin = await token('admin', S.admin, 'system/*.cruds');
   tokens.gw = await token('gw-p1', S.gw, 'patient/Observation.cruds patient/Patient.rs patient/Device.rs');
   tokens.vitals = await token('vitals-p1', S.vitals, 'patient/Observation.rs');

@@ -9,7 +9,8 @@ import { FHIR_JSON, type TestContext, createTestContext, heartRate, postBundle }
 let ctx: TestContext;
 
 beforeAll(async () => {
-  ctx = await createTestContext();
+  // The searches below list the fixtures only: no derived NEWS2 Observations.
+  ctx = await createTestContext({ env: { NEWS2_ENABLED: 'false' } });
 });
 afterAll(() => ctx.close());
 
