@@ -6,6 +6,7 @@ import { parseVersionTag } from '../../resources/store';
 import { writeResponse } from '../responses';
 import type { Services } from '../services';
 import type { FhirRequest, FhirResponse } from '../types';
+import { FORBIDDEN_KEYS } from '../limits';
 import { jsonBody, knownType, validId } from './common';
 
 const OPS = new Set(['add', 'remove', 'replace', 'move', 'copy', 'test']);
@@ -17,15 +18,34 @@ function parseJsonPatch(body: unknown): Operation[] {
     if (typeof o !== 'object' || o === null || typeof o.op !== 'string' || !OPS.has(o.op) || typeof o.path !== 'string') {
       throw Errors.badRequest(`JSON Patch operation ${i} is malformed: it needs "op" (add, remove, replace, move, copy, test) and "path"`, 'MSG_PATCH_INVALID');
     }
+    if (o.from !== undefined && typeof o.from !== 'string') {
+      throw Errors.badRequest(`JSON Patch operation ${i}: "from" must be a JSON Pointer string`, 'MSG_PATCH_INVALID');
+    }
     if (/^\/(id|resourceType|meta\/(versionId|lastUpdated))(\/|$)/.test(o.path)) {
       throw Errors.unprocessable(`JSON Patch operation ${i} may not change ${o.path}`, 'MSG_PATCH_INVALID');
     }
   });
+  checkPointers(body as Operation[]);
   return body as Operation[];
+}
+
+/**
+ * No pointer may step through `__proto__`, `constructor` or `prototype`: refused here for every
+ * caller, whatever the body parser let through (the patch library would throw a TypeError).
+ */
+function checkPointers(ops: Operation[]): void {
+  ops.forEach((o, i) => {
+    for (const pointer of [o.path, (o as { from?: unknown }).from]) {
+      if (typeof pointer !== 'string') continue;
+      const bad = pointer.split('/').map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~')).find((t) => FORBIDDEN_KEYS.has(t));
+      if (bad) throw Errors.badRequest(`JSON Patch operation ${i}: the path may not contain "${bad}"`, 'MSG_PATCH_FORBIDDEN_PATH', [`[${i}].path`]);
+    }
+  });
 }
 
 /** Applies a JSON Patch (RFC 6902) to a copy of the resource. */
 export function applyJsonPatch(resource: Resource, ops: Operation[]): unknown {
+  checkPointers(ops);
   try {
     return applyPatch(structuredClone(resource), ops, true, false).newDocument;
   } catch (e) {
