@@ -140,7 +140,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     logger,
     ready: () => db.command({ ping: 1 }),
     routers: auth ? [auth.router()] : [],
-    fhir: fhirEdge({ dispatch, authenticate, logger, maxJsonDepth: config.maxJsonDepth, limits: config.limits, onAccess }),
+    fhir: fhirEdge({ dispatch, authenticate, logger, maxJsonDepth: config.maxJsonDepth, limits: config.limits, now: () => clock().getTime(), onAccess }),
   });
 
   let stopped = false;

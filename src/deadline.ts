@@ -10,6 +10,8 @@ import { Errors } from './errors';
 interface Deadline {
   at: number;
   ms: number;
+  /** The server's clock (injectable, so tests can run out of time deterministically). */
+  now: () => number;
   /** When the current loop last gave the event loop back. */
   lastYield: number;
 }
@@ -19,21 +21,21 @@ const current = new AsyncLocalStorage<Deadline>();
 /** How long a loop may keep the event loop before it lets other requests run. */
 const SLICE_MS = 20;
 
-export function runWithDeadline<T>(ms: number, fn: () => Promise<T>): Promise<T> {
-  const now = Date.now();
-  return current.run({ at: now + ms, ms, lastYield: now }, fn);
+export function runWithDeadline<T>(ms: number, fn: () => Promise<T>, now: () => number = Date.now): Promise<T> {
+  const start = now();
+  return current.run({ at: start + ms, ms, now, lastYield: Date.now() }, fn);
 }
 
 /** Milliseconds left for the current request (Infinity outside a request). */
 export function remainingMs(): number {
   const d = current.getStore();
-  return d ? d.at - Date.now() : Infinity;
+  return d ? d.at - d.now() : Infinity;
 }
 
 /** Throws the deadline error when the current request has run out of time. */
 export function checkDeadline(): void {
   const d = current.getStore();
-  if (d && Date.now() >= d.at) {
+  if (d && d.now() >= d.at) {
     throw Errors.deadline(`The request took longer than its deadline of ${d.ms} ms (REQUEST_DEADLINE_MS) and was stopped; nothing of it was written`);
   }
 }

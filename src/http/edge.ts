@@ -46,20 +46,20 @@ export interface EdgeOptions {
   logger: Logger;
   maxJsonDepth: number;
   limits: Limits;
+  /** The server clock in ms (the deadline's; injectable for tests). */
+  now?: () => number;
   onAccess?: (r: AccessRecord) => void;
 }
 
-/** The methods of the FHIR API (the Allow header of 405 and 501 answers). */
+/** The methods of the FHIR API (the Allow header of 405 answers). */
 export const FHIR_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
 export const ALLOW = FHIR_METHODS.join(', ');
-/** Methods HTTP defines that the FHIR API does not offer: 405; anything else is unknown: 501. */
-const HTTP_METHODS = new Set(['OPTIONS', 'TRACE', 'CONNECT']);
-
+/**
+ * Any other method, known to HTTP (OPTIONS, TRACE, WebDAV's) or not: 405 with Allow. (501 would
+ * be as correct for a method nobody knows, but a client's input never earns a 5xx here.)
+ */
 function refuseMethod(method: string): FhirError {
-  const shown = method.slice(0, 32);
-  return HTTP_METHODS.has(method)
-    ? new FhirError(405, 'not-supported', 'MSG_OP_NOT_ALLOWED', `Method ${shown} is not supported by the FHIR API`, undefined, { Allow: ALLOW })
-    : new FhirError(501, 'not-supported', 'MSG_METHOD_UNKNOWN', `Method ${shown} is not known to this server`, undefined, { Allow: ALLOW });
+  return new FhirError(405, 'not-supported', 'MSG_OP_NOT_ALLOWED', `Method ${method.slice(0, 32)} is not supported by the FHIR API`, undefined, { Allow: ALLOW });
 }
 
 function mediaType(header: string | undefined): string | undefined {
@@ -200,7 +200,7 @@ export function fhirEdge(opts: EdgeOptions): RequestHandler {
       finish(r.status);
     };
     const ms = opts.limits.requestDeadlineMs;
-    const work = runWithDeadline(ms, handle);
+    const work = runWithDeadline(ms, handle, opts.now);
     work.catch(fail);
     // Reads are abandoned at their deadline (they change nothing); writes stop cooperatively at
     // their next check, before their commit point, so their answer always tells the truth.

@@ -31,7 +31,7 @@ export function clientErrorOutcome(code: string | undefined): FhirError {
     case 'HPE_HEADER_OVERFLOW':
       return new FhirError(431, 'too-costly', 'MSG_HEADERS_TOO_LARGE', 'The request headers are too large');
     case 'HPE_INVALID_METHOD':
-      return new FhirError(501, 'not-supported', 'MSG_METHOD_UNKNOWN', 'The request method is not known to this server', undefined, { Allow: ALLOW });
+      return new FhirError(405, 'not-supported', 'MSG_OP_NOT_ALLOWED', 'The request method is not known to this server', undefined, { Allow: ALLOW });
     case 'ERR_HTTP_REQUEST_TIMEOUT':
     case 'ERR_HTTP_HEADERS_TIMEOUT':
       return new FhirError(408, 'timeout', 'MSG_REQUEST_TIMEOUT', 'The request was not received in time');
