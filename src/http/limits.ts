@@ -21,17 +21,23 @@ function pathOf(parent: string, key: string | number): string {
   return typeof key === 'number' ? `${parent}[${key}]` : parent ? `${parent}.${key}` : key;
 }
 
+/** A Bundle entry's resource: counted on a budget of its own (the entries are bounded by BUNDLE_MAX_ENTRIES). */
+const ENTRY_RESOURCE = /^Bundle\.entry\[\d+\]\.resource$/;
+
+type BodyLimits = Pick<Limits, 'arrayElements' | 'stringLength' | 'resourceElements'>;
+
 /**
  * Walks a parsed JSON body once, without recursion (depth is bounded by the edge's scan):
- * arrays and strings within their limits, no prototype keys, no lone surrogates or control
- * characters in strings, no number that does not fit a double. `root` names the body in the
- * FHIRPath-like location of a refusal (the resource type when there is one).
+ * arrays and strings within their limits, at most `resourceElements` array elements in one
+ * resource (nested arrays multiply: 100 components of 100 codings are 10,000 index entries), no
+ * prototype keys, no lone surrogates or control characters in strings, no number that does not
+ * fit a double. Locations in refusals are FHIRPath-like, rooted at the resource type.
  */
-export function checkJsonBody(body: unknown, limits: Pick<Limits, 'arrayElements' | 'stringLength'>): void {
+export function checkJsonBody(body: unknown, limits: BodyLimits): void {
   const root = body && typeof body === 'object' && typeof (body as { resourceType?: unknown }).resourceType === 'string' ? String((body as { resourceType: string }).resourceType) : '';
-  const stack: [unknown, string, string][] = [[body, root, '']];
+  const stack: [unknown, string, string, { n: number }][] = [[body, root, '', { n: 0 }]];
   while (stack.length > 0) {
-    const [v, at, key] = stack.pop()!;
+    const [v, at, key, budget] = stack.pop()!;
     if (typeof v === 'string') {
       if (v.length > limits.stringLength && !LONG_STRING_KEYS.has(key)) {
         throw tooLarge(`The string at ${at || 'the body'} has ${v.length} characters, more than ${limits.stringLength}`, 'JSON_MAX_STRING_LENGTH', at);
@@ -41,18 +47,23 @@ export function checkJsonBody(body: unknown, limits: Pick<Limits, 'arrayElements
     } else if (typeof v === 'number') {
       if (!Number.isFinite(v)) throw Errors.badRequest(`The number at ${at || 'the body'} is out of range`, 'MSG_NUMBER_RANGE', at ? [at] : undefined);
     } else if (Array.isArray(v)) {
-      if (v.length > limits.arrayElements) {
+      const isEntries = root === 'Bundle' && at === 'Bundle.entry';
+      if (!isEntries && v.length > limits.arrayElements) {
         throw tooLarge(`The array at ${at || 'the body'} has ${v.length} elements, more than ${limits.arrayElements}`, 'JSON_MAX_ARRAY_LENGTH', at);
       }
-      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], pathOf(at, i), key]);
+      if (!isEntries && (budget.n += v.length) > limits.resourceElements) {
+        throw tooLarge(`The resource holding ${at || 'the body'} has more than ${limits.resourceElements} array elements in all`, 'RESOURCE_MAX_ELEMENTS', at);
+      }
+      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], pathOf(at, i), key, budget]);
     } else if (v !== null && typeof v === 'object') {
       const keys = Object.keys(v);
+      const own = ENTRY_RESOURCE.test(at) ? { n: 0 } : budget;
       for (let i = keys.length - 1; i >= 0; i--) {
         const k = keys[i];
         if (FORBIDDEN_KEYS.has(k)) throw Errors.badRequest(`The property name "${k}" is not allowed (at ${at || 'the body'})`, 'MSG_KEY_FORBIDDEN', at ? [at] : undefined);
         const problem = textProblem(k);
         if (problem) throw Errors.badRequest(`A property name at ${at || 'the body'} ${problem}`, 'MSG_TEXT_INVALID', at ? [at] : undefined);
-        stack.push([(v as Record<string, unknown>)[k], pathOf(at, k), k]);
+        stack.push([(v as Record<string, unknown>)[k], pathOf(at, k), k, own]);
       }
     }
   }

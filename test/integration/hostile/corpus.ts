@@ -25,7 +25,7 @@ export interface Case {
 }
 
 /** Limits the fuzz server runs with (small, so that every limit is reached quickly). */
-export const FUZZ_LIMITS = { arrayElements: 200, stringLength: 4096, bundleEntries: 50, bodyBytes: 256 * 1024, depth: 32 };
+export const FUZZ_LIMITS = { arrayElements: 200, resourceElements: 500, stringLength: 4096, bundleEntries: 50, bodyBytes: 256 * 1024, depth: 32 };
 
 const FHIR = { 'Content-Type': 'application/fhir+json' };
 let counter = 0;
@@ -73,6 +73,8 @@ const sizes: fc.Arbitrary<Case> = fc
     fc.integer({ min: FUZZ_LIMITS.depth, max: FUZZ_LIMITS.depth * 3 }).map((d) => ({ extension: [nested(d)] })),
     fc.constant({ text: { status: 'generated', div: `<div xmlns="http://www.w3.org/1999/xhtml">${'x'.repeat(FUZZ_LIMITS.bodyBytes)}</div>` } }),
     fc.integer({ min: 10, max: 40 }).map((n) => ({ name: Array.from({ length: n }, () => ({ given: Array.from({ length: FUZZ_LIMITS.arrayElements + 1 }, () => 'a') })) })),
+    // Nested arrays within the per-array limit but over the per-resource total.
+    fc.integer({ min: 3, max: 8 }).map((n) => ({ identifier: Array.from({ length: n }, (_, i) => ({ system: 'urn:x', value: `v${i}`, type: { coding: Array.from({ length: FUZZ_LIMITS.arrayElements }, () => ({ code: 'c' })) } })) })),
   )
   .map((extra) => {
     const m = marker();

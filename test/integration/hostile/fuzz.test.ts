@@ -37,6 +37,7 @@ beforeAll(async () => {
       REQUEST_DEADLINE_MS: String(DEADLINE_MS),
       BUNDLE_MAX_ENTRIES: String(FUZZ_LIMITS.bundleEntries),
       JSON_MAX_ARRAY_LENGTH: String(FUZZ_LIMITS.arrayElements),
+      RESOURCE_MAX_ELEMENTS: String(FUZZ_LIMITS.resourceElements),
       JSON_MAX_STRING_LENGTH: String(FUZZ_LIMITS.stringLength),
       JSON_MAX_DEPTH: String(FUZZ_LIMITS.depth),
       BODY_LIMIT: String(FUZZ_LIMITS.bodyBytes),

@@ -37,11 +37,19 @@ describe('strict text', () => {
 });
 
 describe('body limits', () => {
-  const small = { arrayElements: 3, stringLength: 8 };
+  const small = { arrayElements: 3, stringLength: 11, resourceElements: 6 };
   it('names the element over a limit and its setting', () => {
     expect(() => checkJsonBody({ resourceType: 'Patient', name: [{ given: ['a', 'b', 'c', 'd'] }] }, small)).toThrow(/Patient\.name\[0\]\.given .*JSON_MAX_ARRAY_LENGTH/);
-    expect(() => checkJsonBody({ resourceType: 'Patient', name: [{ family: 'abcdefghi' }] }, small)).toThrow(/Patient\.name\[0\]\.family .*JSON_MAX_STRING_LENGTH/);
-    expect(() => checkJsonBody({ resourceType: 'Binary', data: 'abcdefghijkl' }, small)).not.toThrow();
+    expect(() => checkJsonBody({ resourceType: 'Patient', name: [{ family: 'abcdefghijkl' }] }, small)).toThrow(/Patient\.name\[0\]\.family .*JSON_MAX_STRING_LENGTH/);
+    expect(() => checkJsonBody({ resourceType: 'Binary', data: 'abcdefghijklmnop' }, small)).not.toThrow();
+  });
+  it('bounds the array elements of one resource in all; each Bundle entry has its own budget', () => {
+    const component = { code: { coding: [{ code: 'a' }, { code: 'b' }] } };
+    // 3 components of 2 codings: 3 + 6 elements.
+    expect(() => checkJsonBody({ resourceType: 'Observation', component: [component, component, component] }, small)).toThrow(/RESOURCE_MAX_ELEMENTS/);
+    const resource = { resourceType: 'Observation', component: [component, component] };
+    const entries = Array.from({ length: 5 }, () => ({ resource, request: { method: 'POST', url: 'Observation' } }));
+    expect(() => checkJsonBody({ resourceType: 'Bundle', type: 'batch', entry: entries }, small)).not.toThrow();
   });
   it('refuses prototype keys, bad text and numbers out of range', () => {
     expect(() => checkJsonBody(JSON.parse('{"__proto__":{"x":1}}'), limits)).toThrow(/__proto__/);
