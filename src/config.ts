@@ -164,7 +164,7 @@ function loadLimits(env: NodeJS.ProcessEnv): Limits {
   return {
     bundleEntries: int(env, 'BUNDLE_MAX_ENTRIES', 500, 1, 100_000),
     arrayElements: int(env, 'JSON_MAX_ARRAY_LENGTH', 1000, 10, 1_000_000),
-    resourceElements: int(env, 'RESOURCE_MAX_ELEMENTS', 2000, 10, 10_000_000),
+    resourceElements: int(env, 'RESOURCE_MAX_ELEMENTS', 1000, 10, 10_000_000),
     stringLength: int(env, 'JSON_MAX_STRING_LENGTH', 65_536, 256, 100 * 1024 * 1024),
     searchFormBytes: bytes(env, 'SEARCH_FORM_LIMIT', 64 * 1024),
     searchParams: int(env, 'SEARCH_MAX_PARAMS', 50, 1, 10_000),

@@ -71,6 +71,10 @@ function parseBody(req: Request, opts: EdgeOptions): { body?: unknown; contentTy
   const raw = req.body as Buffer | undefined;
   const ct = mediaType(req.headers['content-type']);
   if (!raw || !Buffer.isBuffer(raw) || raw.length === 0) return { contentType: ct };
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1].toLowerCase();
+  if (charset && charset !== 'utf-8' && charset !== 'utf8') {
+    throw Errors.unsupportedMediaType(`Bodies are UTF-8 only, not charset=${charset.slice(0, 32)}`, 'MSG_UNSUPPORTED_MEDIA_TYPE');
+  }
   if (ct === 'application/x-www-form-urlencoded') {
     checkFormSize(raw.length, opts.limits);
     return { body: strictQuery(decodeUtf8(raw, 'The form body')), contentType: ct };
