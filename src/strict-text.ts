@@ -72,10 +72,13 @@ export function pathSegments(path: string): string[] {
  * A query string (without `?`) or form body decoded strictly: `+` is a space, every `%xx` must
  * form valid UTF-8. URLSearchParams alone would replace bad sequences with U+FFFD.
  */
-export function strictQuery(raw: string): URLSearchParams {
+export function strictQuery(raw: string, opts: { literalPercent?: boolean } = {}): URLSearchParams {
   const out = new URLSearchParams();
   if (!raw) return out;
-  for (const part of raw.split('&')) {
+  // Query strings written by hand (criteria, If-None-Exist) may hold a bare `%` (the UCUM unit):
+  // taken literally there; escapes that decode to invalid UTF-8 are refused all the same.
+  const text = opts.literalPercent ? raw.replace(/%(?![0-9A-Fa-f]{2})/g, '%25') : raw;
+  for (const part of text.split('&')) {
     if (!part) continue;
     const eq = part.indexOf('=');
     const k = eq < 0 ? part : part.slice(0, eq);

@@ -52,6 +52,6 @@ export function parseQuery(params: [string, string][]): ParsedQuery {
 
 /** Decoded pairs of a URL query string (without `?`). */
 export function queryPairs(query: string): [string, string][] {
-  // Strict: malformed percent-encoding is a 400, never silently U+FFFD (If-None-Exist, criteria).
-  return [...strictQuery(query.startsWith('?') ? query.slice(1) : query).entries()];
+  // Strict: escapes of invalid UTF-8 are a 400, never silently U+FFFD (If-None-Exist, criteria); a bare `%` is literal.
+  return [...strictQuery(query.startsWith('?') ? query.slice(1) : query, { literalPercent: true }).entries()];
 }

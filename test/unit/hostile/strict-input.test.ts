@@ -33,6 +33,8 @@ describe('strict text', () => {
     expect(() => strictQuery('a=%E0%A4%A')).toThrow(/percent-encoding/);
     expect(() => strictQuery('%ZZ=1')).toThrow(/percent-encoding/);
     expect(() => strictQuery('a=%00')).toThrow(/control/);
+    expect([...strictQuery('u=lt96||%&v=%25', { literalPercent: true }).entries()]).toEqual([['u', 'lt96||%'], ['v', '%']]);
+    expect(() => strictQuery('a=%E0%A4%A', { literalPercent: true })).toThrow(/percent-encoding/);
   });
 });
 
