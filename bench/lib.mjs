@@ -38,6 +38,7 @@ export async function startStack({ auth = false, env = {} } = {}) {
   await vigil.start();
   const server = http.createServer(vigil.app);
   server.keepAliveTimeout = 60_000;
+  require(path.join(root, 'dist/http/server-guard.js')).guardServer(server, pino({ level: 'silent' }));
   vigil.attach(server);
   await new Promise((r) => server.listen(port, '127.0.0.1', r));
   return {

@@ -15,6 +15,8 @@ import { createDispatcher } from './http/routes';
 import type { Services } from './http/services';
 import { accessAudit } from './http/audit-mapping';
 import { CURSOR_SECRET_KEY, CursorCodec } from './resources/cursor';
+import { safeAuditPersist } from './http/audit-persist';
+import { Counters } from './metrics';
 import { SERVED_TYPES } from './resources/registry';
 import { ResourceStore } from './resources/store';
 import { prepareValidation, validateOperation, validateResource } from './resources/validation';
@@ -41,6 +43,8 @@ export interface Vigil {
   search: SearchService;
   auth?: AuthService;
   audit: AuditTrail;
+  /** Operator-visible counters (audit events refused, dropped or failed). */
+  counters: Counters;
   subscriptions: SubscriptionService;
   alerting: AlertingService;
   /** Creates indexes, recovers interrupted transactions, starts workers. */
@@ -108,8 +112,17 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   outbox.addConsumer((events) => subs.onCommitted(events));
   outbox.addConsumer((events) => alerts.onCommitted(events));
 
-  // Audit events go through the one commit path, as an append-only trail.
-  const audit = new AuditTrail({ logger, persist: (events: AuditEvent[]) => store.appendTrail('AuditEvent', events) });
+  // Audit events go through the one commit path, as an append-only trail; a bad one never blocks the rest.
+  const counters = new Counters();
+  const audit = new AuditTrail({
+    logger,
+    persist: safeAuditPersist({
+      logger,
+      counters,
+      prepare: (e: AuditEvent) => store.prepare('AuditEvent', newId(), e, null, 'POST', { principal: anonymousPrincipal, internal: true }, clock()),
+      insert: (writes) => store.commit(writes, { mode: 'trail' }),
+    }),
+  });
 
   const services: Services = {
     config,
@@ -139,7 +152,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     logger,
     ready: () => db.command({ ping: 1 }),
     routers: auth ? [auth.router()] : [],
-    fhir: fhirEdge({ dispatch, authenticate, logger, maxJsonDepth: config.maxJsonDepth, onAccess }),
+    fhir: fhirEdge({ dispatch, authenticate, logger, maxJsonDepth: config.maxJsonDepth, limits: config.limits, now: () => clock().getTime(), onAccess }),
   });
 
   let stopped = false;
@@ -150,6 +163,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     search,
     auth,
     audit,
+    counters,
     subscriptions: subs,
     alerting: alerts,
     async start() {

@@ -33,6 +33,8 @@ export interface Config {
   deriveInterpretation: boolean;
   /** Clinical alerting: episodes, NEWS2, silent devices (src/alerting). */
   alerting: AlertingConfig;
+  /** Bounded work per request (README "Limits"): refused before any work is done. */
+  limits: Limits;
 }
 
 export interface AlertingConfig {
@@ -46,6 +48,30 @@ export interface AlertingConfig {
   news2FreshnessMinutes: number;
   /** How often durable deadlines (silent devices, quiet periods) are checked. */
   deadlinePollMs: number;
+}
+
+/** The work one request may ask for; every limit names its setting in the refusal. */
+export interface Limits {
+  /** BUNDLE_MAX_ENTRIES: entries of a batch or transaction Bundle. */
+  bundleEntries: number;
+  /** JSON_MAX_ARRAY_LENGTH: elements of any one JSON array in a body. */
+  arrayElements: number;
+  /** RESOURCE_MAX_ELEMENTS: array elements of one resource in all (nested arrays multiply index work). */
+  resourceElements: number;
+  /** JSON_MAX_STRING_LENGTH: characters of any one JSON string (base64 `data` and narrative `div` excepted). */
+  stringLength: number;
+  /** SEARCH_FORM_LIMIT: bytes of a `POST _search` form body. */
+  searchFormBytes: number;
+  /** SEARCH_MAX_PARAMS: parameters of one search, counting each comma-separated alternative. */
+  searchParams: number;
+  /** SEARCH_MAX_CHAIN_DEPTH: links of a chain (`a.b.c`) or nested `_has`. */
+  chainDepth: number;
+  /** SEARCH_MAX_INCLUDE_PARAMS: `_include` and `_revinclude` parameters of one search. */
+  includeParams: number;
+  /** SEARCH_MAX_INCLUDES: resources `_include`/`_revinclude` may add to one page. */
+  includeResults: number;
+  /** REQUEST_DEADLINE_MS: server-side deadline of one request (503 after it, nothing written). */
+  requestDeadlineMs: number;
 }
 
 export interface ExternalIssuer {
@@ -152,5 +178,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       news2FreshnessMinutes: int(env, 'NEWS2_FRESHNESS_MIN', 60, 1, 24 * 60),
       deadlinePollMs: int(env, 'ALERT_DEADLINE_POLL_MS', 1000, 50, 60_000),
     },
+    limits: loadLimits(env),
+  };
+}
+
+/** Defaults sized for a 2-core server (README "Limits"). */
+function loadLimits(env: NodeJS.ProcessEnv): Limits {
+  return {
+    bundleEntries: int(env, 'BUNDLE_MAX_ENTRIES', 500, 1, 100_000),
+    arrayElements: int(env, 'JSON_MAX_ARRAY_LENGTH', 1000, 10, 1_000_000),
+    resourceElements: int(env, 'RESOURCE_MAX_ELEMENTS', 1000, 10, 10_000_000),
+    stringLength: int(env, 'JSON_MAX_STRING_LENGTH', 65_536, 256, 100 * 1024 * 1024),
+    searchFormBytes: bytes(env, 'SEARCH_FORM_LIMIT', 64 * 1024),
+    searchParams: int(env, 'SEARCH_MAX_PARAMS', 50, 1, 10_000),
+    chainDepth: int(env, 'SEARCH_MAX_CHAIN_DEPTH', 3, 1, 10),
+    includeParams: int(env, 'SEARCH_MAX_INCLUDE_PARAMS', 10, 0, 1000),
+    includeResults: int(env, 'SEARCH_MAX_INCLUDES', 1000, 1, 100_000),
+    requestDeadlineMs: int(env, 'REQUEST_DEADLINE_MS', 15_000, 100, 600_000),
   };
 }

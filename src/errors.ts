@@ -53,6 +53,8 @@ export const Errors = {
   unprocessable: make(422, 'invalid', 'MSG_INVALID'),
   tooManyRequests: make(429, 'throttled', 'MSG_THROTTLED'),
   notImplemented: make(501, 'not-supported', 'MSG_NOT_SUPPORTED'),
+  /** The request ran past its server-side deadline and was stopped (nothing of it was written). */
+  deadline: make(503, 'timeout', 'MSG_DEADLINE'),
   unavailable: make(503, 'transient', 'MSG_UNAVAILABLE'),
   internal: make(500, 'exception', 'MSG_INTERNAL'),
 } as const;

@@ -5,6 +5,7 @@ import { createVigil } from './app';
 import { createTlsServer } from './auth';
 import { ConfigError, loadConfig, type Config } from './config';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from './storage/embedded';
+import { guardServer } from './http/server-guard';
 import { VERSION } from './version';
 
 /**
@@ -69,6 +70,7 @@ async function main(): Promise<void> {
       : http.createServer(vigil.app);
   server.requestTimeout = 60_000;
   server.headersTimeout = 30_000;
+  guardServer(server, logger);
   vigil.attach(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -4,6 +4,10 @@ import type { Logger } from 'pino';
 import type { Principal } from '../auth/types';
 import { Errors, FhirError } from '../errors';
 import { parseJson, stringifyJson } from '../json';
+import type { Limits } from '../config';
+import { runWithDeadline } from '../deadline';
+import { decodeUtf8, pathSegments, strictQuery } from '../strict-text';
+import { checkFormSize, checkJsonBody, checkJsonDepth } from './limits';
 import { informationOutcome, outcomeOf, toFhirError } from './outcome';
 import type { Dispatcher } from './routes';
 import type { FhirRequest, FhirResponse } from './types';
@@ -42,45 +46,52 @@ export interface EdgeOptions {
   authenticate: (authorization: string | undefined) => Promise<Principal>;
   logger: Logger;
   maxJsonDepth: number;
+  limits: Limits;
+  /** The server clock in ms (the deadline's; injectable for tests). */
+  now?: () => number;
   onAccess?: (r: AccessRecord) => void;
 }
 
-/** Refuses JSON nested deeper than `max` without parsing it (a cheap scan, strings skipped). */
-export function checkJsonDepth(text: string, max: number): void {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 92) i++; // backslash: skip the escaped character
-      else if (c === 34) inString = false;
-    } else if (c === 34) inString = true;
-    else if (c === 123 || c === 91) {
-      if (++depth > max) throw Errors.badRequest(`JSON nesting deeper than ${max} levels is not accepted`, 'MSG_JSON_TOO_DEEP');
-    } else if (c === 125 || c === 93) depth--;
-  }
+/** The methods of the FHIR API (the Allow header of 405 answers). */
+export const FHIR_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+export const ALLOW = FHIR_METHODS.join(', ');
+/**
+ * Any other method, known to HTTP (OPTIONS, TRACE, WebDAV's) or not: 405 with Allow. (501 would
+ * be as correct for a method nobody knows, but a client's input never earns a 5xx here.)
+ */
+function refuseMethod(method: string): FhirError {
+  return new FhirError(405, 'not-supported', 'MSG_OP_NOT_ALLOWED', `Method ${method.slice(0, 32)} is not supported by the FHIR API`, undefined, { Allow: ALLOW });
 }
 
 function mediaType(header: string | undefined): string | undefined {
   return header?.split(';')[0].trim().toLowerCase() || undefined;
 }
 
-/** Parses the raw body by its media type; 415 for types we do not take, 400 for bad JSON. */
-function parseBody(req: Request, maxDepth: number): { body?: unknown; contentType?: string } {
+/** Parses the raw body by its media type; 415 for types we do not take, 400 for bad text or JSON. */
+function parseBody(req: Request, opts: EdgeOptions): { body?: unknown; contentType?: string } {
   const raw = req.body as Buffer | undefined;
   const ct = mediaType(req.headers['content-type']);
   if (!raw || !Buffer.isBuffer(raw) || raw.length === 0) return { contentType: ct };
-  if (ct === 'application/x-www-form-urlencoded') return { body: new URLSearchParams(raw.toString('utf8')), contentType: ct };
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1].toLowerCase();
+  if (charset && charset !== 'utf-8' && charset !== 'utf8') {
+    throw Errors.unsupportedMediaType(`Bodies are UTF-8 only, not charset=${charset.slice(0, 32)}`, 'MSG_UNSUPPORTED_MEDIA_TYPE');
+  }
+  if (ct === 'application/x-www-form-urlencoded') {
+    checkFormSize(raw.length, opts.limits);
+    return { body: strictQuery(decodeUtf8(raw, 'The form body')), contentType: ct };
+  }
   if (!ct || !JSON_TYPES.has(ct)) {
     if (ct === 'application/fhir+xml' || ct === 'application/xml') {
       throw Errors.unsupportedMediaType('This server speaks FHIR JSON only; send application/fhir+json', 'MSG_UNSUPPORTED_MEDIA_TYPE');
     }
     throw Errors.unsupportedMediaType(`Unsupported Content-Type "${ct ?? 'none'}": send application/fhir+json`, 'MSG_UNSUPPORTED_MEDIA_TYPE');
   }
-  const text = raw.toString('utf8');
-  checkJsonDepth(text, maxDepth);
+  const text = decodeUtf8(raw);
+  checkJsonDepth(text, opts.maxJsonDepth);
   // Decimals keep their text; bad JSON, prototype keys, duplicates and lone surrogates are 400s.
-  return { body: parseJson(text), contentType: ct };
+  const body = parseJson(text);
+  checkJsonBody(body, opts.limits);
+  return { body, contentType: ct };
 }
 
 /** The response media type from _format or Accept; 406 when only XML or other types are acceptable. */
@@ -137,26 +148,38 @@ export function fhirEdge(opts: EdgeOptions): RequestHandler {
   return (req: Request, res: Response, _next: NextFunction) => {
     const requestId = String(res.getHeader('X-Request-Id') ?? '');
     const started = new Date();
-    const segments = req.path.split('/').filter(Boolean).map((s) => decodeURIComponent(s));
+    let segments: string[] = [];
     let principal: Principal | undefined;
     let patients: string[] = [];
-    const query = new URLSearchParams(req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '');
-    const pretty = query.get('_pretty') === 'true';
+    const rawQuery = req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '';
+    let pretty = false;
     let type = FHIR_JSON;
     const head = req.method === 'HEAD';
+    let answered = false;
     const finish = (status: number) =>
       opts.onAccess?.({ principal, method: req.method, segments, status, patients, ip: req.ip, requestId, at: started });
-    (async () => {
+    const fail = (err: unknown) => {
+      if (answered) return;
+      answered = true;
+      const fe = toFhirError(err);
+      if (fe.status >= 500 && !(err instanceof FhirError)) {
+        opts.logger.error({ err, requestId }, 'unexpected error while handling a request');
+      }
+      send(res, fe.status, outcomeOf(fe), fe.headers ?? {}, type, pretty, head);
+      finish(fe.status);
+    };
+    const handle = async () => {
+      const method = req.method as FhirRequest['method'];
+      if (!(FHIR_METHODS as readonly string[]).includes(method)) throw refuseMethod(req.method);
+      segments = pathSegments(req.path);
+      const query = strictQuery(rawQuery);
+      pretty = query.get('_pretty') === 'true';
       type = negotiate(query.get('_format') ?? undefined, req.headers.accept);
       // The CapabilityStatement is public (clients read it to discover how to authenticate).
       const isPublic = segments.length === 1 && segments[0] === 'metadata' && !req.headers.authorization;
       principal = (res.locals.principal as Principal | undefined) ?? (isPublic ? publicPrincipal : await opts.authenticate(req.headers.authorization));
       res.locals.principal = principal;
-      const method = req.method as FhirRequest['method'];
-      if (!['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) {
-        throw Errors.methodNotAllowed(`Method ${req.method} is not supported`, 'MSG_OP_NOT_ALLOWED');
-      }
-      const { body, contentType } = method === 'GET' || method === 'HEAD' || method === 'DELETE' ? { body: undefined, contentType: undefined } : parseBody(req, opts.maxJsonDepth);
+      const { body, contentType } = method === 'GET' || method === 'HEAD' || method === 'DELETE' ? { body: undefined, contentType: undefined } : parseBody(req, opts);
       query.delete('_format');
       query.delete('_pretty');
       const fr: FhirRequest = {
@@ -171,16 +194,21 @@ export function fhirEdge(opts: EdgeOptions): RequestHandler {
         ip: req.ip,
       };
       const r = applyPrefer(await opts.dispatch(fr), req.get('prefer'));
+      if (answered) return; // the deadline answered first (reads only; see below)
+      answered = true;
       patients = r.patients ?? [];
       send(res, r.status, r.body, r.headers, type, pretty, head);
       finish(r.status);
-    })().catch((err: unknown) => {
-      const fe = toFhirError(err);
-      if (fe.status >= 500 && !(err instanceof FhirError)) {
-        opts.logger.error({ err, requestId }, 'unexpected error while handling a request');
-      }
-      send(res, fe.status, outcomeOf(fe), fe.headers ?? {}, type, pretty, head);
-      finish(fe.status);
-    });
+    };
+    const ms = opts.limits.requestDeadlineMs;
+    const work = runWithDeadline(ms, handle, opts.now);
+    work.catch(fail);
+    // Reads are abandoned at their deadline (they change nothing); writes stop cooperatively at
+    // their next check, before their commit point, so their answer always tells the truth.
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      const timer = setTimeout(() => fail(Errors.deadline(`The request took longer than its deadline of ${ms} ms (REQUEST_DEADLINE_MS) and was stopped`)), ms);
+      timer.unref();
+      void work.finally(() => clearTimeout(timer)).catch(() => undefined);
+    }
   };
 }

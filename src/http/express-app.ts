@@ -60,7 +60,10 @@ export function buildExpressApp(o: ExpressAppOptions): Express {
     if (isFhirError(err)) return sendError(res, err, logger);
     const e = err as { type?: string; status?: number };
     if (e.type === 'entity.too.large') {
-      return sendError(res, Errors.tooLarge(`The body exceeds the limit of ${config.bodyLimitBytes} bytes`, 'MSG_TOO_LARGE'), logger);
+      return sendError(res, Errors.tooLarge(`The body exceeds the limit of ${config.bodyLimitBytes} bytes (BODY_LIMIT)`, 'MSG_TOO_LARGE'), logger);
+    }
+    if (e.status === 415) {
+      return sendError(res, Errors.unsupportedMediaType('The body\'s Content-Encoding or charset is not supported: send UTF-8, identity, gzip or deflate', 'MSG_ENCODING_UNSUPPORTED'), logger);
     }
     if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
       return sendError(res, Errors.badRequest('The request body could not be read', 'MSG_BODY_INVALID'), logger);
@@ -72,7 +75,7 @@ export function buildExpressApp(o: ExpressAppOptions): Express {
 
 function sendError(res: Response, err: unknown, logger: Logger): void {
   const fe = toFhirError(err);
-  if (fe.status >= 500) logger.error({ err }, 'unexpected error');
+  if (fe.status >= 500) logger.error({ err, requestId: res.getHeader('X-Request-Id') }, 'unexpected error');
   res.status(fe.status);
   for (const [k, v] of Object.entries(fe.headers ?? {})) res.setHeader(k, v);
   res.type('application/fhir+json; charset=utf-8').send(stringifyJson(outcomeOf(fe)));

@@ -1,4 +1,4 @@
-import { Errors } from '../errors';
+import { Errors, FhirError } from '../errors';
 import { acknowledge } from './interactions/acknowledge';
 import { processBundle } from './interactions/bundle';
 import { capabilities } from './interactions/capabilities';
@@ -86,15 +86,17 @@ function methodMatches(route: Route, method: FhirRequest['method']): boolean {
 export function createDispatcher(s: Services, modules: readonly ModuleRoute[] = []): Dispatcher {
   const routes = routeTable(modules);
   const dispatch: Dispatcher = async (req) => {
-    let pathMatched = false;
+    const allowed = new Set<string>();
     for (const r of routes) {
       const params = match(r.path, req.segments);
       if (!params) continue;
-      pathMatched = true;
+      r.method.split('|').forEach((m) => allowed.add(m));
       if (methodMatches(r, req.method)) return r.handler(s, req, params, dispatch);
     }
     const path = req.segments.join('/');
-    if (pathMatched) throw Errors.methodNotAllowed(`${req.method} is not allowed on /${path}`, 'MSG_OP_NOT_ALLOWED');
+    if (allowed.size > 0) {
+      throw new FhirError(405, 'not-supported', 'MSG_OP_NOT_ALLOWED', `${req.method} is not allowed on /${path}`, undefined, { Allow: [...allowed].join(', ') });
+    }
     const op = req.segments.find((x) => x.startsWith('$'));
     if (op) throw Errors.notFound(`Operation ${op} is not supported on /${path}`, 'MSG_OP_NOT_SUPPORTED');
     throw Errors.notFound(`No FHIR interaction at /${path}`, 'MSG_NO_ROUTE');

@@ -23,7 +23,16 @@ type Json = Record<string, unknown>;
 
 const repeating = (r4 as unknown as { path2Repeating: Record<string, boolean> }).path2Repeating;
 
+/** Names that could reach an object's prototype if assigned: refused in paths, names and parts. */
+const FORBIDDEN = new Set(['__proto__', 'constructor', 'prototype']);
+const FORBIDDEN_IN_PATH = /(^|[^A-Za-z0-9_])(__proto__|constructor|prototype)([^A-Za-z0-9_]|$)/;
+
+function forbidden(name: string, i: number): never {
+  throw Errors.badRequest(`FHIRPath Patch operation ${i}: "${name}" is not an element name`, 'MSG_PATCH_FORBIDDEN_PATH');
+}
+
 function evaluate(target: Resource, path: string, i: number): Node[] {
+  if (FORBIDDEN_IN_PATH.test(path)) forbidden(path, i);
   try {
     return fhirpath.evaluate(target, path, undefined, r4, { resolveInternalTypes: false }) as unknown as Node[];
   } catch (e) {
@@ -75,6 +84,7 @@ function valueOf(p: ParametersParameter | undefined, i: number): unknown {
   if (p.part?.length) {
     const out: Json = {};
     for (const sub of p.part) {
+      if (typeof sub.name !== 'string' || FORBIDDEN.has(sub.name)) forbidden(String(sub.name), i);
       const v = valueOf(sub, i);
       const name = elementName(sub.name, i);
       const existing = out[name];

@@ -1,21 +1,23 @@
 import type { Resource } from 'fhir/r4';
 import type { AccessPolicy } from '../auth/types';
+import { breathe } from '../deadline';
 import { canRead } from './conditions';
 import type { SearchContext } from './context';
 import type { IncludeSpec } from './control';
 import { referenceParts } from './encoders/reference';
 
-/** How many resources `_include`/`_revinclude` may add to one page, and how deep `:iterate` goes. */
-const MAX_INCLUDES = 1000;
+/** How deep `:iterate` goes (how many resources includes may add: SEARCH_MAX_INCLUDES). */
 const MAX_ITERATE_DEPTH = 3;
 
 /** `_include` / `_revinclude` (with `:iterate`, depth-capped), batched per type. */
 export async function resolveIncludes(sc: SearchContext, matches: Resource[], specs: IncludeSpec[], policy: AccessPolicy): Promise<Resource[]> {
   if (specs.length === 0 || matches.length === 0) return [];
+  const MAX_INCLUDES = sc.config.limits.includeResults;
   const seen = new Set(matches.map((r) => `${r.resourceType}/${r.id}`));
   const out: Resource[] = [];
   let current = matches;
   for (let depth = 0; depth < MAX_ITERATE_DEPTH && current.length > 0 && out.length < MAX_INCLUDES; depth++) {
+    await breathe();
     const active = specs.filter((s) => depth === 0 || s.iterate);
     if (active.length === 0) break;
     const found: Resource[] = [];

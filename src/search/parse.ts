@@ -1,4 +1,5 @@
 import { Errors } from '../errors';
+import { strictQuery } from '../strict-text';
 import { CONTROL_PARAMS } from './registry';
 
 /** One filtering parameter of a query: `code[:modifier][.chain]=v1,v2` or `_has:...`. */
@@ -51,5 +52,6 @@ export function parseQuery(params: [string, string][]): ParsedQuery {
 
 /** Decoded pairs of a URL query string (without `?`). */
 export function queryPairs(query: string): [string, string][] {
-  return [...new URLSearchParams(query.startsWith('?') ? query.slice(1) : query).entries()];
+  // Strict: escapes of invalid UTF-8 are a 400, never silently U+FFFD (If-None-Exist, criteria); a bare `%` is literal.
+  return [...strictQuery(query.startsWith('?') ? query.slice(1) : query, { literalPercent: true }).entries()];
 }

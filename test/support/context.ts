@@ -9,6 +9,7 @@ import supertest from 'supertest';
 import { createVigil, type Vigil } from '../../src/app';
 import { loadConfig, type Config } from '../../src/config';
 import { freePort } from '../../src/storage/embedded';
+import { guardServer } from '../../src/http/server-guard';
 
 export interface TestContext {
   vigil: Vigil;
@@ -61,6 +62,7 @@ export async function createTestContext(opts: TestContextOptions = {}): Promise<
   let server: http.Server | undefined;
   if (opts.listen) {
     server = http.createServer(vigil.app);
+    guardServer(server, logger);
     vigil.attach(server);
     await new Promise<void>((resolve) => server!.listen(port, '127.0.0.1', () => resolve()));
   }

@@ -6,7 +6,15 @@ import { outcomeOf, toFhirError } from '../outcome';
 import { locationOf } from '../responses';
 import type { Services } from '../services';
 import type { FhirRequest, FhirResponse } from '../types';
-import { knownType, validId } from './common';
+import type { Limits } from '../../config';
+import { breathe, checkDeadline } from '../../deadline';
+import { decodeUtf8, pathSegments, strictQuery } from '../../strict-text';
+import { checkBundleSize, checkJsonBody, checkJsonDepth } from '../limits';
+import { knownType, resourceBody, validId } from './common';
+
+function limitsOf(s: Services): Limits & { maxJsonDepth: number } {
+  return { ...s.config.limits, maxJsonDepth: s.config.maxJsonDepth };
+}
 import { patchFunction } from './patch';
 import { attachDecimals, decimalsOf, parseJson } from '../../json';
 
@@ -28,8 +36,8 @@ function parseEntryUrl(url: string, baseUrl: string, i: number): ParsedUrl {
   rel = rel.replace(/^\//, '');
   const q = rel.indexOf('?');
   const path = q >= 0 ? rel.slice(0, q) : rel;
-  const query = new URLSearchParams(q >= 0 ? rel.slice(q + 1) : '');
-  const segments = path.split('/').filter(Boolean).map(decodeURIComponent);
+  const query = strictQuery(q >= 0 ? rel.slice(q + 1) : '');
+  const segments = pathSegments(path);
   return { type: segments[0], id: segments[1], query, segments };
 }
 
@@ -37,7 +45,7 @@ function entryError(i: number, e: FhirError): FhirError {
   return new FhirError(e.status, e.code, e.messageCode, `Bundle entry ${i}: ${e.message}`, e.expression, e.headers);
 }
 
-function checkBundle(body: unknown): Bundle {
+function checkBundle(body: unknown, limits: Limits): Bundle {
   const b = body as Bundle;
   if (typeof b !== 'object' || b === null || b.resourceType !== 'Bundle') {
     throw Errors.badRequest('POST to the base needs a Bundle of type batch or transaction', 'MSG_BUNDLE_TYPE');
@@ -46,24 +54,65 @@ function checkBundle(body: unknown): Bundle {
     throw Errors.badRequest(`Bundle.type must be batch or transaction, got "${String(b.type)}"`, 'MSG_BUNDLE_TYPE', ['Bundle.type']);
   }
   if (b.entry !== undefined && !Array.isArray(b.entry)) throw Errors.badRequest('Bundle.entry must be an array', 'MSG_BUNDLE_ENTRY', ['Bundle.entry']);
+  checkBundleSize(b.entry?.length ?? 0, limits);
+  const fullUrls = new Map<string, string | undefined>();
   (b.entry ?? []).forEach((e, i) => {
-    const r = e?.request as BundleEntryRequest | undefined;
+    if (typeof e !== 'object' || e === null || Array.isArray(e)) {
+      throw Errors.badRequest(`Bundle entry ${i} must be an object`, 'MSG_BUNDLE_ENTRY', [`Bundle.entry[${i}]`]);
+    }
+    const r = e.request as BundleEntryRequest | undefined;
     if (!r || typeof r.method !== 'string' || !METHODS.has(r.method) || typeof r.url !== 'string' || !r.url) {
       throw Errors.badRequest(`Bundle entry ${i} needs request.method and request.url`, 'MSG_BUNDLE_ENTRY', [`Bundle.entry[${i}].request`]);
     }
     if (['POST', 'PUT'].includes(r.method) && (typeof e.resource !== 'object' || e.resource === null)) {
       throw Errors.badRequest(`Bundle entry ${i} (${r.method}) needs a resource`, 'MSG_BUNDLE_ENTRY', [`Bundle.entry[${i}].resource`]);
     }
+    checkFullUrl(e, i, fullUrls);
   });
   return b;
 }
 
+/** bdl-7 and bdl-8: a fullUrl is an absolute URI, not version-specific, and unique in the Bundle. */
+function checkFullUrl(e: BundleEntry, i: number, seen: Map<string, string | undefined>): void {
+  const where = [`Bundle.entry[${i}].fullUrl`];
+  if (e.fullUrl === undefined) return;
+  if (typeof e.fullUrl !== 'string' || !/^[A-Za-z][A-Za-z0-9+.-]*:\S+$/.test(e.fullUrl)) {
+    throw Errors.badRequest(`Bundle entry ${i}: fullUrl must be an absolute URI (a URL or urn:uuid:...)`, 'MSG_BUNDLE_FULLURL', where);
+  }
+  if (/\/_history\//.test(e.fullUrl)) throw Errors.badRequest(`Bundle entry ${i}: fullUrl must not name a version (_history)`, 'MSG_BUNDLE_FULLURL', where);
+  const version = e.resource?.meta?.versionId;
+  if (seen.has(e.fullUrl) && (seen.get(e.fullUrl) === undefined || seen.get(e.fullUrl) === version)) {
+    throw Errors.badRequest(`Bundle entry ${i}: fullUrl ${e.fullUrl} appears in more than one entry`, 'MSG_BUNDLE_FULLURL', where);
+  }
+  seen.set(e.fullUrl, version);
+}
+
+/**
+ * The rules of one entry that need its parsed URL, checked before anything is written: writes
+ * never name a version, a PUT to [type]/[id] carries a resource of that type with that id, a
+ * POST a resource of the URL's type.
+ */
+function checkEntry(e: BundleEntry, url: ParsedUrl): void {
+  const method = e.request!.method;
+  if (method !== 'GET' && method !== 'HEAD' && url.segments.includes('_history')) {
+    throw Errors.badRequest(`request.url "${e.request!.url}" names a version (_history): ${method} cannot write a past version`, 'MSG_BUNDLE_URL');
+  }
+  const r = e.resource;
+  if ((method === 'PUT' || method === 'POST') && url.type && r && r.resourceType !== url.type) {
+    throw Errors.badRequest(`the resource is a ${String(r.resourceType)} but request.url names ${url.type}`, 'MSG_RESOURCE_TYPE_MISMATCH');
+  }
+  if (method === 'PUT' && url.id !== undefined) {
+    if (typeof r?.id !== 'string') throw Errors.badRequest(`PUT ${url.type}/${url.id} needs a resource with id "${url.id}"`, 'MSG_RESOURCE_ID_MISSING');
+    if (r.id !== url.id) throw Errors.badRequest(`the resource id "${r.id}" does not match request.url ${url.type}/${url.id}`, 'MSG_RESOURCE_ID_MISMATCH');
+  }
+}
+
 /** Builds the request an entry stands for, so batch entries run through the normal routes. */
-function entryRequest(parent: FhirRequest, e: BundleEntry, url: ParsedUrl): FhirRequest {
+function entryRequest(parent: FhirRequest, e: BundleEntry, url: ParsedUrl, limits: Limits & { maxJsonDepth: number }): FhirRequest {
   const r = e.request!;
   const isPatch = r.method === 'PATCH';
   const isJsonPatch = isPatch && e.resource?.resourceType === 'Binary';
-  const body = isJsonPatch ? binaryJson(e.resource!) : e.resource;
+  const body = isJsonPatch ? binaryJson(e.resource!, limits) : e.resource;
   return {
     method: r.method as FhirRequest['method'],
     segments: url.segments,
@@ -84,15 +133,20 @@ function entryRequest(parent: FhirRequest, e: BundleEntry, url: ParsedUrl): Fhir
 }
 
 /** JSON Patch inside a Bundle travels as a Binary with base64 data (spec: http.html#patch). */
-function binaryJson(r: Resource): unknown {
+function binaryJson(r: Resource, limits: Limits & { maxJsonDepth: number }): unknown {
   const data = (r as { data?: string }).data;
   if (!data) throw Errors.badRequest('PATCH entry Binary has no data', 'MSG_PATCH_INVALID');
+  const text = decodeUtf8(Buffer.from(data, 'base64'), 'PATCH entry Binary data');
+  checkJsonDepth(text, limits.maxJsonDepth);
+  let parsed: unknown;
   try {
-    return parseJson(Buffer.from(data, 'base64').toString('utf8'));
+    parsed = parseJson(text);
   } catch (e) {
     const why = e instanceof Error ? `: ${e.message}` : '';
     throw Errors.badRequest(`PATCH entry Binary data is not a JSON Patch document${why}`, 'MSG_PATCH_INVALID');
   }
+  checkJsonBody(parsed, limits);
+  return parsed;
 }
 
 function responseEntry(s: Services, res: FhirResponse, preferMinimal: boolean): BundleEntry {
@@ -119,11 +173,13 @@ async function batch(s: Services, req: FhirRequest, b: Bundle, dispatch: Dispatc
   const entries: BundleEntry[] = [];
   for (const [i, e] of (b.entry ?? []).entries()) {
     try {
+      await breathe();
       const url = parseEntryUrl(e.request!.url, s.config.baseUrl, i);
+      checkEntry(e, url);
       if (url.segments.length === 0 && e.request!.method === 'POST') {
         throw Errors.badRequest('Nested batch or transaction Bundles are not allowed', 'MSG_BUNDLE_NESTED');
       }
-      const res = await dispatch(entryRequest(req, e, url));
+      const res = await dispatch(entryRequest(req, e, url, limitsOf(s)));
       res.patients?.forEach((p) => patients.add(p));
       entries.push(responseEntry(s, res, minimal));
     } catch (err) {
@@ -194,17 +250,21 @@ async function transaction(
   const store: ResourceStore = s.store;
   const ctx = { principal: req.principal };
   const policy = req.principal.policy;
-  const plan: Planned[] = (b.entry ?? []).map((entry, index) => ({
-    index,
-    entry,
-    method: entry.request!.method,
-    url: parseEntryUrl(entry.request!.url, s.config.baseUrl, index),
-  }));
+  const plan: Planned[] = (b.entry ?? []).map((entry, index) => {
+    try {
+      const url = parseEntryUrl(entry.request!.url, s.config.baseUrl, index);
+      checkEntry(entry, url);
+      return { index, entry, method: entry.request!.method, url };
+    } catch (e) {
+      throw e instanceof FhirError ? entryError(index, e) : e;
+    }
+  });
   const idMap = new Map<string, string>();
 
   // 1. Resolve targets: new ids for creates, matches for conditional interactions.
   for (const p of plan) {
     try {
+      await breathe();
       const { type, id, query } = p.url;
       if (p.method === 'GET' || p.method === 'HEAD') continue;
       if (!type) throw Errors.badRequest('Nested batch or transaction Bundles are not allowed', 'MSG_BUNDLE_NESTED');
@@ -266,6 +326,7 @@ async function transaction(
   for (const p of ordered) {
     if (!p.target || p.existing || p.nothing) continue;
     try {
+      await breathe();
       const { type, id } = p.target;
       const body = p.entry.resource ? withTexts(rewriteReferences(p.entry.resource, idMap), p.entry.resource) : undefined;
       const ifMatch = parseVersionTag(p.entry.request!.ifMatch);
@@ -287,7 +348,7 @@ async function transaction(
         if (!current || current.deleted) throw Errors.notFound(`${type}/${id} is not known`, 'MSG_NO_EXIST');
         const r = p.entry.resource;
         if (!r) throw Errors.badRequest('PATCH entries need a Binary (JSON Patch) or Parameters (FHIRPath Patch) resource', 'MSG_PATCH_INVALID');
-        const apply = r.resourceType === 'Binary' ? patchFunction('application/json-patch+json', binaryJson(r)) : patchFunction('application/fhir+json', r);
+        const apply = r.resourceType === 'Binary' ? patchFunction('application/json-patch+json', binaryJson(r, limitsOf(s))) : patchFunction('application/fhir+json', r);
         p.write = await store.prepare(type, id, apply(stripServerMeta(current.res)), current, 'PATCH', ctx, now);
       } else if (p.method === 'DELETE') {
         policy.assertAllowed('delete', type);
@@ -299,8 +360,9 @@ async function transaction(
     }
   }
 
-  // 4. Commit all writes at once.
+  // 4. Commit all writes at once; past the deadline nothing is written (the commit point is in the journal).
   const writes = plan.map((p) => p.write).filter((w): w is PreparedWrite => Boolean(w));
+  checkDeadline();
   await store.commit(writes, { mode: 'atomic' });
   for (const w of writes) w.doc.comp.forEach((c) => patients.add(c));
   for (const p of plan) p.existing?.comp.forEach((c) => patients.add(c));
@@ -312,7 +374,7 @@ async function transaction(
       // Reads run after the commit point, so their failures are reported per entry: the
       // writes have happened and must not be reported as failed.
       try {
-        const res = await dispatch(entryRequest(req, p.entry, p.url));
+        const res = await dispatch(entryRequest(req, p.entry, p.url, limitsOf(s)));
         res.patients?.forEach((x) => patients.add(x));
         responses.set(p.index, responseEntry(s, res, minimal));
       } catch (e) {
@@ -348,7 +410,7 @@ export async function processBundle(
   dispatch: Dispatch,
 ): Promise<FhirResponse> {
   if (req.inBundle) throw Errors.badRequest('Nested batch or transaction Bundles are not allowed', 'MSG_BUNDLE_NESTED');
-  const b = checkBundle(req.body);
+  const b = checkBundle(resourceBody(req), s.config.limits);
   const minimal = /return\s*=\s*minimal/i.test(req.headers.prefer ?? '');
   // Every patient whose data an entry touched goes to the audit trail of the Bundle request.
   const patients = new Set<string>();

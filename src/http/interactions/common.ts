@@ -40,6 +40,23 @@ export function jsonBody(req: FhirRequest): unknown {
   return req.body;
 }
 
+const RESOURCE_MEDIA_TYPES = new Set(['application/fhir+json', 'application/json']);
+
+/**
+ * The body of an interaction that takes a resource (create, update, $validate, Bundles): a
+ * JSON object sent as FHIR JSON. A JSON Patch or form body sent there is a 415, not a resource.
+ */
+export function resourceBody(req: FhirRequest): unknown {
+  if (req.contentType !== undefined && !RESOURCE_MEDIA_TYPES.has(req.contentType)) {
+    throw Errors.unsupportedMediaType(`This interaction takes a FHIR resource as application/fhir+json, not ${req.contentType}`, 'MSG_UNSUPPORTED_MEDIA_TYPE');
+  }
+  const body = jsonBody(req);
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw Errors.badRequest('The body must be a JSON object (a FHIR resource)', 'MSG_BODY_INVALID');
+  }
+  return body;
+}
+
 export function queryOf(req: FhirRequest): string {
   return req.query.toString();
 }

@@ -1,4 +1,6 @@
+import type { Limits } from '../../config';
 import { Errors } from '../../errors';
+import { checkSearchCost } from '../limits';
 import type { Services } from '../services';
 import type { FhirRequest, FhirResponse } from '../types';
 import { knownType } from './common';
@@ -9,7 +11,7 @@ function handling(req: FhirRequest): 'strict' | 'lenient' {
 }
 
 /** Query pairs of a search: the URL query, plus the form body of POST [type]/_search. */
-function params(req: FhirRequest): [string, string][] {
+function params(req: FhirRequest, limits: Limits): [string, string][] {
   const pairs = [...req.query.entries()];
   if (req.method === 'POST') {
     if (req.contentType !== 'application/x-www-form-urlencoded') {
@@ -17,6 +19,7 @@ function params(req: FhirRequest): [string, string][] {
     }
     if (req.body instanceof URLSearchParams) pairs.push(...req.body.entries());
   }
+  checkSearchCost(pairs, limits);
   return pairs;
 }
 
@@ -28,7 +31,7 @@ export async function search(s: Services, req: FhirRequest, type?: string): Prom
   }
   const bundle = await s.search.search({
     type,
-    params: params(req),
+    params: params(req, s.config.limits),
     policy: req.principal.policy,
     baseUrl: s.config.baseUrl,
     handling: handling(req),
@@ -41,7 +44,7 @@ export async function lastn(s: Services, req: FhirRequest): Promise<FhirResponse
   req.principal.policy.assertAllowed('search', 'Observation');
   const bundle = await s.search.lastn({
     type: 'Observation',
-    params: params(req),
+    params: params(req, s.config.limits),
     policy: req.principal.policy,
     baseUrl: s.config.baseUrl,
     handling: handling(req),

@@ -2,7 +2,7 @@ import { parseVersionTag } from '../../resources/store';
 import { writeResponse } from '../responses';
 import type { Services } from '../services';
 import type { FhirRequest, FhirResponse } from '../types';
-import { jsonBody, knownType, queryOf, validId } from './common';
+import { resourceBody, knownType, queryOf, validId } from './common';
 
 /** PUT [type]/[id] (update, or update-as-create for a client-chosen id). */
 export async function update(s: Services, req: FhirRequest, type: string, id: string): Promise<FhirResponse> {
@@ -10,7 +10,7 @@ export async function update(s: Services, req: FhirRequest, type: string, id: st
   validId(id);
   req.principal.policy.assertAllowed('update', type);
   const ifMatch = parseVersionTag(req.headers['if-match']);
-  const r = await s.store.update(type, id, jsonBody(req), { principal: req.principal }, ifMatch);
+  const r = await s.store.update(type, id, resourceBody(req), { principal: req.principal }, ifMatch);
   return writeResponse(s.config.baseUrl, r);
 }
 
@@ -20,6 +20,6 @@ export async function conditionalUpdate(s: Services, req: FhirRequest, type: str
   req.principal.policy.assertAllowed('update', type);
   req.principal.policy.assertAllowed('search', type);
   const ifMatch = parseVersionTag(req.headers['if-match']);
-  const r = await s.store.conditionalUpdate(type, queryOf(req), jsonBody(req), { principal: req.principal }, ifMatch);
+  const r = await s.store.conditionalUpdate(type, queryOf(req), resourceBody(req), { principal: req.principal }, ifMatch);
   return writeResponse(s.config.baseUrl, r);
 }

@@ -2,13 +2,13 @@ import type { Parameters, Resource } from 'fhir/r4';
 import { Errors } from '../../errors';
 import type { Services } from '../services';
 import type { FhirRequest, FhirResponse } from '../types';
-import { jsonBody, knownType } from './common';
+import { resourceBody, knownType } from './common';
 
 /** POST [type]/$validate (and [type]/[id]/$validate): the resource directly or in a Parameters "resource". */
 export async function validate(s: Services, req: FhirRequest, type: string, id?: string): Promise<FhirResponse> {
   knownType(type);
   req.principal.policy.assertAllowed('operation', type);
-  let body = jsonBody(req);
+  let body = resourceBody(req);
   let mode: 'create' | 'update' = id ? 'update' : 'create';
   if ((body as Resource).resourceType === 'Parameters') {
     const p = body as Parameters;

@@ -9,7 +9,13 @@ export function parseNumber(param: SearchParam, s: string): { v: number; half: n
   const m = NUM_RE.exec(s);
   if (!m) throw invalid(param, 'number', s);
   const decimals = (m[2]?.length ?? 0) - Number(m[3] ?? 0);
-  return { v: Number(s), half: 0.5 * 10 ** -decimals };
+  const v = Number(s);
+  const half = 0.5 * 10 ** -decimals;
+  // 1e999 is Infinity and 1e-999 underflows to 0: neither is the number the client wrote.
+  const underflow = v === 0 && /[1-9]/.test(m[1] + (m[2] ?? ''));
+  if (!Number.isFinite(v) || !Number.isFinite(half) || half === 0 || underflow) throw invalid(param, 'number (out of range)', s);
+  // -0 is the number 0: the database must not see a negative zero.
+  return { v: v === 0 ? 0 : v, half };
 }
 
 /** Number conditions over a numeric field (scalar, or array when `elem`). */
@@ -17,7 +23,11 @@ export function numberCond(param: SearchParam, raw: string, path: string, elem: 
   const { prefix, rest } = splitPrefix(raw);
   const { v, half } = parseNumber(param, rest);
   const s = scale ?? ((n: number) => n);
-  const r = (b: Record<string, number>): Cond => ({ k: 'range', f: path, elem, b });
+  const r = (b: Record<string, number>): Cond => {
+    // A unit conversion can carry a finite value out of range (1e300 Tm in metres).
+    if (Object.values(b).some((n) => !Number.isFinite(n))) throw invalid(param, 'number (out of range in base units)', raw);
+    return { k: 'range', f: path, elem, b };
+  };
   switch (prefix) {
     case 'eq':
       return r({ gte: s(v - half), lt: s(v + half) });
