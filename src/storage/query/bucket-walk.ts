@@ -44,10 +44,17 @@ export async function collectCandidates(
   from: number | undefined,
   afterCond: Cond | undefined,
   limit: number,
+  afterId?: string,
 ): Promise<CurrentDoc[]> {
   const { found, fetch } = candidateFetcher(w, afterCond);
   if (mode === 'none') {
-    for await (const step of w.buckets.walk(w.plan, w.cond, 'none')) await fetch(step.ids);
+    // `_id` order: every candidate id is known after the walk, so only the first page's worth
+    // (in id order, past the boundary) is fetched, a chunk at a time.
+    const ids: Candidate[] = [];
+    for await (const step of w.buckets.walk(w.plan, w.cond, 'none')) ids.push(...step.ids);
+    const todo = [...new Map(ids.filter((c) => afterId === undefined || c.i > afterId).map((c) => [c.i, c])).values()];
+    todo.sort((a, b) => (a.i < b.i ? -1 : a.i > b.i ? 1 : 0));
+    while (found.length < limit && todo.length > 0) await fetch(todo.splice(0, Math.min(limit - found.length + 2, 1000)));
     return found;
   }
   const pending: Candidate[] = [];

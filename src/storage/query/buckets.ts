@@ -37,10 +37,9 @@ const HOUR_MS = 3_600_000;
 /** An entry spanning more days (or hours, for code buckets) goes to the key's `long` bucket. */
 const MAX_SPAN_DAYS = 31;
 const MAX_SPAN_HOURS = 48;
-/** Code buckets serve windows up to this long; wider ones scan. */
-const MAX_CODE_WINDOW_HOURS = 24 * 8;
-/** Buckets read in parallel per step of a day walk. */
+/** Buckets read in parallel per step of a day walk (patients) or an hour walk (codes). */
 const DAYS_PER_STEP = 3;
+const HOURS_PER_STEP = 12;
 
 /** Index values copied into entries: enough to discard most non-matches without a read. */
 const PATIENT_FIELDS = new Set(['code', 'code:s', 'category', 'date', 'status']);
@@ -48,7 +47,7 @@ const CODE_FIELDS = new Set(['code', 'date', 'value-quantity', 'status']);
 
 export const BUCKET_COLLECTION = COLLECTIONS.buckets;
 /** Bumped when the bucket layout or the entry fields change: the buckets are then rebuilt. */
-export const BUCKET_LAYOUT = 'v1';
+export const BUCKET_LAYOUT = 'v2';
 
 interface Entry {
   i: string;
@@ -182,22 +181,27 @@ export class BucketIndex {
       for (const p of new Set(doc.comp.filter((c) => c.startsWith('Patient/')))) {
         const entry = { i: doc._id, x: pick(doc.idx, PATIENT_FIELDS) };
         for (const d of days) push(ops.buckets, `Observation|p|${p}|${d}`, entry);
-        const dirKey = `Observation|p|${p}`;
-        const known = this.dirCache.get(dirKey);
-        for (const d of days) {
-          if (known?.get(d)?.has(codeS)) continue;
-          const pending = ops.dirs.get(dirKey) ?? new Map<string, Set<string>>();
-          pending.set(d, (pending.get(d) ?? new Set<string>()).add(codeS));
-          ops.dirs.set(dirKey, pending);
-        }
+        this.addToDir(ops, `Observation|p|${p}`, days, codeS);
       }
       const hours = range ? spanKeys(range, HOUR_MS, MAX_SPAN_HOURS, hourKey) : ['none'];
       for (const code of bareCodes(doc.idx.code)) {
         const entry = { i: doc._id, x: pick(doc.idx, CODE_FIELDS) };
         for (const h of hours) push(ops.buckets, `Observation|c|${code}|${h}`, entry);
+        this.addToDir(ops, `Observation|c|${code}`, hours, '');
       }
     }
     return ops;
+  }
+
+  /** Adds units (days or hours) with a code to a directory, unless known to be stored. */
+  private addToDir(ops: Ops, dirKey: string, units: string[], code: string): void {
+    const known = this.dirCache.get(dirKey);
+    for (const u of units) {
+      if (known?.get(u)?.has(code)) continue;
+      const pending = ops.dirs.get(dirKey) ?? new Map<string, Set<string>>();
+      pending.set(u, (pending.get(u) ?? new Set<string>()).add(code));
+      ops.dirs.set(dirKey, pending);
+    }
   }
 
   /** Removes every bucket (before a rebuild). */
@@ -215,94 +219,86 @@ export class BucketIndex {
     const window = win === 'none' ? undefined : win;
     if (patients && patients.length <= 20) return { patients, subjectPinned: subjects !== undefined && subjects.length === 1, window };
     const codes = pins(cond, (f) => f === 'idx.code', (v) => (typeof v === 'string' ? bareCode(v) : undefined));
-    if (codes && codes.length <= 20 && window && Number.isFinite(window.lo) && Number.isFinite(window.hi)) {
-      if ((window.hi - window.lo) / HOUR_MS <= MAX_CODE_WINDOW_HOURS) return { codes, subjectPinned: false, window };
-    }
+    // Any window, or none: the code directory lists the hours that hold entries.
+    if (codes && codes.length <= 20) return { codes, subjectPinned: false, window };
     return undefined;
   }
 
   /**
    * Walks the candidate ids of a plan in date order (`desc`/`asc` by `date.l`) or all at once
-   * (`none`). `from` skips days wholly beyond a paging boundary. Entries are pre-filtered with the
-   * part of `cond` their copied index values can decide.
+   * (`none`): a patient plan over the patients' days, a code plan over the codes' hours, each
+   * from its directory, so only units holding entries are read. `from` skips units wholly
+   * beyond a paging boundary. Entries are pre-filtered with the part of `cond` their copied
+   * index values can decide (a code entry holds the value, so a threshold filters there).
    */
   async *walk(plan: BucketPlan, cond: Cond, order: Order, from?: number): AsyncGenerator<WalkStep> {
-    if (plan.codes) {
-      yield* this.walkCodes(plan, cond, order);
-      return;
-    }
-    const pre = project(cond, PATIENT_FIELDS, true);
-    const patients = plan.patients ?? [];
+    const byCode = plan.codes !== undefined;
+    const kind = byCode ? 'c' : 'p';
+    const unitMs = byCode ? HOUR_MS : DAY_MS;
+    const perStep = byCode ? HOURS_PER_STEP : DAYS_PER_STEP;
+    const pre = project(cond, byCode ? CODE_FIELDS : PATIENT_FIELDS, true);
+    const owners = (byCode ? plan.codes : plan.patients) ?? [];
     // Staged contents are taken before the reads: the outbox unstages only after storing them,
     // so whatever is no longer staged by then is already in the database.
-    const stagedDirs = patients.map((p) => [...(this.stagedDirs.get(`Observation|p|${p}`) ?? [])].map(([d, c]) => [d, [...c]] as [string, string[]]));
-    const dirs = await Promise.all(patients.map((p) => this.dirs.findOne({ _id: `Observation|p|${p}` })));
-    // day -> patients having it; codes per day
-    const byDay = new Map<string, { patients: string[]; codes: Set<string> }>();
-    for (let i = 0; i < patients.length; i++) {
-      for (const [day, codes] of [...Object.entries(dirs[i]?.d ?? {}), ...stagedDirs[i]]) {
-        const slot = byDay.get(day) ?? { patients: [], codes: new Set<string>() };
-        if (!slot.patients.includes(patients[i])) slot.patients.push(patients[i]);
+    const stagedDirs = owners.map((o) => [...(this.stagedDirs.get(`Observation|${kind}|${o}`) ?? [])].map(([d, c]) => [d, [...c]] as [string, string[]]));
+    const dirs = await Promise.all(owners.map((o) => this.dirs.findOne({ _id: `Observation|${kind}|${o}` })));
+    // unit (day or hour) -> owners having it; codes per unit
+    const byUnit = new Map<string, { owners: string[]; codes: Set<string> }>();
+    for (let i = 0; i < owners.length; i++) {
+      for (const [unit, codes] of [...Object.entries(dirs[i]?.d ?? {}), ...stagedDirs[i]]) {
+        const slot = byUnit.get(unit) ?? { owners: [], codes: new Set<string>() };
+        if (!slot.owners.includes(owners[i])) slot.owners.push(owners[i]);
         for (const c of codes) slot.codes.add(c);
-        byDay.set(day, slot);
+        byUnit.set(unit, slot);
       }
     }
     const w = plan.window;
-    const overlaps = (day: string) => {
+    const overlaps = (unit: string) => {
       if (!w) return true;
-      const start = dayStart(day);
-      return start <= w.hi && start + DAY_MS - 1 >= w.lo;
+      const start = unitStart(unit);
+      return start <= w.hi && start + unitMs - 1 >= w.lo;
     };
-    let days = [...byDay.keys()].filter((d) => d !== 'long' && d !== 'none' && overlaps(d)).sort();
-    if (order === 'desc') days.reverse();
-    if (from !== undefined && order === 'desc') days = days.filter((d) => dayStart(d) <= from);
-    if (from !== undefined && order === 'asc') days = days.filter((d) => dayStart(d) + DAY_MS - 1 >= from);
+    let units = [...byUnit.keys()].filter((d) => d !== 'long' && d !== 'none' && overlaps(d)).sort();
+    if (order === 'desc') units.reverse();
+    if (from !== undefined && order === 'desc') units = units.filter((d) => unitStart(d) <= from);
+    if (from !== undefined && order === 'asc') units = units.filter((d) => unitStart(d) + unitMs - 1 >= from);
     const codesLeft = (rest: string[]) => {
       const s = new Set<string>();
-      for (const d of rest) for (const c of byDay.get(d)?.codes ?? []) s.add(c);
+      for (const d of rest) for (const c of byUnit.get(d)?.codes ?? []) s.add(c);
       return s;
     };
-    const keysOf = (day: string) => (byDay.get(day)?.patients ?? []).map((p) => `Observation|p|${p}|${day}`);
+    const keysOf = (unit: string) => (byUnit.get(unit)?.owners ?? []).map((o) => `Observation|${kind}|${o}|${unit}`);
     const read = async (ds: string[]) => this.candidates(ds.flatMap(keysOf), pre);
     // Spanning entries may start anywhere: they come first. Undated ones sort lowest (MongoDB's
     // order for a missing key), so they end a newest-first walk and start an oldest-first one;
     // a date window excludes them.
-    const first = ['long', ...(order === 'asc' && !w ? ['none'] : [])].filter((d) => byDay.has(d));
-    const last = order !== 'asc' && !w && byDay.has('none') ? ['none'] : [];
+    const first = ['long', ...(order === 'asc' && !w ? ['none'] : [])].filter((d) => byUnit.has(d));
+    const last = order !== 'asc' && !w && byUnit.has('none') ? ['none'] : [];
     if (order === 'none') {
-      yield { ids: await read([...first, ...days, ...last]), bound: -Infinity, codesLeft: new Set() };
+      yield { ids: await read([...first, ...units, ...last]), bound: -Infinity, codesLeft: new Set() };
       return;
     }
     let ids = await read(first);
     const noneLeft = last.length > 0 ? codesLeft(last) : new Set<string>();
-    if (days.length === 0) {
+    if (units.length === 0) {
       yield { ids: [...ids, ...(await read(last))], bound: order === 'desc' ? -Infinity : Infinity, codesLeft: new Set() };
       return;
     }
-    for (let i = 0; i < days.length; i += DAYS_PER_STEP) {
-      const step = days.slice(i, i + DAYS_PER_STEP);
+    for (let i = 0; i < units.length; i += perStep) {
+      const step = units.slice(i, i + perStep);
       ids = [...ids, ...(await read(step))];
-      const done = i + DAYS_PER_STEP >= days.length;
+      const done = i + perStep >= units.length;
       const edge = step[step.length - 1];
       if (done) {
         yield { ids: [...ids, ...(await read(last))], bound: order === 'desc' ? -Infinity : Infinity, codesLeft: new Set() };
         return;
       }
-      const bound = order === 'desc' ? dayStart(edge) : dayStart(edge) + DAY_MS - 1;
-      const left = codesLeft(days.slice(i + DAYS_PER_STEP));
+      const bound = order === 'desc' ? unitStart(edge) : unitStart(edge) + unitMs - 1;
+      const left = codesLeft(units.slice(i + perStep));
       for (const c of noneLeft) left.add(c);
       yield { ids, bound, codesLeft: left };
       ids = [];
     }
-  }
-
-  private async *walkCodes(plan: BucketPlan, cond: Cond, order: Order): AsyncGenerator<WalkStep> {
-    const w = plan.window as { lo: number; hi: number };
-    const hours: string[] = [];
-    for (let t = Math.floor(w.lo / HOUR_MS) * HOUR_MS; t <= w.hi; t += HOUR_MS) hours.push(hourKey(t));
-    const keys = (plan.codes ?? []).flatMap((c) => [`Observation|c|${c}|long`, ...hours.map((h) => `Observation|c|${c}|${h}`)]);
-    const ids = await this.candidates(keys, project(cond, CODE_FIELDS, true));
-    yield { ids, bound: order === 'asc' ? Infinity : -Infinity, codesLeft: new Set() };
   }
 
   /** Entries in these buckets that the pre-filter keeps, each (id, date, code) once. */
@@ -457,8 +453,9 @@ function dayKey(t: number): string {
   return new Date(t).toISOString().slice(0, 10);
 }
 
-function dayStart(day: string): number {
-  return Date.parse(`${day}T00:00:00Z`);
+/** Start (ms) of a day key (`2024-03-01`) or an hour key (`2024-03-01T10`). */
+function unitStart(unit: string): number {
+  return Date.parse(unit.length === 10 ? `${unit}T00:00:00Z` : `${unit}:00:00Z`);
 }
 
 function hourKey(t: number): string {

@@ -52,7 +52,8 @@ export class FerretExecutor extends MongoExecutor {
     if (!mode || !w) return super.page(q);
     const afterCond = q.after ? keysetCond(order, q.after) : undefined;
     const from = mode !== 'none' && q.after?.[0] instanceof Date ? q.after[0].getTime() : undefined;
-    const found = await collectCandidates(w, mode, from, afterCond, q.limit);
+    const afterId = mode === 'none' && typeof q.after?.[0] === 'string' ? q.after[0] : undefined;
+    const found = await collectCandidates(w, mode, from, afterCond, q.limit, afterId);
     return found.sort(compareBy(order)).slice(0, q.limit);
   }
 

@@ -41,6 +41,10 @@ beforeAll(async () => {
   await f.put(hr('rpm-o1-4', 'rpm-p1', { effectiveDateTime: '2024-05-08T09:30:00Z' }));
   await f.put({ ...hr('rpm-o1-6', 'rpm-p1', { effectiveDateTime: '2024-05-02T06:00:00Z' }), code: { coding: [{ system: 'http://loinc.org', code: '9279-1' }] } } as Observation);
   await f.db.collection('Observation').updateOne({ _id: 'rpm-o1-10' as never }, { $set: { deleted: true } });
+  // Stale values: entries recorded a desaturated heart rate that is no longer (or is now) current.
+  const at = (v: number) => ({ effectiveDateTime: '2024-05-03T10:00:00Z', valueQuantity: { value: v, unit: 'beats/minute', system: 'http://unitsofmeasure.org', code: '/min' } });
+  await f.put(hr('val-was-low', 'rpm-p3', at(30)), hr('val-now-low', 'rpm-p4', at(70)));
+  await f.put(hr('val-was-low', 'rpm-p3', at(70)), hr('val-now-low', 'rpm-p4', at(31)));
 }, 120_000);
 afterAll(() => f.close());
 
@@ -98,6 +102,16 @@ const QUERIES = [
   'code=59408-5&date=ge2024-05-01&date=le2024-05-04&value-quantity=lt96|http://unitsofmeasure.org|%&_sort=-date&_count=2',
   'code=8867-4,9279-1&date=2024-05-02&_sort=date',
   'patient=rpm-p3&date=ap2024-05-02T01:00&_count=4',
+  // The population query: one code and a value threshold across patients, all time and windowed.
+  'code=8867-4&value-quantity=lt60&_count=3',
+  'code=http://loinc.org|59408-5&value-quantity=lt96|http://unitsofmeasure.org|%&_count=4',
+  'code=8867-4&value-quantity=gt90&_sort=-date&_count=4',
+  'code=8867-4&value-quantity=ge100&_sort=date&_count=3',
+  'code=59408-5&value-quantity=le95&date=ge2024-05-03&_count=2',
+  'code=8867-4&value-quantity=lt60&date=ge2024-05-03&date=lt2024-05-04&_sort=-date',
+  'code=8867-4&date=ge2024-01-01&_sort=-date&_count=20',
+  'code=8867-4,9279-1&_count=25',
+  'code=8867-4&_sort=date&_count=15',
 ];
 
 describe('candidate buckets', () => {
@@ -123,16 +137,26 @@ describe('candidate buckets', () => {
     expect(hrOn2).not.toContain('rpm-o1-6');
   });
 
-  test('a window wider than the code buckets serve, or no pinned patient or code, scans instead', async () => {
-    expect(await usesBuckets('code=8867-4&date=ge2024-01-01')).toBe(false);
-    expect(await usesBuckets('code=8867-4')).toBe(false);
+  test('no pinned patient or code scans instead', async () => {
     expect(await usesBuckets('status=final&date=2024-05-02')).toBe(false);
-    const q = 'code=8867-4&date=ge2024-05-01&_sort=-date&_count=20';
+    expect(await usesBuckets('value-quantity=lt60')).toBe(false);
+    const q = 'status=final&date=ge2024-05-08&_sort=-date&_count=20';
     expect(await allPages(q)).toEqual(await expected(q));
   });
 
+  test('the population query checks the current value, not the entry\'s', async () => {
+    const low = await allPages('code=8867-4&value-quantity=lt40&_count=2');
+    expect(low).toContain('val-now-low');
+    expect(low).not.toContain('val-was-low');
+    expect(await allPages('code=8867-4&value-quantity=lt40&_sort=-date&_count=2')).toEqual(low.length > 0 ? await expected('code=8867-4&value-quantity=lt40&_sort=-date') : []);
+    // Undated and spanning readings are found without a window, and not with one.
+    const all = await allPages('code=8867-4&_count=50');
+    expect(all).toEqual(expect.arrayContaining(['undated', 'long', 'span']));
+    expect(await allPages('code=8867-4&date=ge2024-05-03&_count=50')).not.toContain('undated');
+  });
+
   test('counts (_summary=count, _total=accurate) agree with the in-memory answer', async () => {
-    for (const q of ['subject=Patient/rpm-p1', 'code=8867-4&date=ge2024-05-02&date=lt2024-05-04']) {
+    for (const q of ['subject=Patient/rpm-p1', 'code=8867-4&date=ge2024-05-02&date=lt2024-05-04', 'code=8867-4&value-quantity=lt60']) {
       const b = await f.search('Observation', `${q}&_summary=count`, { handling: 'strict' });
       expect(b.total).toBe((await expected(q)).length);
       const t = await f.search('Observation', `${q}&_total=accurate&_count=2`, { handling: 'strict' });
