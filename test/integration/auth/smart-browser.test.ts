@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import type { Browser, Page } from 'puppeteer-core';
+import { launchChromium } from './browser';
 import { FHIR_JSON } from '../../support/context';
 import { authorizeUrl, codeToken, ehrLaunch, smartWorld, type SmartWorld } from './smart-helpers';
 
@@ -10,25 +11,6 @@ import { authorizeUrl, codeToken, ehrLaunch, smartWorld, type SmartWorld } from 
  * consent, and land on the app's redirect with a code, for a Patient user and a Practitioner
  * user, standalone and EHR launch. One browser for the file, a fresh context per test.
  */
-export const CHROMIUM = '/usr/bin/chromium';
-export function launchChromium(profileDir: string): Promise<Browser> {
-  return puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      `--user-data-dir=${profileDir}`,
-    ],
-  });
-}
-
 let w: SmartWorld;
 let browser: Browser;
 const profile = mkdtempSync(path.join(os.tmpdir(), 'vigil-chromium-'));
