@@ -1,5 +1,6 @@
 import { createPublicKey } from 'node:crypto';
 import jwt from 'jsonwebtoken';
+import { ClientStore } from '../../../src/auth/clients';
 import { FHIR_JSON } from '../../support/context';
 import { authorizeUrl, codeToken, ehrLaunch, exchange, FormDriver, signIn, smartWorld, type SmartWorld } from './smart-helpers';
 
@@ -12,7 +13,13 @@ let offset = 0;
 const clock = () => new Date(Date.now() + offset);
 
 beforeAll(async () => {
-  w = await smartWorld({ clock });
+  w = await smartWorld({
+    clock,
+    extraClients: (redirectUri) => [
+      { client_id: 'app-off', name: 'To be disabled', scope: 'patient/Observation.rs', redirect_uris: [redirectUri], token_endpoint_auth_method: 'none' },
+      { client_id: 'conf', name: 'Confidential', scope: 'patient/Observation.rs', redirect_uris: [redirectUri], client_secret: 'conf-secret-0123456789abcdef' },
+    ],
+  });
 });
 afterAll(async () => {
   await w?.close();
@@ -352,6 +359,81 @@ describe('revocation and introspection', () => {
     const r = await w.ctx.request.post('/auth/revoke').type('form').send({ client_id: 'nobody', token: 'nonsense' });
     expect(r.status).toBe(401);
     expect(r.body.error).toBe('invalid_client');
+  });
+});
+
+describe('disabled clients and confidential clients', () => {
+  it('a disabled client gets an error page, cannot redeem its code, and its tokens stop', async () => {
+    const a = authorizeUrl(w, { client_id: 'app-off', scope: 'patient/Observation.rs' });
+    const f = await signIn(w, a.url, { username: w.users.patient });
+    const code = f.redirect.searchParams.get('code') as string;
+    const c2 = await signIn(w, authorizeUrl(w, { client_id: 'app-off', scope: 'patient/Observation.rs' }).url, { username: w.users.patient });
+    const t = await codeToken(w, code, a.verifier, { client_id: 'app-off' });
+    expect(t.status).toBe(200);
+    await new ClientStore(w.ctx.db).setDisabled('app-off', true, new Date());
+    const page = await new FormDriver(w.origin).get(authorizeUrl(w, { client_id: 'app-off' }).url);
+    expect(page.status).toBe(400);
+    const redeem = await codeToken(w, c2.redirect.searchParams.get('code') as string, 'x'.repeat(43), { client_id: 'app-off' });
+    expect(redeem).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    offset = 31_000; // the disabled-client list is re-read every 30 s
+    expect((await w.ctx.request.get('/fhir/Observation').set(bearer(t.body.access_token))).status).toBe(401);
+  });
+
+  it('a confidential client must authenticate: client_id alone is refused, Basic works', async () => {
+    const a = authorizeUrl(w, { client_id: 'conf', scope: 'patient/Observation.rs' });
+    const f = await signIn(w, a.url, { username: w.users.patient });
+    const code = f.redirect.searchParams.get('code') as string;
+    const alone = await codeToken(w, code, a.verifier, { client_id: 'conf' });
+    expect(alone).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    const a2 = authorizeUrl(w, { client_id: 'conf', scope: 'patient/Observation.rs' });
+    const f2 = await signIn(w, a2.url, { username: w.users.patient });
+    const r = await w.ctx.request
+      .post('/auth/token')
+      .type('form')
+      .set('Authorization', `Basic ${Buffer.from('conf:conf-secret-0123456789abcdef').toString('base64')}`)
+      .send({ grant_type: 'authorization_code', code: f2.redirect.searchParams.get('code'), redirect_uri: w.app.redirectUri, code_verifier: a2.verifier });
+    expect(r.status).toBe(200);
+    expect(r.body.patient).toBe(w.patients.mine);
+  });
+});
+
+describe('cross-patient attempts with a patient-context user token', () => {
+  let token: string;
+  beforeAll(async () => {
+    const c = await patientCode();
+    token = (await codeToken(w, c.code, c.verifier)).body.access_token as string;
+  });
+  const get = (p: string) => w.ctx.request.get(p).set(bearer(token));
+  const ids = (b: { entry?: { resource: { resourceType: string; id: string } }[] }) => (b.entry ?? []).map((e) => `${e.resource.resourceType}/${e.resource.id}`);
+
+  it('search by the other patient finds nothing; history and vread of the other patient are 404', async () => {
+    expect(ids((await get(`/fhir/Observation?patient=${w.patients.other}`)).body)).toEqual([]);
+    expect(ids((await get(`/fhir/Observation?subject=Patient/${w.patients.other}`)).body)).toEqual([]);
+    expect((await get(`/fhir/Patient/${w.patients.other}/_history`)).status).toBe(404);
+    expect((await get(`/fhir/Patient/${w.patients.other}/_history/1`)).status).toBe(404);
+    expect(ids((await get(`/fhir/Observation/$lastn?patient=${w.patients.other}`)).body)).toEqual([]);
+  });
+
+  it('_revinclude and _include never bring in the other patient', async () => {
+    const r = await get(`/fhir/Patient?_id=${w.patients.mine},${w.patients.other}&_revinclude=Observation:subject`);
+    expect(ids(r.body).every((x) => x === `Patient/${w.patients.mine}` || x.startsWith('Observation/'))).toBe(true);
+    const obs = await get('/fhir/Observation?_include=Observation:subject');
+    expect(ids(obs.body)).not.toContain(`Patient/${w.patients.other}`);
+  });
+
+  it('a batch reading the other patient answers 404 for that entry', async () => {
+    const r = await w.ctx.request
+      .post('/fhir')
+      .set(bearer(token))
+      .type(FHIR_JSON)
+      .send(JSON.stringify({ resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: `Patient/${w.patients.other}` } }, { request: { method: 'GET', url: `Patient/${w.patients.mine}` } }] }));
+    expect(r.status).toBe(200);
+    expect(r.body.entry.map((e: { response: { status: string } }) => e.response.status.slice(0, 3))).toEqual(['404', '200']);
+  });
+
+  it('writes for the other patient are refused', async () => {
+    const r = await w.ctx.request.post('/fhir/Observation').set(bearer(token)).type(FHIR_JSON).send(JSON.stringify({ resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${w.patients.other}` } }));
+    expect(r.status).toBe(403);
   });
 });
 
