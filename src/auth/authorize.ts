@@ -106,6 +106,7 @@ export class AuthorizationFlow {
       if (!doc || doc.expiresAt <= this.now()) return err('invalid_request', 'the launch value is unknown or expired');
       launch = doc.encounter ? { patient: doc.patient, encounter: doc.encounter } : { patient: doc.patient };
     }
+    await this.grants.maybeSweep(this.now());
     const browserValue = browser && /^[A-Za-z0-9_-]{43}$/.test(browser) ? browser : randomToken();
     const rid = randomToken(24);
     const nonce = one(q, 'nonce');

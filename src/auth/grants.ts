@@ -161,7 +161,15 @@ export class GrantStore {
     return new Set(docs.map((d) => d._id));
   }
 
-  /** Expired state goes (FerretDB has no TTL indexes). */
+  private lastSweep = -Infinity;
+
+  /** Expired state goes, about once a minute, driven by sign-ins (FerretDB has no TTL indexes). */
+  async maybeSweep(now: Date): Promise<void> {
+    if (now.getTime() - this.lastSweep < 60_000) return;
+    this.lastSweep = now.getTime();
+    await this.sweep(now);
+  }
+
   async sweep(now: Date): Promise<void> {
     await Promise.all([
       this.requests.deleteMany({ expiresAt: { $lte: now } }),
