@@ -346,8 +346,8 @@ describe('revocation and introspection', () => {
   });
 
   it('revokes a client_credentials access token by its id', async () => {
-    const sys = await w.systemToken();
-    const other = await w.systemToken();
+    const sys = await w.systemToken(true);
+    const other = await w.systemToken(true);
     const rv = await w.ctx.request.post('/auth/revoke').type('form').set('Authorization', `Basic ${Buffer.from(`ehr:${w.ehr.secret}`).toString('base64')}`).send({ token: sys });
     expect(rv.status).toBe(200);
     expect((await w.ctx.request.get('/fhir/Patient').set(bearer(sys))).status).toBe(401);

@@ -23,8 +23,8 @@ export interface SmartWorld {
   users: { patient: string; practitioner: string; disabled: string; password: string };
   patients: { mine: string; other: string };
   practitioner: string;
-  /** A client_credentials token of the EHR system (system/*.cruds). */
-  systemToken(): Promise<string>;
+  /** A client_credentials token of the EHR system (system/*.cruds); cached unless `fresh` (the token endpoint is rate limited). */
+  systemToken(fresh?: boolean): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -78,9 +78,12 @@ export async function smartWorld(opts: { clock?: () => Date; extraClients?: (red
   );
   const ctx = await createTestContext({ auth: true, listen: true, clock: opts.clock, env: { SMART_CLIENTS_FILE: clientsFile, SMART_USERS_FILE: usersFile } });
   const origin = new URL(ctx.baseUrl).origin;
-  const systemToken = async () => {
+  let cached: string | undefined;
+  const systemToken = async (fresh = false) => {
+    if (cached && !fresh) return cached;
     const r = await ctx.request.post('/auth/token').type('form').set('Authorization', basic(ehr.id, ehr.secret)).send({ grant_type: 'client_credentials', scope: 'system/*.cruds' });
     if (r.status !== 200) throw new Error(`system token: ${r.status} ${JSON.stringify(r.body)}`);
+    if (!fresh) cached = r.body.access_token as string;
     return r.body.access_token as string;
   };
   const sys = await systemToken();
