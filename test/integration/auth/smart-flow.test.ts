@@ -437,6 +437,25 @@ describe('cross-patient attempts with a patient-context user token', () => {
   });
 });
 
+describe('audit trail', () => {
+  it('records the signed-in person beside the app', async () => {
+    const c = await patientCode();
+    const t = await codeToken(w, c.code, c.verifier);
+    const r = await w.ctx.request.get(`/fhir/Patient/${w.patients.mine}`).set(bearer(t.body.access_token));
+    const rid = r.headers['x-request-id'];
+    const sys = await w.systemToken();
+    let agents: { who: { reference?: string; display?: string } }[] = [];
+    for (let i = 0; i < 200 && agents.length === 0; i++) {
+      const s = await w.ctx.request.get('/fhir/AuditEvent?_count=200').set(bearer(sys));
+      const mine = (s.body.entry ?? []).map((e: { resource: { agent: typeof agents; source?: unknown; entity?: { what?: { identifier?: { value?: string } } }[] } }) => e.resource)
+        .find((a: { entity?: { what?: { identifier?: { value?: string } } }[] }) => JSON.stringify(a).includes(rid));
+      if (mine) agents = mine.agent;
+      else await new Promise((res) => setTimeout(res, 50));
+    }
+    expect(agents.map((a) => a.who.reference ?? a.who.display)).toEqual(['app', `Patient/${w.patients.mine}`]);
+  });
+});
+
 describe('discovery', () => {
   it('lists the SMART App Launch endpoints and exactly the capabilities offered', async () => {
     const r = await w.ctx.request.get('/fhir/.well-known/smart-configuration');
