@@ -115,6 +115,7 @@ export class GrantStore {
   async init(): Promise<void> {
     await this.refresh.createIndex({ grantId: 1 });
     await this.codes.createIndex({ grantId: 1 });
+    await this.grants.createIndex({ revokedAt: 1 });
   }
 
   /** Takes a code exactly once; the second taker learns that it was used before. */
@@ -177,6 +178,9 @@ export class GrantStore {
       this.refresh.deleteMany({ expiresAt: { $lte: now } }),
       this.launches.deleteMany({ expiresAt: { $lte: now } }),
       this.revoked.deleteMany({ exp: { $lte: now } }),
+      // A grant outlives its last refresh token, or (without one) its codes' reuse window.
+      this.grants.deleteMany({ refreshUntil: { $lte: new Date(now.getTime() - 3600_000) } }),
+      this.grants.deleteMany({ refreshUntil: { $exists: false }, createdAt: { $lte: new Date(now.getTime() - 2 * 24 * 3600_000) } }),
     ]);
   }
 }

@@ -116,6 +116,7 @@ export class AuthService {
       deps.logger.info({ count: regs.length }, 'SMART clients loaded from file');
     }
     await svc.endpoint.grants.init();
+    await svc.users.col.createIndex({ disabled: 1 });
     if (deps.config.smartUsersFile) {
       const users = readUsersFile(deps.config.smartUsersFile);
       await svc.users.loadFileUsers(users, now());
