@@ -88,6 +88,7 @@ export class AuthorizationFlow {
     const state = one(q, 'state');
     const err = (error: string, description: string) => oauthRedirect(redirectUri, { error, error_description: description, state });
     if (one(q, 'response_type') !== 'code') return err('unsupported_response_type', 'response_type must be code');
+    if (!state || state.length > 512) return err('invalid_request', 'state is required (an unguessable value of at most 512 characters)');
     if (one(q, 'code_challenge_method') !== 'S256') return err('invalid_request', 'PKCE is required with code_challenge_method=S256 (plain is not accepted)');
     const challenge = one(q, 'code_challenge') ?? '';
     if (!CHALLENGE_RE.test(challenge)) return err('invalid_request', 'code_challenge must be the base64url SHA-256 of the code_verifier (43 characters)');

@@ -188,11 +188,13 @@ describe('the authorization request', () => {
     ['short challenge', { code_challenge: 'abc' }, 'invalid_request', /code_challenge/],
     ['token response type', { response_type: 'token' }, 'unsupported_response_type', /code/],
     ['malformed scope', { scope: 'patient/Observation.xyz' }, 'invalid_scope', /Malformed/],
+    ['no state', { state: undefined }, 'invalid_request', /state is required/],
   ])('%s: an OAuth error back to the app, with state', async (_n, over, error, desc) => {
     const p = await oauthError(over as Record<string, string | undefined>);
     expect(p.get('error')).toBe(error);
     expect(p.get('error_description')).toMatch(desc);
-    expect(p.get('state')).toBeTruthy();
+    if ('state' in over) expect(p.get('state')).toBeNull();
+    else expect(p.get('state')).toBeTruthy();
   });
 
   it('denied consent sends access_denied to the app and issues nothing', async () => {
