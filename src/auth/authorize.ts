@@ -54,6 +54,8 @@ function oauthRedirect(uri: string, params: Record<string, string | undefined>):
 export class AuthorizationFlow {
   private readonly accountLimiter: RateLimiter;
   private readonly addressLimiter: RateLimiter;
+  /** Sign-ins started per address (each stores a pending request): 120 at once, then 1 per second. */
+  private readonly startLimiter: RateLimiter;
 
   constructor(
     private readonly urls: AuthUrls,
@@ -67,10 +69,13 @@ export class AuthorizationFlow {
   ) {
     this.accountLimiter = new RateLimiter(rates.account.capacity, rates.account.perSec, () => now().getTime());
     this.addressLimiter = new RateLimiter(rates.address.capacity, rates.address.perSec, () => now().getTime());
+    this.startLimiter = new RateLimiter(120, 1, () => now().getTime());
   }
 
   /** GET /auth/authorize */
-  async start(q: Params, browser: string | undefined): Promise<Outcome> {
+  async start(q: Params, browser: string | undefined, ip?: string): Promise<Outcome> {
+    const wait = this.startLimiter.take(`ip:${ip ?? '?'}`);
+    if (wait > 0) return this.fail(429, 'Too many sign-ins', `Too many sign-ins were started from your address. Try again in ${wait} seconds.`);
     for (const [k, v] of Object.entries(q)) {
       if (Array.isArray(v)) return this.fail(400, 'Invalid request', `The parameter ${k} is given more than once.`);
     }

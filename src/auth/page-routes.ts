@@ -45,8 +45,8 @@ export function pageRouter(flow: AuthorizationFlow, urls: AuthUrls): express.Rou
   const q = (req: express.Request) => req.query as Params;
   const body = (req: express.Request) => (req.is('application/x-www-form-urlencoded') ? (req.body as Params) : {});
 
-  r.get('/auth/authorize', run((req) => flow.start(q(req), browser(req))));
-  r.post('/auth/authorize', form, run((req) => flow.start(body(req), browser(req))));
+  r.get('/auth/authorize', run((req) => flow.start(q(req), browser(req), req.ip)));
+  r.post('/auth/authorize', form, run((req) => flow.start(body(req), browser(req), req.ip)));
   r.get('/auth/login', run((req) => flow.loginForm(q(req), browser(req))));
   r.post('/auth/login', form, run((req) => flow.login(body(req), browser(req), req.ip)));
   r.get('/auth/patient', run((req) => flow.patientForm(q(req), browser(req))));

@@ -45,3 +45,14 @@ it('limits failures per address across accounts (20, then one per 10 s)', async 
   offset += 11_000;
   expect(await attempt(w.users.practitioner, w.users.password)).toBe(303);
 });
+
+it('limits sign-ins started per address (120, then one per second)', async () => {
+  offset += 3600_000;
+  const d = new FormDriver(w.origin);
+  for (let i = 0; i < 120; i++) expect((await d.get(authorizeUrl(w).url)).status).toBe(303);
+  const r = await d.get(authorizeUrl(w).url);
+  expect(r.status).toBe(429);
+  expect(await r.text()).toMatch(/Too many sign-ins were started/);
+  offset += 1_000;
+  expect((await d.get(authorizeUrl(w).url)).status).toBe(303);
+});
