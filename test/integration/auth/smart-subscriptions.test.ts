@@ -34,14 +34,26 @@ const as = (t: string) => ({ Authorization: `Bearer ${t}`, Accept: FHIR_JSON });
 const r4 = (criteria: string, channel: Record<string, unknown> = { type: 'websocket', endpoint: undefined }) => ({ resourceType: 'Subscription', status: 'requested', reason: 'alerts', criteria, channel });
 const post = (t: string, body: unknown) => w.ctx.request.post('/fhir/Subscription').set(as(t)).type(FHIR_JSON).send(JSON.stringify(body));
 
+/** The server activates a new Subscription with a write of its own; client writes wait for it (else 409). */
+const waitActive = async (id: string) => {
+  for (let i = 0; i < 400; i++) {
+    const r = await w.ctx.request.get(`/fhir/Subscription/${id}`).set(as(sys));
+    if (r.body.status === 'active') return;
+    await new Promise((res) => setTimeout(res, 25));
+  }
+  throw new Error(`Subscription ${id} never became active`);
+};
 describe('patient-context Subscriptions', () => {
   it('creates, reads, updates, searches and deletes a Subscription pinned to its own patient', async () => {
     const c = await post(mine, r4(`Observation?patient=Patient/${w.patients.mine}&code=http://loinc.org|8867-4`));
     expect(c.status).toBe(201);
     const id = c.body.id as string;
     expect((await w.ctx.request.get(`/fhir/Subscription/${id}`).set(as(mine))).status).toBe(200);
-    const u = await w.ctx.request.put(`/fhir/Subscription/${id}`).set(as(mine)).type(FHIR_JSON).send(JSON.stringify({ ...c.body, reason: 'changed' }));
+    await waitActive(id);
+    const current = (await w.ctx.request.get(`/fhir/Subscription/${id}`).set(as(mine))).body;
+    const u = await w.ctx.request.put(`/fhir/Subscription/${id}`).set(as(mine)).type(FHIR_JSON).send(JSON.stringify({ ...current, reason: 'changed' }));
     expect(u.status).toBe(200);
+    await waitActive(id);
     const s = await w.ctx.request.get('/fhir/Subscription').set(as(mine));
     expect(s.body.entry.map((e: { resource: { id: string } }) => e.resource.id)).toEqual([id]);
     expect((await w.ctx.request.delete(`/fhir/Subscription/${id}`).set(as(mine))).status).toBe(204);
@@ -112,14 +124,7 @@ describe('R4 websocket bind <id> with the bearer token on the upgrade request', 
     };
     return { ws, msgs, until };
   };
-  const waitActive = async (id: string) => {
-    for (let i = 0; i < 400; i++) {
-      const r = await w.ctx.request.get(`/fhir/Subscription/${id}`).set(as(sys));
-      if (r.body.status === 'active') return;
-      await new Promise((res) => setTimeout(res, 25));
-    }
-    throw new Error(`Subscription ${id} never became active`);
-  };
+
 
   it('binds its own Subscription and gets a ping per event; refuses others, no token and bad tokens', async () => {
     const own = await post(mine, r4(`Observation?patient=Patient/${w.patients.mine}`));
