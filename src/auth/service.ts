@@ -83,8 +83,8 @@ export class AuthService {
     this.endpoint = new TokenEndpoint(deps.db, this.urls, keys, this.verifier, deps.criteria, now, deps.tokenRate, {
       users: this.users,
       styleUrl: deps.config.smartStyleUrl ?? this.urls.style,
-      onRevoke: (gid) => this.revoked.grants.add(gid),
-      onRevokeJti: (jti) => this.revoked.jtis.add(jti),
+      onRevoke: (gid) => this.revokedHere('grants', gid),
+      onRevokeJti: (jti) => this.revokedHere('jtis', jti),
       isActive: (v) => this.isActive(v),
     });
     this.flow = new AuthorizationFlow(
@@ -236,13 +236,23 @@ export class AuthService {
     return p;
   }
 
+  /** Revocations made here count at once, and survive a reload that read the database just before them. */
+  private readonly recentLocal: { kind: 'grants' | 'jtis'; id: string; at: number }[] = [];
+  private revokedHere(kind: 'grants' | 'jtis', id: string): void {
+    this.revoked[kind].add(id);
+    this.recentLocal.push({ kind, id, at: this.now().getTime() });
+  }
+
   /** Revoked grants and tokens, and tokens of disabled users, end within 5 s (30 s for users) on every instance. */
   private async assertNotRevoked(v: VerifiedToken): Promise<void> {
     const t = this.now().getTime();
     if (t - this.revoked.at > 5_000) {
       const grants = this.endpoint.grants;
       const [g, j] = await Promise.all([grants.recentlyRevokedGrantIds(this.now(), ACCESS_TOKEN_LIFETIME_SEC * 1000), grants.revokedJtis(this.now())]);
-      this.revoked = { grants: g, jtis: j, at: t };
+      const fresh = { grants: g, jtis: j, at: t };
+      while (this.recentLocal.length && t - this.recentLocal[0].at > 60_000) this.recentLocal.shift();
+      for (const r of this.recentLocal) fresh[r.kind].add(r.id);
+      this.revoked = fresh;
     }
     if ((v.gid && this.revoked.grants.has(v.gid)) || (v.jti && this.revoked.jtis.has(v.jti))) {
       throw Errors.unauthorized('Invalid access token: it has been revoked', 'MSG_AUTH_INVALID_TOKEN');
