@@ -307,6 +307,20 @@ describe('refresh tokens', () => {
     expect(api.status).toBe(401);
   });
 
+  it('online_access refresh tokens live 8 hours, offline_access ones 90 days', async () => {
+    const sys = await w.systemToken();
+    const exp = async (scope: string) => {
+      const c = await patientCode({ scope });
+      const t = await codeToken(w, c.code, c.verifier);
+      const intro = await w.ctx.request.post('/auth/introspect').type('form').set('Authorization', `Bearer ${sys}`).send({ token: t.body.refresh_token });
+      return (intro.body.exp as number) - Date.now() / 1000;
+    };
+    const online = await exp('online_access patient/Observation.rs');
+    expect(online).toBeGreaterThan(7.9 * 3600);
+    expect(online).toBeLessThanOrEqual(8 * 3600 + 60);
+    expect(await exp('offline_access patient/Observation.rs')).toBeGreaterThan(89 * 24 * 3600);
+  });
+
   it('may narrow, never widen, the scope', async () => {
     const c = await patientCode();
     const t0 = await codeToken(w, c.code, c.verifier);
