@@ -6,6 +6,8 @@
  *   node dist/admin.js clients list [--json]
  *   node dist/admin.js clients disable ID        (its tokens stop working within 30 s)
  *   node dist/admin.js clients enable ID
+ *   node dist/admin.js users add --username U --fhir-user Practitioner/ID (--password-stdin | --generate-password)
+ *   node dist/admin.js users list | users disable U | users enable U | users reset-password U (--password-stdin | --generate-password)
  *   node dist/admin.js keys list | keys rotate | keys remove KID
  *   node dist/admin.js secret-hash               (reads a secret on stdin, prints client_secret_hash)
  *
@@ -14,6 +16,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { MongoClient, type Db } from 'mongodb';
+import { runUsersAdmin, USERS_USAGE } from './auth/admin-users';
 import { ClientStore, validateRegistration, type ClientRegistration } from './auth/clients';
 import { listKeys, removeKey, rotateKey } from './auth/keys';
 import { generateSecret, hashSecret } from './auth/secrets';
@@ -23,10 +26,12 @@ import { startEmbeddedDatabase, type EmbeddedDatabase } from './storage/embedded
 export class UsageError extends Error {}
 
 const USAGE = `usage:
-  admin clients add --id ID --name NAME --scope "SCOPES" (--jwks FILE | --jwks-uri URL | --secret VALUE | --generate-secret) [--patient ID]
+  admin clients add --id ID --name NAME --scope "SCOPES" (--jwks FILE | --jwks-uri URL | --secret VALUE | --generate-secret | --public)
+        [--patient ID] [--redirect-uri URL ...]
   admin clients list [--json]
   admin clients disable ID
   admin clients enable ID
+${USERS_USAGE}
   admin keys list
   admin keys rotate
   admin keys remove KID
@@ -76,6 +81,8 @@ export async function runAdmin(argv: string[], db: Db | undefined, io: AdminIo):
           secret: { type: 'string' },
           'generate-secret': { type: 'boolean' },
           patient: { type: 'string' },
+          'redirect-uri': { type: 'string', multiple: true },
+          public: { type: 'boolean' },
         });
         const generated = values['generate-secret'] ? generateSecret() : undefined;
         let jwks: unknown;
@@ -95,6 +102,8 @@ export async function runAdmin(argv: string[], db: Db | undefined, io: AdminIo):
           ...(values.secret !== undefined ? { client_secret: values.secret } : {}),
           ...(generated ? { client_secret: generated } : {}),
           ...(values.patient !== undefined ? { patient: values.patient } : {}),
+          ...(values['redirect-uri'] ? { redirect_uris: values['redirect-uri'] } : {}),
+          ...(values.public ? { token_endpoint_auth_method: 'none' } : {}),
         };
         let reg: ClientRegistration;
         try {
@@ -114,7 +123,8 @@ export async function runAdmin(argv: string[], db: Db | undefined, io: AdminIo):
           client_id: c._id,
           name: c.name,
           scope: c.scope,
-          auth: c.jwks ? 'private_key_jwt (jwks)' : c.jwks_uri ? `private_key_jwt (${c.jwks_uri})` : 'client_secret_basic',
+          auth: c.public ? 'public (PKCE)' : c.jwks ? 'private_key_jwt (jwks)' : c.jwks_uri ? `private_key_jwt (${c.jwks_uri})` : 'client_secret_basic',
+          ...(c.redirectUris ? { redirect_uris: c.redirectUris } : {}),
           ...(c.patient ? { patient: c.patient } : {}),
           disabled: c.disabled,
           source: c.source,
@@ -136,6 +146,16 @@ export async function runAdmin(argv: string[], db: Db | undefined, io: AdminIo):
         return;
       }
     }
+  }
+
+  if (group === 'users') {
+    await runUsersAdmin(action, rest, needDb(), {
+      out: io.out,
+      readStdin: io.readStdin ?? readAllStdin,
+      now,
+      usage: (m) => new UsageError(`${m}\n${USAGE}`),
+    });
+    return;
   }
 
   if (group === 'keys') {
@@ -176,7 +196,7 @@ async function main(): Promise<void> {
     await runAdmin(argv, undefined, { out: (l) => process.stdout.write(l + '\n') });
     return;
   }
-  if (!['clients', 'keys'].includes(argv[0] ?? '')) throw new UsageError(USAGE);
+  if (!['clients', 'keys', 'users'].includes(argv[0] ?? '')) throw new UsageError(USAGE);
   const config = loadConfig();
   let embedded: EmbeddedDatabase | undefined;
   let uri = config.mongodbUri;

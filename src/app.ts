@@ -6,8 +6,10 @@ import type http from 'node:http';
 import type { Logger } from 'pino';
 import { createAlerting, patientReader, type AlertingService } from './alerting';
 import { AuditTrail, AuthService } from './auth';
-import { anonymousPrincipal } from './auth/types';
+import type { PatientDirectory } from './auth/authorize';
+import { allowAllPolicy, anonymousPrincipal } from './auth/types';
 import type { Config } from './config';
+import { isFhirError } from './errors';
 import { buildCapabilityStatement } from './http/capability';
 import { fhirEdge, type AccessRecord } from './http/edge';
 import { buildExpressApp } from './http/express-app';
@@ -72,7 +74,21 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   const cursors = new CursorCodec(config.cursorSecret ?? (await storage.secret(CURSOR_SECRET_KEY)));
   search = await SearchService.create({ db, config, types: [...SERVED_TYPES], executor: storage.executor, cursors });
 
-  const auth = config.authEnabled ? await AuthService.create({ db, config, logger, criteria: search }) : undefined;
+  // The sign-in pages see patients through the store (created below; called only at request time).
+  const patientDirectory: PatientDirectory = {
+    find: async (name) =>
+      (await search.findMatches('Patient', `name=${encodeURIComponent(name)}`, allowAllPolicy, 20)).map((d) => ({ id: d._id, label: patientLabel(d.res) })),
+    get: async (id) => {
+      try {
+        const d = await store.read('Patient', id, allowAllPolicy);
+        return { id: d._id, label: patientLabel(d.res) };
+      } catch (e) {
+        if (isFhirError(e)) return undefined;
+        throw e;
+      }
+    },
+  };
+  const auth = config.authEnabled ? await AuthService.create({ db, config, logger, criteria: search, now: deps.clock, patients: patientDirectory }) : undefined;
   let subscriptions: SubscriptionService | undefined;
   const outbox = storage.outbox;
   let alerting: AlertingService | undefined;
@@ -99,6 +115,18 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     logger,
     criteria: search,
     policyFor: (p) => (auth ? auth.policyFor(p.scopes, p.patient) : anonymousPrincipal.policy),
+    authorizeBind: async (authorization, id) => {
+      if (!auth) return undefined;
+      try {
+        const p = await auth.authenticate(authorization);
+        p.policy.assertAllowed('read', 'Subscription');
+        await store.read('Subscription', id, p.policy);
+        return undefined;
+      } catch (e) {
+        if (!isFhirError(e)) throw e;
+        return e.status === 401 ? `unauthorized: ${e.message}` : `no websocket Subscription ${id} readable with this token`;
+      }
+    },
     writeResource: async (resource) => {
       const r = await store.update(resource.resourceType, resource.id!, resource, { principal: anonymousPrincipal });
       return r.resource ?? resource;
@@ -195,4 +223,12 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       await auth?.close();
     },
   };
+}
+
+/** "Family, Given (birth date)" for the patient picker and the consent page. */
+function patientLabel(r: Resource): string {
+  const p = r as { name?: { family?: string; given?: string[]; text?: string }[]; birthDate?: string };
+  const n = p.name?.[0];
+  const name = n?.text ?? ([n?.family, (n?.given ?? []).join(' ')].filter(Boolean).join(', ') || r.id || '?');
+  return p.birthDate ? `${name} (${p.birthDate})` : name;
 }

@@ -25,6 +25,10 @@ export interface Config {
   /** Secret for signing paging cursors; generated per data dir when not given. */
   cursorSecret?: string;
   smartClientsFile?: string;
+  /** SMART App Launch users (JSON array, like the clients file); see docs/auth.md. */
+  smartUsersFile?: string;
+  /** `smart_style_url` of token responses; default: the server's own style document. */
+  smartStyleUrl?: string;
   /** Comma-separated JSON descriptions of external token issuers (see README). */
   externalIssuers: ExternalIssuer[];
   tlsCertFile?: string;
@@ -100,6 +104,18 @@ function bool(env: NodeJS.ProcessEnv, name: string, def: boolean): boolean {
   throw new ConfigError(`${name} must be true or false, got "${env[name]}"`);
 }
 
+/** An optional absolute http(s) URL. */
+function url(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const raw = env[name]?.trim();
+  if (!raw) return undefined;
+  try {
+    if (/^https?:$/.test(new URL(raw).protocol)) return raw;
+  } catch {
+    /* reported below */
+  }
+  throw new ConfigError(`${name} must be an absolute http(s) URL, got "${raw}"`);
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** Parses sizes such as 1mb, 512kb or 1048576. */
@@ -166,6 +182,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxCount,
     cursorSecret: env.CURSOR_SECRET?.trim() || undefined,
     smartClientsFile: env.SMART_CLIENTS_FILE?.trim() || undefined,
+    smartUsersFile: env.SMART_USERS_FILE?.trim() || undefined,
+    smartStyleUrl: url(env, 'SMART_STYLE_URL'),
     externalIssuers,
     tlsCertFile,
     tlsKeyFile,

@@ -16,6 +16,9 @@ export interface AccessTokenClaims {
   client_id: string;
   scope: string;
   patient?: string;
+  /** SMART App Launch tokens: the grant (consent) they come from, and the signed-in user. */
+  gid?: string;
+  fhirUser?: string;
   jti: string;
   iat: number;
   exp: number;
@@ -28,6 +31,9 @@ export interface VerifiedToken {
   scopes: string[];
   patient?: string;
   jti?: string;
+  /** Grant id (own tokens issued through the authorization code flow). */
+  gid?: string;
+  fhirUser?: string;
   exp: number;
   iat?: number;
   aud: string | string[];
@@ -38,17 +44,27 @@ export interface VerifiedToken {
 
 export async function signAccessToken(
   keys: KeyRing,
-  c: { issuer: string; audience: string; clientId: string; scope: string; patient?: string; now: Date },
+  c: {
+    issuer: string;
+    audience: string;
+    clientId: string;
+    scope: string;
+    patient?: string;
+    now: Date;
+    /** User tokens: sub is the user, plus the grant and fhirUser. */
+    user?: { sub: string; gid: string; fhirUser: string };
+  },
 ): Promise<{ token: string; claims: AccessTokenClaims }> {
   const key = await keys.signingKey();
   const iat = Math.floor(c.now.getTime() / 1000);
   const claims: AccessTokenClaims = {
     iss: c.issuer,
     aud: c.audience,
-    sub: c.clientId,
+    sub: c.user?.sub ?? c.clientId,
     client_id: c.clientId,
     scope: c.scope,
     ...(c.patient ? { patient: c.patient } : {}),
+    ...(c.user ? { gid: c.user.gid, fhirUser: c.user.fhirUser } : {}),
     jti: randomUUID(),
     iat,
     exp: iat + ACCESS_TOKEN_LIFETIME_SEC,
@@ -124,6 +140,8 @@ export class AccessTokenVerifier {
       scopes: scopesOf(p),
       ...(typeof p.patient === 'string' && p.patient ? { patient: p.patient } : {}),
       ...(typeof p.jti === 'string' ? { jti: p.jti } : {}),
+      ...(own && typeof p.gid === 'string' ? { gid: p.gid } : {}),
+      ...(typeof p.fhirUser === 'string' ? { fhirUser: p.fhirUser } : {}),
       exp: p.exp as number,
       ...(typeof p.iat === 'number' ? { iat: p.iat } : {}),
       aud: p.aud as string | string[],

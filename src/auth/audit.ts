@@ -91,6 +91,16 @@ export function toAuditEvent(r: AuditRecord): AuditEvent {
         requestor: true,
         ...(r.ip ? { network: { address: r.ip, type: '2' as const } } : {}),
       },
+      // SMART App Launch: the person the app acts for.
+      ...(r.principal?.fhirUser
+        ? [
+            {
+              type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/extra-security-role-type', code: 'humanuser', display: 'human user' }] },
+              who: { reference: r.principal.fhirUser.split('/').slice(-2).join('/') },
+              requestor: true,
+            },
+          ]
+        : []),
     ],
     source: {
       observer: { display: 'Vigil FHIR server' },

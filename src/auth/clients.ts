@@ -16,6 +16,10 @@ export interface ClientDoc {
   secretHash?: string;
   /** Fixed patient id (device or app bound to one patient). */
   patient?: string;
+  /** Exact redirect URIs for the authorization code flow (SMART App Launch). */
+  redirectUris?: string[];
+  /** A public app (no credential): it proves itself with PKCE alone. */
+  public?: boolean;
   disabled: boolean;
   source: 'file' | 'admin';
   createdAt: Date;
@@ -34,6 +38,10 @@ export interface ClientRegistration {
   /** A hash produced by `admin secret-hash`, so files need not hold the secret itself. */
   client_secret_hash?: string;
   patient?: string;
+  /** Where the authorization endpoint may send the browser back, compared exactly. */
+  redirect_uris?: string[];
+  /** "none" registers a public app (PKCE only, no credential); otherwise one credential is required. */
+  token_endpoint_auth_method?: 'none';
   disabled?: boolean;
 }
 
@@ -49,7 +57,10 @@ export function validateRegistration(input: unknown, where: string): ClientRegis
   };
   if (!input || typeof input !== 'object' || Array.isArray(input)) fail('a client must be a JSON object');
   const r = input as Record<string, unknown>;
-  const known = ['client_id', 'name', 'scope', 'jwks', 'jwks_uri', 'client_secret', 'client_secret_hash', 'patient', 'disabled'];
+  const known = [
+    'client_id', 'name', 'scope', 'jwks', 'jwks_uri', 'client_secret', 'client_secret_hash', 'patient', 'disabled',
+    'redirect_uris', 'token_endpoint_auth_method',
+  ];
   for (const k of Object.keys(r)) if (!known.includes(k)) fail(`unknown field "${k}" (known: ${known.join(', ')})`);
   if (typeof r.client_id !== 'string' || !ID_RE.test(r.client_id)) fail('client_id must be 1-128 URL-safe characters');
   if (typeof r.name !== 'string' || !r.name.trim()) fail('name must be a non-empty string');
@@ -62,7 +73,23 @@ export function validateRegistration(input: unknown, where: string): ClientRegis
     }
   }
   const methods = ['jwks', 'jwks_uri', 'client_secret', 'client_secret_hash'].filter((k) => r[k] !== undefined);
-  if (methods.length !== 1) fail(`exactly one of jwks, jwks_uri, client_secret, client_secret_hash is required (got ${methods.length})`);
+  if (r.token_endpoint_auth_method !== undefined && r.token_endpoint_auth_method !== 'none') {
+    fail('token_endpoint_auth_method may only be "none" (a public app); confidential clients are known by their credential');
+  }
+  if (r.token_endpoint_auth_method === 'none') {
+    if (methods.length !== 0) fail('a public client (token_endpoint_auth_method "none") has no jwks, jwks_uri or secret');
+    if (r.redirect_uris === undefined) fail('a public client needs redirect_uris');
+    if (splitScopes(r.scope as string).some((s) => s.startsWith('system/'))) fail('a public client cannot hold system/ scopes');
+  } else if (methods.length !== 1) {
+    fail(`exactly one of jwks, jwks_uri, client_secret, client_secret_hash is required (got ${methods.length})`);
+  }
+  if (r.redirect_uris !== undefined) {
+    if (!Array.isArray(r.redirect_uris) || r.redirect_uris.length === 0) fail('redirect_uris must be a non-empty array');
+    for (const u of r.redirect_uris as unknown[]) {
+      const why = typeof u === 'string' ? redirectUriProblem(u) : 'must be a string';
+      if (why) fail(`redirect_uri ${JSON.stringify(u)}: ${why}`);
+    }
+  }
   if (r.jwks !== undefined) {
     if (!isJwks(r.jwks) || r.jwks.keys.length === 0) fail('jwks must be {"keys": [...]} with at least one key');
     for (const k of (r.jwks as Jwks).keys) {
@@ -93,6 +120,20 @@ export function validateRegistration(input: unknown, where: string): ClientRegis
   return r as unknown as ClientRegistration;
 }
 
+/** Why a redirect URI cannot be registered: absolute, no fragment, https (plain http on loopback only). */
+export function redirectUriProblem(u: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(u);
+  } catch {
+    return 'must be an absolute URL';
+  }
+  if (url.hash || u.includes('#')) return 'must not have a fragment';
+  const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) return 'must be https (plain http only on localhost)';
+  return undefined;
+}
+
 /** Reads and validates SMART_CLIENTS_FILE. */
 export function readClientsFile(file: string): ClientRegistration[] {
   let parsed: unknown;
@@ -121,6 +162,8 @@ async function storedFields(reg: ClientRegistration): Promise<Omit<ClientDoc, '_
     ...(reg.jwks_uri ? { jwks_uri: reg.jwks_uri } : {}),
     ...(secretHash ? { secretHash } : {}),
     ...(reg.patient ? { patient: reg.patient } : {}),
+    ...(reg.redirect_uris ? { redirectUris: [...reg.redirect_uris] } : {}),
+    ...(reg.token_endpoint_auth_method === 'none' ? { public: true } : {}),
   };
 }
 
@@ -149,7 +192,7 @@ export class ClientStore {
     for (const reg of regs) {
       const fields = await storedFields(reg);
       const unset: Record<string, ''> = {};
-      for (const k of ['jwks', 'jwks_uri', 'secretHash', 'patient'] as const) if (!(k in fields)) unset[k] = '';
+      for (const k of ['jwks', 'jwks_uri', 'secretHash', 'patient', 'redirectUris', 'public'] as const) if (!(k in fields)) unset[k] = '';
       const set: Partial<ClientDoc> = { ...fields, source: 'file', updatedAt: now };
       if (reg.disabled !== undefined) set.disabled = reg.disabled;
       await this.col.updateOne(

@@ -9,6 +9,12 @@ export interface AuthUrls {
   token: string;
   jwks: string;
   introspect: string;
+  authorize: string;
+  revoke: string;
+  /** EHR launch: where an EHR obtains a `launch` value. */
+  launch: string;
+  /** The default `smart_style_url`. */
+  style: string;
   /** Path of the discovery document below the server root. */
   smartConfigPath: string;
 }
@@ -22,6 +28,10 @@ export function authUrls(baseUrl: string): AuthUrls {
     token: `${u.origin}/auth/token`,
     jwks: `${u.origin}/auth/jwks`,
     introspect: `${u.origin}/auth/introspect`,
+    authorize: `${u.origin}/auth/authorize`,
+    revoke: `${u.origin}/auth/revoke`,
+    launch: `${u.origin}/auth/launch`,
+    style: `${u.origin}/auth/smart-style.json`,
     smartConfigPath: `${base}/.well-known/smart-configuration`,
   };
 }
@@ -37,27 +47,53 @@ export const SUPPORTED_SCOPES = [
   'patient/*.rs',
   'patient/*.read',
   'patient/*.write',
+  'launch',
+  'launch/patient',
+  'openid',
+  'fhirUser',
+  'offline_access',
+  'online_access',
 ];
 
-/** GET [base]/.well-known/smart-configuration (SMART App Launch 2.x, backend services subset). */
+/** The SMART capabilities this server offers, exactly. */
+export const SMART_CAPABILITIES = [
+  'launch-standalone',
+  'launch-ehr',
+  'client-public',
+  'client-confidential-symmetric',
+  'client-confidential-asymmetric',
+  'context-standalone-patient',
+  'context-ehr-patient',
+  'context-ehr-encounter',
+  'context-banner',
+  'context-style',
+  'permission-patient',
+  'permission-user',
+  'permission-offline',
+  'permission-online',
+  'permission-v1',
+  'permission-v2',
+  'sso-openid-connect',
+];
+
+/** GET [base]/.well-known/smart-configuration (SMART App Launch 2.x and Backend Services). */
 export function smartConfiguration(urls: AuthUrls): Record<string, unknown> {
   return {
+    // Offered because sso-openid-connect is: id_tokens carry this iss.
     issuer: urls.issuer,
     jwks_uri: urls.jwks,
+    authorization_endpoint: urls.authorize,
     token_endpoint: urls.token,
     introspection_endpoint: urls.introspect,
-    grant_types_supported: ['client_credentials'],
-    token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic'],
+    revocation_endpoint: urls.revoke,
+    grant_types_supported: ['authorization_code', 'client_credentials', 'refresh_token'],
+    response_types_supported: ['code'],
+    code_challenge_methods_supported: ['S256'],
+    token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic', 'none'],
     token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'],
+    id_token_signing_alg_values_supported: ['RS256'],
     scopes_supported: SUPPORTED_SCOPES,
-    capabilities: [
-      'client-confidential-asymmetric',
-      'client-confidential-symmetric',
-      'permission-v1',
-      'permission-v2',
-      'permission-patient',
-      'permission-user',
-    ],
+    capabilities: SMART_CAPABILITIES,
   };
 }
 
@@ -76,13 +112,16 @@ export function capabilitySecurity(urls: AuthUrls): CapabilityStatementRestSecur
         url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
         extension: [
           { url: 'token', valueUri: urls.token },
+          { url: 'authorize', valueUri: urls.authorize },
+          { url: 'revoke', valueUri: urls.revoke },
           { url: 'introspect', valueUri: urls.introspect },
         ],
       },
     ],
     description:
-      'Bearer access tokens from the built-in SMART Backend Services authorization server ' +
-      '(client_credentials with private_key_jwt RS384/ES384 or client_secret_basic) or from configured external issuers. ' +
+      'Bearer access tokens from the built-in authorization server: SMART App Launch (authorization code with PKCE S256, ' +
+      'standalone and EHR launch, public and confidential apps, refresh tokens, OpenID Connect) and SMART Backend Services ' +
+      '(client_credentials with private_key_jwt RS384/ES384 or client_secret_basic), or from configured external issuers. ' +
       'SMART v1 and v2 scopes (patient/, user/, system/; v2 ?param=value restrictions) are enforced on every interaction.',
   };
 }

@@ -112,7 +112,8 @@ export class KeyRing {
 
   async jwks(): Promise<Jwks> {
     await this.maybeReload();
-    return { keys: this.keys.map((k) => k.publicJwk) };
+    // Without `alg`: the same RSA key verifies our RS384 access tokens and RS256 id_tokens.
+    return { keys: this.keys.map(({ publicJwk: { alg: _alg, ...jwk } }) => jwk) };
   }
 }
 

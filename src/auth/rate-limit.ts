@@ -30,6 +30,14 @@ export class RateLimiter {
     return Math.ceil((1 - b.tokens) / this.refillPerSec);
   }
 
+  /** Seconds until a token is available, without taking one (0: available now). */
+  wait(key: string): number {
+    const b = this.buckets.get(key);
+    if (!b) return 0;
+    const tokens = Math.min(this.capacity, b.tokens + ((this.now() - b.at) / 1000) * this.refillPerSec);
+    return tokens >= 1 ? 0 : Math.ceil((1 - tokens) / this.refillPerSec);
+  }
+
   /** Drops buckets that have refilled completely: forgetting them changes nothing. */
   private evictFull(t: number): void {
     for (const [k, b] of this.buckets) {

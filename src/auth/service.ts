@@ -4,7 +4,10 @@ import type { Db } from 'mongodb';
 import type pino from 'pino';
 import type { Config } from '../config';
 import { Errors } from '../errors';
-import { AccessTokenVerifier } from './access-tokens';
+import { ACCESS_TOKEN_LIFETIME_SEC, AccessTokenVerifier, type VerifiedToken } from './access-tokens';
+import { AuthorizationFlow, DEFAULT_LOGIN_RATES, type LoginRates, type PatientDirectory } from './authorize';
+import { launchRouter } from './launch';
+import { pageRouter } from './page-routes';
 import { readClientsFile } from './clients';
 import { authUrls, capabilitySecurity, smartConfiguration, type AuthUrls } from './discovery';
 import { JwtError } from './jwt';
@@ -14,6 +17,7 @@ import { ScopePolicy } from './policy';
 import { parseScope, type ResourceScope } from './scopes';
 import { TokenEndpoint, type FormParams } from './token-endpoint';
 import type { CriteriaPort, Principal } from './types';
+import { readUsersFile, UserStore } from './users';
 
 export interface AuthDeps {
   db: Db;
@@ -24,7 +28,13 @@ export interface AuthDeps {
   now?: () => Date;
   /** Token endpoint rate limit per client (default 10 at once, then 1 every 5 s). */
   tokenRate?: { capacity: number; perSec: number };
+  /** Patients for the sign-in pages (picker, labels). */
+  patients?: PatientDirectory;
+  /** Failed-login limits (tests lower them). */
+  loginRates?: LoginRates;
 }
+
+const NO_PATIENTS: PatientDirectory = { find: async () => [], get: async () => undefined };
 
 /** Body-parser failures (bad encoding, too many parameters) are the client's mistake. */
 function isClientError(err: unknown): boolean {
@@ -56,6 +66,11 @@ export class AuthService {
   private readonly endpoint: TokenEndpoint;
   private readonly policies = new Map<string, ScopePolicy>();
   private disabled: { ids: Set<string>; at: number } = { ids: new Set(), at: 0 };
+  private disabledUsers: { ids: Set<string>; at: number } = { ids: new Set(), at: -Infinity };
+  /** Revoked grants and access token ids; reloaded every 5 s, updated at once by local revocations. */
+  private revoked: { grants: Set<string>; jtis: Set<string>; at: number } = { grants: new Set(), jtis: new Set(), at: -Infinity };
+  readonly users: UserStore;
+  readonly flow: AuthorizationFlow;
 
   private constructor(
     private readonly deps: AuthDeps,
@@ -64,7 +79,24 @@ export class AuthService {
   ) {
     this.urls = authUrls(deps.config.baseUrl);
     this.verifier = new AccessTokenVerifier(keys, this.urls.issuer, this.urls.fhirBase, deps.config.externalIssuers, now);
-    this.endpoint = new TokenEndpoint(deps.db, this.urls, keys, this.verifier, deps.criteria, now, deps.tokenRate);
+    this.users = new UserStore(deps.db);
+    this.endpoint = new TokenEndpoint(deps.db, this.urls, keys, this.verifier, deps.criteria, now, deps.tokenRate, {
+      users: this.users,
+      styleUrl: deps.config.smartStyleUrl ?? this.urls.style,
+      onRevoke: (gid) => this.revokedHere('grants', gid),
+      onRevokeJti: (jti) => this.revokedHere('jtis', jti),
+      isActive: (v) => this.isActive(v),
+    });
+    this.flow = new AuthorizationFlow(
+      this.urls,
+      this.endpoint.clientAuth.clients,
+      this.users,
+      this.endpoint.grants,
+      deps.patients ?? NO_PATIENTS,
+      now,
+      this.urls.fhirBase.startsWith('https:'),
+      deps.loginRates ?? DEFAULT_LOGIN_RATES,
+    );
   }
 
   static async create(deps: AuthDeps): Promise<AuthService> {
@@ -82,6 +114,16 @@ export class AuthService {
         deps.logger.warn({ clients: plain }, 'SMART_CLIENTS_FILE holds plain client secrets; prefer client_secret_hash (admin secret-hash)');
       }
       deps.logger.info({ count: regs.length }, 'SMART clients loaded from file');
+    }
+    await svc.endpoint.grants.init();
+    await svc.users.col.createIndex({ disabled: 1 });
+    if (deps.config.smartUsersFile) {
+      const users = readUsersFile(deps.config.smartUsersFile);
+      await svc.users.loadFileUsers(users, now());
+      if (users.some((u) => u.password !== undefined)) {
+        deps.logger.warn('SMART_USERS_FILE holds plain passwords; prefer password_hash (admin secret-hash)');
+      }
+      deps.logger.info({ count: users.length }, 'SMART users loaded from file');
     }
     return svc;
   }
@@ -113,6 +155,16 @@ export class AuthService {
         .then((body) => res.status(200).json(body))
         .catch(next);
     });
+    r.post('/auth/revoke', form, (req, res, next) => {
+      noStore(res);
+      Promise.resolve()
+        .then(() => requireForm(req))
+        .then(() => this.endpoint.revoke(req.body as FormParams, req.headers.authorization))
+        .then(() => res.status(200).end())
+        .catch(next);
+    });
+    r.use(pageRouter(this.flow, this.urls));
+    r.use(launchRouter({ urls: this.urls, grants: this.endpoint.grants, patients: this.deps.patients ?? NO_PATIENTS, authenticate: (h) => this.authenticate(h), now: this.now }));
     r.post('/auth/introspect', form, (req, res, next) => {
       noStore(res);
       Promise.resolve()
@@ -122,7 +174,7 @@ export class AuthService {
         .catch(next);
     });
     // OAuth endpoints answer OAuth errors, not OperationOutcomes.
-    r.use(['/auth/token', '/auth/introspect'], (err: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
+    r.use(['/auth/token', '/auth/introspect', '/auth/revoke'], (err: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
       if (res.headersSent) return next(err);
       noStore(res);
       let e: OAuthError;
@@ -158,8 +210,11 @@ export class AuthService {
     if (v.own && (await this.disabledClients()).has(v.clientId)) {
       throw Errors.unauthorized('Invalid access token: the client has been disabled', 'MSG_AUTH_INVALID_TOKEN');
     }
+    if (v.own) await this.assertNotRevoked(v);
     return {
       clientId: v.clientId,
+      ...(v.gid && v.sub ? { user: v.sub } : {}),
+      ...(v.fhirUser ? { fhirUser: v.fhirUser } : {}),
       scopes: v.scopes,
       ...(v.patient ? { patient: v.patient } : {}),
       policy: this.policyFor(v.scopes, v.patient),
@@ -179,6 +234,43 @@ export class AuthService {
       this.policies.set(key, p);
     }
     return p;
+  }
+
+  /** Revocations made here count at once, and survive a reload that read the database just before them. */
+  private readonly recentLocal: { kind: 'grants' | 'jtis'; id: string; at: number }[] = [];
+  private revokedHere(kind: 'grants' | 'jtis', id: string): void {
+    this.revoked[kind].add(id);
+    this.recentLocal.push({ kind, id, at: this.now().getTime() });
+  }
+
+  /** Revoked grants and tokens, and tokens of disabled users, end within 5 s (30 s for users) on every instance. */
+  private async assertNotRevoked(v: VerifiedToken): Promise<void> {
+    const t = this.now().getTime();
+    if (t - this.revoked.at > 5_000) {
+      const grants = this.endpoint.grants;
+      const [g, j] = await Promise.all([grants.recentlyRevokedGrantIds(this.now(), ACCESS_TOKEN_LIFETIME_SEC * 1000), grants.revokedJtis(this.now())]);
+      const fresh = { grants: g, jtis: j, at: t };
+      while (this.recentLocal.length && t - this.recentLocal[0].at > 60_000) this.recentLocal.shift();
+      for (const r of this.recentLocal) fresh[r.kind].add(r.id);
+      this.revoked = fresh;
+    }
+    if ((v.gid && this.revoked.grants.has(v.gid)) || (v.jti && this.revoked.jtis.has(v.jti))) {
+      throw Errors.unauthorized('Invalid access token: it has been revoked', 'MSG_AUTH_INVALID_TOKEN');
+    }
+    if (v.gid && v.sub) {
+      if (t - this.disabledUsers.at > 30_000) this.disabledUsers = { ids: await this.users.disabledIds(), at: t };
+      if (this.disabledUsers.ids.has(v.sub)) throw Errors.unauthorized('Invalid access token: the user has been disabled', 'MSG_AUTH_INVALID_TOKEN');
+    }
+  }
+
+  /** For introspection: the database, not the caches, decides. */
+  private async isActive(v: VerifiedToken): Promise<boolean> {
+    if (!v.own) return true;
+    const grants = this.endpoint.grants;
+    if (v.jti && (await grants.revoked.findOne({ _id: v.jti }))) return false;
+    if (!v.gid) return true;
+    const grant = await grants.grants.findOne({ _id: v.gid });
+    return Boolean(grant && (await this.endpoint.codeGrants.usable(grant)));
   }
 
   /** Disabling a client ends its tokens within 30 s on every instance. */

@@ -2,6 +2,8 @@ import type { Db } from 'mongodb';
 import { isFhirError } from '../errors';
 import { ACCESS_TOKEN_LIFETIME_SEC, AccessTokenVerifier, signAccessToken } from './access-tokens';
 import { ClientAuthenticator, type ClientAuthParams } from './client-auth';
+import { CodeGrants, type CodeGrantDeps, type UserTokenResponse } from './code-grant';
+import { GrantStore } from './grants';
 import type { AuthUrls } from './discovery';
 import { JwtError } from './jwt';
 import type { KeyRing } from './keys';
@@ -33,8 +35,9 @@ export type IntrospectionResponse =
       iat?: number;
       iss: string;
       aud: string | string[];
-      token_type: 'Bearer';
+      token_type: 'Bearer' | 'refresh_token';
       patient?: string;
+      fhirUser?: string;
     };
 
 /** RFC 6749 3.2: request parameters must not be repeated. */
@@ -56,6 +59,8 @@ function clientParams(params: FormParams): ClientAuthParams {
 /** The OAuth endpoints of the built-in authorization server, free of HTTP framework types. */
 export class TokenEndpoint {
   readonly clientAuth: ClientAuthenticator;
+  readonly grants: GrantStore;
+  readonly codeGrants: CodeGrants;
   /** 10 requests at once, then one every 5 s, per client and instance. */
   private readonly limiter: RateLimiter;
 
@@ -67,21 +72,52 @@ export class TokenEndpoint {
     private readonly criteria: CriteriaPort,
     private readonly now: () => Date,
     rate: { capacity: number; perSec: number } = { capacity: 10, perSec: 0.2 },
+    user: Pick<CodeGrantDeps, 'users' | 'styleUrl' | 'onRevoke' | 'onRevokeJti'> & { isActive: (v: Awaited<ReturnType<AccessTokenVerifier['verify']>>) => Promise<boolean> },
   ) {
-    this.clientAuth = new ClientAuthenticator(db, [urls.token, urls.introspect], now);
+    this.clientAuth = new ClientAuthenticator(db, [urls.token, urls.introspect, urls.revoke], now);
+    this.grants = new GrantStore(db);
+    this.isActive = user.isActive;
+    this.codeGrants = new CodeGrants({
+      urls,
+      keys,
+      grants: this.grants,
+      clientAuth: this.clientAuth,
+      verifier,
+      now,
+      users: user.users,
+      styleUrl: user.styleUrl,
+      onRevoke: user.onRevoke,
+      onRevokeJti: user.onRevokeJti,
+    });
     this.limiter = new RateLimiter(rate.capacity, rate.perSec, () => now().getTime());
   }
 
-  async token(params: FormParams, authorization: string | undefined, ip: string | undefined): Promise<TokenResponse> {
-    const cp = clientParams(params);
-    const claimed = this.clientAuth.claimedClientId(cp, authorization);
-    const wait = this.limiter.take(claimed ? `client:${claimed}` : `ip:${ip ?? '?'}`);
-    if (wait > 0) throw new OAuthError(429, 'invalid_request', `too many token requests; retry in ${wait} s`, false, wait);
+  private readonly isActive: (v: Awaited<ReturnType<AccessTokenVerifier['verify']>>) => Promise<boolean>;
 
+  async token(params: FormParams, authorization: string | undefined, ip: string | undefined): Promise<TokenResponse | UserTokenResponse> {
+    const cp = clientParams(params);
     const grantType = single(params, 'grant_type');
+    // Codes and refresh tokens are unguessable and one public app serves many people: only
+    // client_credentials (and malformed requests) count against the per-client limit.
+    if (grantType !== 'authorization_code' && grantType !== 'refresh_token') {
+      const claimed = this.clientAuth.claimedClientId(cp, authorization);
+      const wait = this.limiter.take(claimed ? `client:${claimed}` : `ip:${ip ?? '?'}`);
+      if (wait > 0) throw new OAuthError(429, 'invalid_request', `too many token requests; retry in ${wait} s`, false, wait);
+    }
     if (!grantType) throw new OAuthError(400, 'invalid_request', 'grant_type is required');
+    if (grantType === 'authorization_code' || grantType === 'refresh_token') {
+      const client = await this.codeGrants.client(cp, authorization);
+      if (grantType === 'refresh_token') {
+        return this.codeGrants.refresh(client, { refresh_token: single(params, 'refresh_token'), scope: single(params, 'scope') });
+      }
+      return this.codeGrants.exchangeCode(client, {
+        code: single(params, 'code'),
+        redirect_uri: single(params, 'redirect_uri'),
+        code_verifier: single(params, 'code_verifier'),
+      });
+    }
     if (grantType !== 'client_credentials') {
-      throw new OAuthError(400, 'unsupported_grant_type', `grant_type ${grantType} is not supported (client_credentials only)`);
+      throw new OAuthError(400, 'unsupported_grant_type', `grant_type ${grantType} is not supported (client_credentials, authorization_code, refresh_token)`);
     }
     const { client } = await this.clientAuth.authenticate(cp, authorization);
 
@@ -123,6 +159,14 @@ export class TokenEndpoint {
     };
   }
 
+  /** RFC 7009: always 200 for an authenticated client, whether or not the token meant anything. */
+  async revoke(params: FormParams, authorization: string | undefined): Promise<void> {
+    const client = await this.codeGrants.client(clientParams(params), authorization);
+    const token = single(params, 'token');
+    if (!token) throw new OAuthError(400, 'invalid_request', 'token is required');
+    await this.codeGrants.revokeToken(client, token);
+  }
+
   /**
    * RFC 7662. The caller authenticates as a registered client (as at the token endpoint) or
    * presents a valid bearer token of its own; any token we would not accept is `active: false`.
@@ -140,9 +184,11 @@ export class TokenEndpoint {
     }
     const token = single(params, 'token');
     if (!token) throw new OAuthError(400, 'invalid_request', 'token is required');
+    if (!token.includes('.')) return ((await this.codeGrants.introspectRefresh(token)) ?? { active: false }) as IntrospectionResponse;
     try {
       const v = await this.verifier.verify(token);
       if (v.own && (await this.clientAuth.clients.get(v.clientId))?.disabled !== false) return { active: false };
+      if (!(await this.isActive(v))) return { active: false };
       return {
         active: true,
         scope: v.scopes.join(' '),
@@ -154,6 +200,7 @@ export class TokenEndpoint {
         aud: v.aud,
         token_type: 'Bearer',
         ...(v.patient ? { patient: v.patient } : {}),
+        ...(v.fhirUser ? { fhirUser: v.fhirUser } : {}),
       };
     } catch (e) {
       if (e instanceof JwtError) return { active: false };

@@ -42,6 +42,9 @@ export interface Principal {
   /** Client id (or subject) for the audit trail. */
   clientId: string;
   scopes: string[];
+  /** The signed-in user (SMART App Launch tokens) and their FHIR identity (absolute URL). */
+  user?: string;
+  fhirUser?: string;
   /** Patient id of the launch context, for patient/ scopes. */
   patient?: string;
   policy: AccessPolicy;

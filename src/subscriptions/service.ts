@@ -7,6 +7,7 @@ import type { Db } from 'mongodb';
 import type pino from 'pino';
 import type { AccessPolicy, Principal } from '../auth/types';
 import type { Config } from '../config';
+import { Errors } from '../errors';
 import type { CurrentDoc, HistoryDoc } from '../storage/types';
 import { collections, ensureIndexes, fingerprint, isDuplicateKey, type Collections, type OwnerDoc, type SigningSecret, type StateDoc, type StoredPrincipal } from './collections';
 import { EXT, type SubscriptionStatusCode } from './constants';
@@ -20,6 +21,7 @@ import { newSecret } from './signature';
 import { parseSubscription, takeSigningSecret, type SubscriptionSpec } from './spec';
 import { compileTopic, loadShippedTopics, topicFires, type CompiledTopic, type CriteriaEvaluator, type Interaction, type SubscriptionTopicResource } from './topics';
 import { WebSocketHub, type BindResult } from './websocket';
+import { subscriptionPatient } from '../search/subscription-pins';
 import type { CommittedEvent, ResourceRepository } from '../storage';
 import { stringifyJson } from '../json';
 
@@ -41,6 +43,11 @@ export interface SubscriptionDeps {
   now?: () => Date;
   /** Patient-specific range facts (targets, age, gender) for derived interpretations (src/alerting). */
   rangeContext?: (obs: Observation) => Promise<RangeContext | undefined>;
+  /**
+   * With auth on: whether the bearer token of a websocket upgrade (`Authorization` header) may
+   * read Subscription `id`, for R4 `bind <id>`; resolves to a refusal text, or undefined.
+   */
+  authorizeBind?(authorization: string | undefined, id: string): Promise<string | undefined>;
 }
 
 const LIVE_STATUSES: SubscriptionStatusCode[] = ['requested', 'active', 'error'];
@@ -96,7 +103,7 @@ export class SubscriptionService {
     this.shipped = loadShippedTopics(igDir);
     this.shippedDefs = loadShippedDefinitions(igDir);
     this.definitions = new DefinitionIndex(this.shippedDefs);
-    this.hub = new WebSocketHub(this.websocketPath(), { bind: (k, v) => this.bind(k, v), bound: (ids) => this.onBound(ids) }, deps.logger);
+    this.hub = new WebSocketHub(this.websocketPath(), { bind: (k, v, a) => this.bind(k, v, a), bound: (ids) => this.onBound(ids) }, deps.logger);
     this.worker = new DeliveryWorker({
       db: deps.db,
       c: this.c,
@@ -253,6 +260,12 @@ export class SubscriptionService {
     if (incoming.id && this.internalWrites.has(fingerprint(incoming))) return incoming;
     const { resource, secret } = takeSigningSecret(incoming);
     const spec = parseSubscription(resource, { criteria: this.deps.criteria, topic: (u) => this.topics.get(u) });
+    if (principal.patient && subscriptionPatient(resource) !== principal.patient && !principal.policy.canWrite(resource, [])) {
+      throw Errors.forbidden(
+        `A patient-context token may only subscribe to its own patient: the criteria (or every topic filter) must pin patient=Patient/${principal.patient}`,
+        'MSG_SUBSCRIPTION_PATIENT',
+      );
+    }
     for (const f of spec.filters) {
       // A client may only subscribe to what it could search for itself.
       principal.policy.assertAllowed('search', f.resourceType);
@@ -453,11 +466,14 @@ export class SubscriptionService {
     return `${this.deps.config.baseUrl.replace(/^http/, 'ws')}/websocket`;
   }
 
-  private async bind(kind: 'id' | 'token', value: string): Promise<BindResult> {
+  private async bind(kind: 'id' | 'token', value: string, authorization?: string): Promise<BindResult> {
     if (kind === 'id') {
-      // R4 `bind <id>` carries no credential: only acceptable when authentication is off.
+      // R4 `bind <id>` carries no credential of its own: the upgrade request's bearer token must read the Subscription.
       if (this.deps.config.authEnabled) {
-        return { style: 'r4', error: 'bind <id> needs a token here; call Subscription/<id>/$get-ws-binding-token and send "bind-with-token <token>"' };
+        const refused = this.deps.authorizeBind
+          ? await this.deps.authorizeBind(authorization, value)
+          : 'bind <id> needs a token here; call Subscription/<id>/$get-ws-binding-token and send "bind-with-token <token>"';
+        if (refused) return { style: 'r4', error: refused };
       }
       const s = await this.c.state.findOne({ _id: value, deleted: false });
       if (!s || s.spec.channelType !== 'websocket') return { style: 'r4', error: `no websocket Subscription ${value}` };

@@ -13,7 +13,8 @@ export interface BindResult {
 
 export interface HubHooks {
   /** Resolves `bind <id>` (R4) and `bind-with-token <token>` (Backport) requests. */
-  bind(kind: 'id' | 'token', value: string): Promise<BindResult>;
+  /** `authorization`: the upgrade request's Authorization header, for `bind <id>` with auth on. */
+  bind(kind: 'id' | 'token', value: string, authorization?: string): Promise<BindResult>;
   /** Called after a successful bind: send the handshake and anything pending. */
   bound(ids: string[], style: BindResult['style']): void;
 }
@@ -37,11 +38,12 @@ export class WebSocketHub {
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
       const url = new URL(req.url ?? '/', 'http://localhost');
       if (url.pathname !== this.path) return; // another upgrade handler may own it
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws));
+      const authorization = req.headers.authorization;
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, authorization));
     });
   }
 
-  private accept(ws: WebSocket): void {
+  private accept(ws: WebSocket, authorization: string | undefined): void {
     const mine = new Set<string>();
     ws.on('message', (data) => {
       const text = data.toString().trim();
@@ -57,7 +59,7 @@ export class WebSocketHub {
         return;
       }
       this.hooks
-        .bind(m[1] === 'bind' ? 'id' : 'token', m[2])
+        .bind(m[1] === 'bind' ? 'id' : 'token', m[2], authorization)
         .then((r) => {
           if (!r.ids) {
             ws.send(`error ${r.error ?? 'bind refused'}`);

@@ -185,8 +185,8 @@ describe('discovery and JWKS', () => {
       token_endpoint: TOKEN_URL,
       jwks_uri: 'http://localhost:9999/auth/jwks',
       introspection_endpoint: 'http://localhost:9999/auth/introspect',
-      grant_types_supported: ['client_credentials'],
-      token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic'],
+      grant_types_supported: ['authorization_code', 'client_credentials', 'refresh_token'],
+      token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic', 'none'],
       token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'],
     });
     expect(r.body.capabilities).toEqual(expect.arrayContaining(['client-confidential-asymmetric', 'permission-v2']));
@@ -198,7 +198,8 @@ describe('discovery and JWKS', () => {
     expect(r.status).toBe(200);
     expect(r.body.keys.length).toBeGreaterThanOrEqual(1);
     for (const k of r.body.keys) {
-      expect(k).toMatchObject({ kty: 'RSA', alg: 'RS384', use: 'sig' });
+      expect(k).toMatchObject({ kty: 'RSA', use: 'sig' });
+      expect(k.alg).toBeUndefined();
       expect(typeof k.kid).toBe('string');
       expect(k.d).toBeUndefined();
       expect(k.p).toBeUndefined();
@@ -210,6 +211,8 @@ describe('discovery and JWKS', () => {
     expect(sec.service?.[0].coding?.[0]).toEqual({ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' });
     expect(sec.extension?.[0].extension).toEqual([
       { url: 'token', valueUri: TOKEN_URL },
+      { url: 'authorize', valueUri: 'http://localhost:9999/auth/authorize' },
+      { url: 'revoke', valueUri: 'http://localhost:9999/auth/revoke' },
       { url: 'introspect', valueUri: 'http://localhost:9999/auth/introspect' },
     ]);
   });
@@ -338,7 +341,8 @@ describe('backend services flow (private_key_jwt)', () => {
   it.each([
     [{ scope: 'system/Observation.rs' }, 400, 'invalid_request', /grant_type is required/],
     [{ grant_type: 'password', scope: 'system/Observation.rs' }, 400, 'unsupported_grant_type', /password is not supported/],
-    [{ grant_type: 'authorization_code' }, 400, 'unsupported_grant_type', /not supported/],
+    [{ grant_type: 'implicit' }, 400, 'unsupported_grant_type', /not supported/],
+    [{ grant_type: 'authorization_code' }, 401, 'invalid_client', /client_id is required/],
   ])('answers OAuth errors for bad grant types %#', async (body, status, error, reason) => {
     const r = await tokenFor(body as Record<string, string>);
     expect(r.status).toBe(status);
