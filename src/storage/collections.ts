@@ -1,4 +1,5 @@
 import type { Collection, Db } from 'mongodb';
+import type { LeaseLinkDoc, LeaseTopDoc } from './lease-chain';
 import type { CurrentDoc, HistoryDoc, JournalDoc, OutboxDoc } from './types';
 
 /**
@@ -13,18 +14,13 @@ export const COLLECTIONS = {
   journal: 'tx_journal',
   locks: 'locks',
   leases: 'leases',
+  leaseTops: 'lease_tops',
   meta: 'meta',
   buckets: 'search_buckets',
 } as const;
 
 export interface LockDoc {
   _id: string;
-  until: Date;
-}
-
-export interface LeaseDoc {
-  _id: string;
-  owner: string;
   until: Date;
 }
 
@@ -39,7 +35,8 @@ export class Collections {
   readonly outbox: Collection<OutboxDoc>;
   readonly journal: Collection<JournalDoc>;
   readonly locks: Collection<LockDoc>;
-  readonly leases: Collection<LeaseDoc>;
+  readonly leases: Collection<LeaseLinkDoc>;
+  readonly leaseTops: Collection<LeaseTopDoc>;
   readonly meta: Collection<MetaDoc>;
 
   constructor(readonly db: Db) {
@@ -47,7 +44,8 @@ export class Collections {
     this.outbox = db.collection<OutboxDoc>(COLLECTIONS.outbox);
     this.journal = db.collection<JournalDoc>(COLLECTIONS.journal);
     this.locks = db.collection<LockDoc>(COLLECTIONS.locks);
-    this.leases = db.collection<LeaseDoc>(COLLECTIONS.leases);
+    this.leases = db.collection<LeaseLinkDoc>(COLLECTIONS.leases);
+    this.leaseTops = db.collection<LeaseTopDoc>(COLLECTIONS.leaseTops);
     this.meta = db.collection<MetaDoc>(COLLECTIONS.meta);
   }
 

@@ -1,7 +1,8 @@
 import type { Resource } from 'fhir/r4';
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import { isDuplicateKey } from './collections';
+import { type HeldLease, LeaseChain } from './lease-chain';
 import { findByIds } from './lookup';
 import type { HistoryDoc, WriteMethod } from './types';
 import type { Versions } from './versions';
@@ -24,18 +25,21 @@ export interface CommittedEvent {
 export type CommitConsumer = (events: CommittedEvent[]) => Promise<void>;
 
 const LEASE_MS = 15_000;
+const LEASE_NAME = 'outbox';
+/** Each consumer gets a batch only with this much lease left, so it ends before anyone can take over. */
+const FENCE_MS = LEASE_MS / 3;
 const BATCH = 200;
 
 /**
  * The outbox: every write inserts an intent (`outbox` collection, `_id` = history id) just
  * before its commit point, and the intent stays until post-commit work is done. One instance
- * at a time (a lease in MongoDB) takes intents in order, makes sure the current document
+ * at a time (the lease chain `outbox`, see lease-chain.ts) takes intents in order, makes sure the current document
  * reflects each committed version (repairing a write interrupted by a crash), hands the
  * versions to the consumers, then deletes the intents. The collection stays small, so this
  * costs no scan of history; nothing lives only in memory.
  */
 export class Outbox {
-  private readonly owner = randomUUID();
+  private readonly chain: LeaseChain;
   private timer?: NodeJS.Timeout;
   private running?: Promise<void>;
   private again = false;
@@ -46,7 +50,11 @@ export class Outbox {
     private readonly versions: Versions,
     private readonly logger: Logger,
     private readonly pollMs = 250,
-  ) {}
+  ) {
+    // The owner names the process, so an operator (or a test) can tell who holds the lease.
+    const owner = `${hostname()}:${process.pid}:${randomUUID()}`;
+    this.chain = new LeaseChain(versions.cols.leases, versions.cols.leaseTops, owner, LEASE_MS);
+  }
 
   private get cols() {
     return this.versions.cols;
@@ -66,8 +74,9 @@ export class Outbox {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.running;
-    this.leaseUntil = 0;
-    await this.cols.leases.deleteOne({ _id: 'outbox', owner: this.owner }).catch(() => undefined);
+    const l = this.lease;
+    this.lease = undefined;
+    if (l) await this.chain.release(l).catch(() => undefined);
   }
 
   /** Committed versions whose post-commit work is still pending (e.g. after a crash). */
@@ -102,27 +111,14 @@ export class Outbox {
     this.timer.unref?.();
   }
 
-  /** Until when this instance knows it holds the lease (renewed at half time, not per batch). */
-  private leaseUntil = 0;
+  /** The outbox lease this instance holds, if any (renewed at half time, by the next link). */
+  private lease?: HeldLease;
 
   private async holdLease(): Promise<boolean> {
-    if (this.leaseUntil - Date.now() > LEASE_MS / 2) return true;
-    const now = new Date();
-    const until = new Date(now.getTime() + LEASE_MS);
-    try {
-      const r = await this.cols.leases.updateOne(
-        { _id: 'outbox', $or: [{ owner: this.owner }, { until: { $lt: now } }] },
-        { $set: { owner: this.owner, until } },
-        { upsert: true },
-      );
-      const held = r.matchedCount + r.upsertedCount > 0;
-      this.leaseUntil = held ? until.getTime() : 0;
-      return held;
-    } catch (e) {
-      this.leaseUntil = 0;
-      if (isDuplicateKey(e)) return false; // another instance holds it
-      throw e;
-    }
+    const l = this.lease;
+    if (l && l.until - Date.now() > LEASE_MS / 2) return true;
+    this.lease = (l && (await this.chain.renew(l))) || (await this.chain.acquire(LEASE_NAME));
+    return this.lease !== undefined;
   }
 
   /** Processes pending versions until none are left (or the lease is lost). */
@@ -173,10 +169,14 @@ export class Outbox {
         waiting.add(key);
       }
     }
+    if (!(await this.fenced())) return 0;
     if (ready.length > 0) {
       await this.repairCurrent(ready);
       const events = ready.map((h) => this.eventOf(h));
-      for (const c of this.consumers) await c(events);
+      for (const c of this.consumers) {
+        if (!(await this.fenced())) return 0;
+        await c(events);
+      }
     }
     const done = [...ready.map((h) => h._id), ...abandoned];
     // One write for the whole batch; the outbox collection is small, so $in costs no big scan.
@@ -184,6 +184,15 @@ export class Outbox {
     if (abandoned.length) this.logger.warn({ count: abandoned.length }, 'dropped outbox intents of writes that never committed');
     // A full batch of which nothing could be done yet is not progress: wait for the next poll.
     return done.length === 0 ? 0 : intents.length;
+  }
+
+  /**
+   * The fence before each step of side effects: our link is still the newest, with time to spare
+   * (a paused or slow holder whose lease lapsed stops here; the next holder re-reads the intents,
+   * which are deleted only after every consumer has had the batch).
+   */
+  private async fenced(): Promise<boolean> {
+    return this.lease !== undefined && (await this.chain.stillHeld(this.lease, FENCE_MS));
   }
 
   /** Applies versions whose writer died between the commit point and the current update. */

@@ -75,7 +75,7 @@ export class Versions {
     }
   }
 
-  /** Current documents of new resources go in one insertMany per type; the rest one by one. */
+  /** Current documents go in one insertMany (new resources) and one bulk of replaces (updates) per type. */
   async applyCurrents(items: readonly { type: string; doc: CurrentDoc; expectedVid: number }[]): Promise<void> {
     const fresh = new Map<string, CurrentDoc[]>();
     const rest: { type: string; doc: CurrentDoc; expectedVid: number }[] = [];
@@ -92,7 +92,15 @@ export class Versions {
         for (const d of docs) await this.applyCurrent(type, d, 0);
       }
     }
-    for (const it of rest) await this.applyCurrent(it.type, it.doc, it.expectedVid);
+    const updates = new Map<string, CurrentDoc[]>();
+    for (const it of rest) updates.set(it.type, [...(updates.get(it.type) ?? []), it.doc]);
+    for (const [type, docs] of updates) {
+      // One bulk of plain replaces (no upserts: a bulk of upserts beside concurrent inserts
+      // once stalled FerretDB, see README); anything not matched is placed one by one.
+      const ops = docs.map((d) => ({ replaceOne: { filter: { _id: d._id, vid: { $lt: d.vid } }, replacement: d } }));
+      const r = await this.cols.current(type).bulkWrite(ops, { ordered: false });
+      if (r.matchedCount < docs.length) for (const d of docs) await this.applyCurrent(type, d, d.vid - 1);
+    }
   }
 
   /** Rebuilds the current document of type/id from its newest committed history version. */

@@ -3,7 +3,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { MongoClient, type Db } from 'mongodb';
+import { MongoClient, type CommandStartedEvent, type Db } from 'mongodb';
 import pino from 'pino';
 import supertest from 'supertest';
 import { createVigil, type Vigil } from '../../src/app';
@@ -32,6 +32,8 @@ export interface TestContextOptions {
   /** Extra environment for loadConfig. */
   env?: Record<string, string>;
   clock?: () => Date;
+  /** Sees every command the app sends to the database (the driver's command monitoring). */
+  onCommand?: (e: CommandStartedEvent) => void;
 }
 
 /**
@@ -54,7 +56,8 @@ export async function createTestContext(opts: TestContextOptions = {}): Promise<
   });
   const dbName = `vigil_test_${randomBytes(6).toString('hex')}`;
   config.dbName = dbName;
-  const client = await MongoClient.connect(uri);
+  const client = await MongoClient.connect(uri, { monitorCommands: Boolean(opts.onCommand) });
+  if (opts.onCommand) client.on('commandStarted', opts.onCommand);
   const db = client.db(dbName);
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const vigil = await createVigil({ config, db, logger, clock: opts.clock });

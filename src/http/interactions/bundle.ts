@@ -1,7 +1,7 @@
 import type { Bundle, BundleEntry, BundleEntryRequest, FhirResource, Resource } from 'fhir/r4';
 import { Errors, FhirError } from '../../errors';
 import { existingResult, parseVersionTag, resultOf, stripServerMeta, type ResourceStore, type WriteResult } from '../../resources/store';
-import type { PreparedWrite } from '../../storage';
+import type { CurrentDoc, PreparedWrite } from '../../storage';
 import { outcomeOf, toFhirError } from '../outcome';
 import { locationOf } from '../responses';
 import type { Services } from '../services';
@@ -323,6 +323,7 @@ async function transaction(
   // 3. Prepare every write in the spec's order; any failure aborts with nothing written.
   const now = s.store.now();
   const ordered = [...plan].sort((a, b2) => ORDER[a.method] - ORDER[b2.method] || a.index - b2.index);
+  const currents = await readTargets(store, plan);
   for (const p of ordered) {
     if (!p.target || p.existing || p.nothing) continue;
     try {
@@ -331,7 +332,7 @@ async function transaction(
       const body = p.entry.resource ? withTexts(rewriteReferences(p.entry.resource, idMap), p.entry.resource) : undefined;
       const ifMatch = parseVersionTag(p.entry.request!.ifMatch);
       // A create's id was just generated: nothing can exist under it, so no lookup is needed.
-      const current = p.method === 'POST' ? null : await store.repository.read(type, id);
+      const current = p.method === 'POST' ? null : (currents.get(`${type}/${id}`) ?? null);
       if (current && !current.deleted && !policy.canRead(current.res, current.comp) && p.method !== 'POST') {
         throw Errors.notFound(`${type}/${id} is not known`, 'MSG_NO_EXIST');
       }
@@ -419,4 +420,24 @@ export async function processBundle(
       ? await batch(s, req, b, dispatch, minimal, patients)
       : await transaction(s, req, b, dispatch, minimal, patients);
   return { status: 200, body: out, headers: {}, patients: [...patients] };
+}
+
+/**
+ * The current documents of every entry that updates, patches or deletes, read at once (one
+ * concurrent wave per type instead of one sequential read per entry). Targets are distinct
+ * (checked above) and nothing is written before the commit, so this equals reading each in turn.
+ */
+async function readTargets(store: ResourceStore, plan: readonly Planned[]): Promise<Map<string, CurrentDoc>> {
+  const byType = new Map<string, string[]>();
+  for (const p of plan) {
+    if (!p.target || p.existing || p.nothing || p.method === 'POST') continue;
+    byType.set(p.target.type, [...(byType.get(p.target.type) ?? []), p.target.id]);
+  }
+  const out = new Map<string, CurrentDoc>();
+  await Promise.all(
+    [...byType].map(async ([type, ids]) => {
+      for (const [id, doc] of await store.repository.readMany(type, ids)) out.set(`${type}/${id}`, doc);
+    }),
+  );
+  return out;
 }

@@ -1,0 +1,65 @@
+import type { Bundle, BundleEntry } from 'fhir/r4';
+import type { CommandStartedEvent } from 'mongodb';
+import { randomBytes } from 'node:crypto';
+import { createTestContext, FHIR_JSON, heartRate, type TestContext } from '../../support/context';
+
+/**
+ * A 100-entry transaction costs a bounded number of write commands, not one per entry, and
+ * at most one point read per updated resource (read in one concurrent wave), counted by the
+ * driver's command monitoring (a count, not a timing). Background work (the
+ * outbox, the subscription sweeps) is stopped or left out, so only the request's own commands
+ * are counted.
+ */
+describe('transaction round trips', () => {
+  let ctx: TestContext;
+  let counting = false;
+  const commands: CommandStartedEvent[] = [];
+  beforeAll(async () => {
+    ctx = await createTestContext({ onCommand: (e) => counting && commands.push(e) });
+  });
+  afterAll(async () => ctx.close());
+
+  const collectionOf = (e: CommandStartedEvent) => String((e.command as Record<string, unknown>)[e.commandName] ?? '');
+
+  it('commits 50 creates and 50 updates in a bounded number of commands', async () => {
+    const patient = `rt-${randomBytes(3).toString('hex')}`;
+    const seed: Bundle = {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: Array.from({ length: 50 }, (_, i) => ({ resource: heartRate(patient, 60 + i), request: { method: 'POST', url: 'Observation' } }) as unknown as BundleEntry),
+    };
+    const first = await ctx.request.post('/fhir').set('Content-Type', FHIR_JSON).send(seed);
+    expect(first.status).toBe(200);
+    const ids = (first.body as Bundle).entry!.map((e) => /Observation\/([^/]+)/.exec(e.response!.location!)![1]);
+    await ctx.vigil.outbox.drainNow();
+    await ctx.vigil.outbox.stop();
+
+    const bundle: Bundle = {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [
+        ...Array.from({ length: 50 }, (_, i) => ({ resource: heartRate(patient, 100 + i), request: { method: 'POST', url: 'Observation' } }) as unknown as BundleEntry),
+        ...ids.map((id, i) => ({ resource: { ...heartRate(patient, 120 + i), id }, request: { method: 'PUT', url: `Observation/${id}` } }) as unknown as BundleEntry),
+      ],
+    };
+    counting = true;
+    const r = await ctx.request.post('/fhir').set('Content-Type', FHIR_JSON).send(bundle);
+    counting = false;
+    expect({ status: r.status, issue: r.status === 200 ? undefined : r.body.issue }).toEqual({ status: 200, issue: undefined });
+    expect((r.body as Bundle).entry).toHaveLength(100);
+
+    const own = commands.filter((e) => !/^sub_/.test(collectionOf(e)));
+    const summary = own.map((e) => `${e.commandName} ${collectionOf(e)}`);
+    // Writes: a handful of bulk commands whatever the entry count.
+    expect(summary.filter((c) => !c.startsWith('find ')).length).toBeLessThanOrEqual(10);
+    // Reads: one point read per updated resource at most (issued together; `$in` on `_id` scans
+    // on the embedded engine), and no other.
+    expect(summary.filter((c) => c.startsWith('find ')).length).toBeLessThanOrEqual(50);
+
+    // Everything landed: the updates are current, the creates readable.
+    for (const id of ids.slice(0, 3)) {
+      const got = await ctx.request.get(`/fhir/Observation/${id}`);
+      expect(got.body.meta.versionId).toBe('2');
+    }
+  });
+});
