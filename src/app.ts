@@ -10,7 +10,7 @@ import { anonymousPrincipal } from './auth/types';
 import type { Config } from './config';
 import { buildCapabilityStatement } from './http/capability';
 import { fhirEdge, type AccessRecord } from './http/edge';
-import { buildExpressApp } from './http/express-app';
+import { buildExpressApp, sendError } from './http/express-app';
 import { createDispatcher } from './http/routes';
 import type { Services } from './http/services';
 import { accessAudit } from './http/audit-mapping';
@@ -22,6 +22,13 @@ import { SearchService } from './search/service';
 import { createStorage, type CrashPoint, type Outbox } from './storage';
 import { SubscriptionService } from './subscriptions/service';
 import { VERSION } from './version';
+import { BulkExport } from './bulk/service';
+import { bulkRouter } from './bulk/router';
+import { Eraser } from './erasure/eraser';
+import { backpressure } from './http/backpressure';
+import { metricsEndpoint, requestMetrics } from './metrics/http';
+import { LoadMonitor } from './metrics/load';
+import { Metrics } from './metrics/registry';
 
 export interface VigilDeps {
   config: Config;
@@ -31,6 +38,8 @@ export interface VigilDeps {
   newId?: () => string;
   /** Fault injection for crash tests (see TransactionJournal). */
   crashPoint?: CrashPoint;
+  /** Fault injection for the export restart test: the process kills itself after this many chunks. */
+  bulkCrashAfterChunks?: number;
 }
 
 /** The assembled server: the Express app plus the services and workers behind it. */
@@ -43,6 +52,14 @@ export interface Vigil {
   audit: AuditTrail;
   subscriptions: SubscriptionService;
   alerting: AlertingService;
+  bulk: BulkExport;
+  erasure: Eraser;
+  /**
+   * Prometheus metrics. Modules with state to show register a gauge read at scrape time:
+   * `vigil.metrics.gauge({ name: 'vigil_alert_episodes_open', help, labelNames, collect })`.
+   */
+  metrics: Metrics;
+  load: LoadMonitor;
   /** Creates indexes, recovers interrupted transactions, starts workers. */
   start(): Promise<void>;
   /** Lets websockets share the HTTP server (call once the server exists). */
@@ -68,6 +85,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   const cursors = new CursorCodec(config.cursorSecret ?? (await storage.secret(CURSOR_SECRET_KEY)));
   search = await SearchService.create({ db, config, types: [...SERVED_TYPES], executor: storage.executor, cursors });
 
+  const metrics = new Metrics();
   const auth = config.authEnabled ? await AuthService.create({ db, config, logger, criteria: search }) : undefined;
   let subscriptions: SubscriptionService | undefined;
   const outbox = storage.outbox;
@@ -100,6 +118,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       return r.resource ?? resource;
     },
     rangeContext: (obs) => (alerting ? alerting.rangeContext(obs, patients) : Promise.resolve(undefined)),
+    onAttempt: (channel, ok, committedAt, now) => metrics.delivery(channel, ok, committedAt, now),
   });
   const patients = patientReader(store);
   alerting = createAlerting({ db, config: config.alerting, logger, store, search, clock });
@@ -107,9 +126,46 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   const subs = subscriptions;
   outbox.addConsumer((events) => subs.onCommitted(events));
   outbox.addConsumer((events) => alerts.onCommitted(events));
+  outbox.addConsumer(async (events) => metrics.committed(events));
+  const load = new LoadMonitor(() => outbox.oldestPendingAt());
+  metrics.watchDatabase(db.client, (ms, started, id) => load.command(ms, started, id));
+  metrics.gauge({ name: 'vigil_outbox_lag_seconds', help: 'Age of the oldest committed version whose post-commit work is pending', collect: () => [{ value: load.outboxLagMs / 1000 }] });
+  metrics.gauge({ name: 'vigil_db_write_latency_seconds', help: 'Recent database write latency as back-pressure sees it', collect: () => [{ value: load.dbLatencyMs / 1000 }] });
+  metrics.gauge({
+    name: 'vigil_subscriptions_active',
+    help: 'Active subscriptions by channel type',
+    labelNames: ['channel'],
+    collect: async () => (await subs.activeByChannel()).map((c) => ({ labels: { channel: c.channel }, value: c.count })),
+  });
+
+  const policyFor = (p: { scopes: string[]; patient?: string }) => (auth ? auth.policyFor(p.scopes, p.patient) : anonymousPrincipal.policy);
+  const bulk = new BulkExport({
+    db,
+    baseUrl: config.baseUrl,
+    served: SERVED_TYPES,
+    filters: search,
+    policyFor,
+    logger,
+    clock,
+    newId,
+    ttlSeconds: config.bulkExportTtlSeconds,
+    leaseMs: config.bulkLeaseMs,
+    chunkResources: config.bulkChunkResources,
+    crashAfterChunks: deps.bulkCrashAfterChunks,
+  });
 
   // Audit events go through the one commit path, as an append-only trail.
-  const audit = new AuditTrail({ logger, persist: (events: AuditEvent[]) => store.appendTrail('AuditEvent', events) });
+  const persistAudit = (events: AuditEvent[]) => store.appendTrail('AuditEvent', events);
+  const audit = new AuditTrail({ logger, persist: persistAudit });
+  const erasure = new Eraser({
+    db,
+    served: SERVED_TYPES,
+    eraseCandidates: (resources, ids, patients) => search.eraseCandidates(resources, ids, patients),
+    jobs: bulk.jobs,
+    persistAudit,
+    flushAudit: () => audit.flush(),
+    clock,
+  });
 
   const services: Services = {
     config,
@@ -117,6 +173,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     search,
     cursors,
     alerts: config.alerting.enabled ? alerts : undefined,
+    erasure,
     capabilityStatement: () =>
       buildCapabilityStatement({
         baseUrl: config.baseUrl,
@@ -125,20 +182,42 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
         searchParams: (t) => search.capabilitySearchParams(t),
         security: auth ? { ...auth.capabilitySecurity(), cors: config.corsOrigins.length > 0 } : undefined,
         subscriptionExtensions: subs.capability(),
+        bulkExport: true,
       }),
     validateOperation: (resource, type, mode, id) =>
       validateOperation(resource, { expectedType: type, allowedTypes: SERVED_TYPES, mode: mode === 'update' ? 'update' : 'validate', id }),
   };
   const dispatch = createDispatcher(services, subs.operations(storage.repository));
   const onAccess = (r: AccessRecord) => {
-    if (r.segments[0] !== 'metadata') audit.record(accessAudit(r));
+    if (r.segments[0] === 'metadata') return;
+    // An erasure's own access record names no erased id (its AuditEvent holds a hash instead).
+    const erasing = r.segments.some((s) => s === '$purge' || s === '$expunge');
+    audit.record(accessAudit(erasing ? { ...r, segments: r.segments.filter((_s, i) => i !== 1) } : r));
   };
   const authenticate = auth ? (h: string | undefined) => auth.authenticate(h) : async () => anonymousPrincipal;
   const app = buildExpressApp({
     config,
     logger,
     ready: () => db.command({ ping: 1 }),
+    metrics: metricsEndpoint(metrics, config.metricsToken),
     routers: auth ? [auth.router()] : [],
+    // Ahead of the body: counting, then back-pressure (refuses before any work).
+    beforeBody: [
+      requestMetrics(metrics),
+      backpressure({
+        load,
+        maxOutboxLagMs: config.maxOutboxLagMs,
+        maxDbLatencyMs: config.maxDbLatencyMs,
+        retryAfterSeconds: config.backpressureRetryAfterSeconds,
+        authenticate,
+        rateOf: async (clientId) => auth?.clientRateLimit(clientId),
+        clock,
+        sendError: (res, e) => sendError(res, e, logger),
+        onRefused: (status, reason) => metrics.refused(status, reason),
+      }),
+    ],
+    // Bulk Data answers with its own media types (manifest, NDJSON), beside the FHIR edge.
+    besideFhir: [bulkRouter({ bulk, baseUrl: config.baseUrl, authenticate, sendError: (res, e) => sendError(res, e, logger), onAccess })],
     fhir: fhirEdge({ dispatch, authenticate, logger, maxJsonDepth: config.maxJsonDepth, onAccess }),
   });
 
@@ -152,6 +231,10 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     audit,
     subscriptions: subs,
     alerting: alerts,
+    bulk,
+    erasure,
+    metrics,
+    load,
     async start() {
       stopped = false;
       await storage.ensureIndexes(SERVED_TYPES);
@@ -167,6 +250,8 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       outbox.start();
       subs.start();
       alerts.start();
+      await bulk.start();
+      load.start();
     },
     attach(server) {
       subs.attach(server);
@@ -175,6 +260,8 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       if (stopped) return;
       stopped = true;
       await alerts.stop();
+      load.stop();
+      await bulk.stop();
       await subs.stop();
       await outbox.stop();
       await audit.close();

@@ -16,6 +16,8 @@ export interface ClientDoc {
   secretHash?: string;
   /** Fixed patient id (device or app bound to one patient). */
   patient?: string;
+  /** Writes per second this client may make (back-pressure answers 429 beyond); unset: no limit. */
+  rateLimit?: number;
   disabled: boolean;
   source: 'file' | 'admin';
   createdAt: Date;
@@ -34,6 +36,8 @@ export interface ClientRegistration {
   /** A hash produced by `admin secret-hash`, so files need not hold the secret itself. */
   client_secret_hash?: string;
   patient?: string;
+  /** Writes per second (see ClientDoc.rateLimit). */
+  rate_limit?: number;
   disabled?: boolean;
 }
 
@@ -49,7 +53,7 @@ export function validateRegistration(input: unknown, where: string): ClientRegis
   };
   if (!input || typeof input !== 'object' || Array.isArray(input)) fail('a client must be a JSON object');
   const r = input as Record<string, unknown>;
-  const known = ['client_id', 'name', 'scope', 'jwks', 'jwks_uri', 'client_secret', 'client_secret_hash', 'patient', 'disabled'];
+  const known = ['client_id', 'name', 'scope', 'jwks', 'jwks_uri', 'client_secret', 'client_secret_hash', 'patient', 'rate_limit', 'disabled'];
   for (const k of Object.keys(r)) if (!known.includes(k)) fail(`unknown field "${k}" (known: ${known.join(', ')})`);
   if (typeof r.client_id !== 'string' || !ID_RE.test(r.client_id)) fail('client_id must be 1-128 URL-safe characters');
   if (typeof r.name !== 'string' || !r.name.trim()) fail('name must be a non-empty string');
@@ -90,6 +94,9 @@ export function validateRegistration(input: unknown, where: string): ClientRegis
   }
   if (r.patient !== undefined && (typeof r.patient !== 'string' || !PATIENT_RE.test(r.patient))) fail('patient must be a FHIR id');
   if (r.disabled !== undefined && typeof r.disabled !== 'boolean') fail('disabled must be true or false');
+  if (r.rate_limit !== undefined && (typeof r.rate_limit !== 'number' || !(r.rate_limit > 0) || r.rate_limit > 100_000)) {
+    fail('rate_limit must be a number of writes per second between 0 and 100000');
+  }
   return r as unknown as ClientRegistration;
 }
 
@@ -121,6 +128,7 @@ async function storedFields(reg: ClientRegistration): Promise<Omit<ClientDoc, '_
     ...(reg.jwks_uri ? { jwks_uri: reg.jwks_uri } : {}),
     ...(secretHash ? { secretHash } : {}),
     ...(reg.patient ? { patient: reg.patient } : {}),
+    ...(reg.rate_limit ? { rateLimit: reg.rate_limit } : {}),
   };
 }
 
@@ -149,7 +157,7 @@ export class ClientStore {
     for (const reg of regs) {
       const fields = await storedFields(reg);
       const unset: Record<string, ''> = {};
-      for (const k of ['jwks', 'jwks_uri', 'secretHash', 'patient'] as const) if (!(k in fields)) unset[k] = '';
+      for (const k of ['jwks', 'jwks_uri', 'secretHash', 'patient', 'rateLimit'] as const) if (!(k in fields)) unset[k] = '';
       const set: Partial<ClientDoc> = { ...fields, source: 'file', updatedAt: now };
       if (reg.disabled !== undefined) set.disabled = reg.disabled;
       await this.col.updateOne(

@@ -41,6 +41,8 @@ export interface SubscriptionDeps {
   now?: () => Date;
   /** Patient-specific range facts (targets, age, gender) for derived interpretations (src/alerting). */
   rangeContext?: (obs: Observation) => Promise<RangeContext | undefined>;
+  /** Metrics hook for delivery attempts (see DeliveryContext.onAttempt). */
+  onAttempt?: (channel: string, ok: boolean, committedAt: Date[], now: Date) => void;
 }
 
 const LIVE_STATUSES: SubscriptionStatusCode[] = ['requested', 'active', 'error'];
@@ -108,6 +110,7 @@ export class SubscriptionService {
       setStatus: (id, status, reason) => this.setStatus(id, status, reason),
       heartbeatIds: () => this.index.heartbeatIds(),
       now: this.now,
+      onAttempt: deps.onAttempt,
     });
   }
 
@@ -118,6 +121,14 @@ export class SubscriptionService {
     await svc.reloadDefinitions();
     await svc.reloadIndex();
     return svc;
+  }
+
+  /** Active subscriptions by channel type (for the metrics gauge). */
+  async activeByChannel(): Promise<{ channel: string; count: number }[]> {
+    const docs = await this.c.state.find({ status: 'active', deleted: false }, { projection: { 'spec.channelType': 1 } }).toArray();
+    const counts = new Map<string, number>([['rest-hook', 0], ['websocket', 0]]);
+    for (const d of docs) counts.set(d.spec.channelType, (counts.get(d.spec.channelType) ?? 0) + 1);
+    return [...counts].map(([channel, count]) => ({ channel, count }));
   }
 
   /** Topics from ig/, for the core to store as SubscriptionTopic resources. */
