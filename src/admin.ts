@@ -10,6 +10,7 @@
  *   node dist/admin.js users list | users disable U | users enable U | users reset-password U (--password-stdin | --generate-password)
  *   node dist/admin.js keys list | keys rotate | keys remove KID
  *   node dist/admin.js secret-hash               (reads a secret on stdin, prints client_secret_hash)
+ *   node dist/admin.js erasure purge PATIENT_ID [--dry-run] | erasure expunge TYPE/ID [--dry-run]
  *
  * It uses the server's configuration (MONGODB_URI, MONGODB_DB, DATA_DIR).
  */
@@ -20,7 +21,8 @@ import { runUsersAdmin, USERS_USAGE } from './auth/admin-users';
 import { ClientStore, validateRegistration, type ClientRegistration } from './auth/clients';
 import { listKeys, removeKey, rotateKey } from './auth/keys';
 import { generateSecret, hashSecret } from './auth/secrets';
-import { ConfigError, loadConfig } from './config';
+import { ConfigError, loadConfig, type Config } from './config';
+import { ERASURE_USAGE, runErasure } from './erasure/admin';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from './storage/embedded';
 
 export class UsageError extends Error {}
@@ -35,7 +37,8 @@ ${USERS_USAGE}
   admin keys list
   admin keys rotate
   admin keys remove KID
-  admin secret-hash   (secret on stdin)`;
+  admin secret-hash   (secret on stdin)
+${ERASURE_USAGE}`;
 
 /** parseArgs, with its complaints (unknown option, missing value) turned into usage errors. */
 function options<T extends ParseArgsConfig['options']>(args: string[], opts: T) {
@@ -50,6 +53,8 @@ export interface AdminIo {
   out: (line: string) => void;
   readStdin?: () => Promise<string>;
   now?: () => Date;
+  /** Server configuration (erasure builds the server's services); default: from the environment. */
+  config?: Config;
 }
 
 /** Runs one admin command against a database; returns normally or throws UsageError / Error. */
@@ -158,6 +163,13 @@ export async function runAdmin(argv: string[], db: Db | undefined, io: AdminIo):
     return;
   }
 
+  if (group === 'erasure') {
+    await runErasure([action, ...rest], needDb(), io.config ?? loadConfig(), io.out, (msg) => {
+      throw new UsageError(msg);
+    });
+    return;
+  }
+
   if (group === 'keys') {
     switch (action) {
       case 'list':
@@ -196,7 +208,7 @@ async function main(): Promise<void> {
     await runAdmin(argv, undefined, { out: (l) => process.stdout.write(l + '\n') });
     return;
   }
-  if (!['clients', 'keys', 'users'].includes(argv[0] ?? '')) throw new UsageError(USAGE);
+  if (!['clients', 'keys', 'users', 'erasure'].includes(argv[0] ?? '')) throw new UsageError(USAGE);
   const config = loadConfig();
   let embedded: EmbeddedDatabase | undefined;
   let uri = config.mongodbUri;

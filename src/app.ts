@@ -12,7 +12,7 @@ import type { Config } from './config';
 import { isFhirError } from './errors';
 import { buildCapabilityStatement } from './http/capability';
 import { fhirEdge, type AccessRecord } from './http/edge';
-import { buildExpressApp } from './http/express-app';
+import { buildExpressApp, sendError } from './http/express-app';
 import { createDispatcher } from './http/routes';
 import type { Services } from './http/services';
 import { accessAudit } from './http/audit-mapping';
@@ -26,6 +26,13 @@ import { SearchService } from './search/service';
 import { createStorage, type CrashPoint, type Outbox } from './storage';
 import { SubscriptionService } from './subscriptions/service';
 import { VERSION } from './version';
+import { BulkExport } from './bulk/service';
+import { bulkRouter } from './bulk/router';
+import { Eraser } from './erasure/eraser';
+import { backpressure } from './http/backpressure';
+import { metricsEndpoint, requestMetrics } from './metrics/http';
+import { LoadMonitor } from './metrics/load';
+import { Metrics } from './metrics/registry';
 
 export interface VigilDeps {
   config: Config;
@@ -35,6 +42,8 @@ export interface VigilDeps {
   newId?: () => string;
   /** Fault injection for crash tests (see TransactionJournal). */
   crashPoint?: CrashPoint;
+  /** Fault injection for the export restart test: the process kills itself after this many chunks. */
+  bulkCrashAfterChunks?: number;
 }
 
 /** The assembled server: the Express app plus the services and workers behind it. */
@@ -49,6 +58,14 @@ export interface Vigil {
   counters: Counters;
   subscriptions: SubscriptionService;
   alerting: AlertingService;
+  bulk: BulkExport;
+  erasure: Eraser;
+  /**
+   * Prometheus metrics. Modules with state to show register a gauge read at scrape time:
+   * `vigil.metrics.gauge({ name: 'vigil_alert_episodes_open', help, labelNames, collect })`.
+   */
+  metrics: Metrics;
+  load: LoadMonitor;
   /** Creates indexes, recovers interrupted transactions, starts workers. */
   start(): Promise<void>;
   /** Lets websockets share the HTTP server (call once the server exists). */
@@ -89,6 +106,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     },
   };
   const auth = config.authEnabled ? await AuthService.create({ db, config, logger, criteria: search, now: deps.clock, patients: patientDirectory }) : undefined;
+  const metrics = new Metrics();
   let subscriptions: SubscriptionService | undefined;
   const outbox = storage.outbox;
   let alerting: AlertingService | undefined;
@@ -132,6 +150,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       return r.resource ?? resource;
     },
     rangeContext: (obs) => (alerting ? alerting.rangeContext(obs, patients) : Promise.resolve(undefined)),
+    onAttempt: (channel, ok, committedAt, now) => metrics.delivery(channel, ok, committedAt, now),
   });
   const patients = patientReader(store);
   alerting = createAlerting({ db, config: config.alerting, logger, store, search, clock });
@@ -139,17 +158,51 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   const subs = subscriptions;
   outbox.addConsumer((events) => subs.onCommitted(events));
   outbox.addConsumer((events) => alerts.onCommitted(events));
+  outbox.addConsumer(async (events) => metrics.committed(events));
+  const load = new LoadMonitor(() => outbox.oldestPendingAt());
+  metrics.watchDatabase(db.client, (ms, started, id) => load.command(ms, started, id));
+  metrics.gauge({ name: 'vigil_outbox_lag_seconds', help: 'Age of the oldest committed version whose post-commit work is pending', collect: () => [{ value: load.outboxLagMs / 1000 }] });
+  metrics.gauge({ name: 'vigil_db_write_latency_seconds', help: 'Recent database write latency as back-pressure sees it', collect: () => [{ value: load.dbLatencyMs / 1000 }] });
+  metrics.gauge({
+    name: 'vigil_subscriptions_active',
+    help: 'Active subscriptions by channel type',
+    labelNames: ['channel'],
+    collect: async () => (await subs.activeByChannel()).map((c) => ({ labels: { channel: c.channel }, value: c.count })),
+  });
+
+  const policyFor = (p: { scopes: string[]; patient?: string }) => (auth ? auth.policyFor(p.scopes, p.patient) : anonymousPrincipal.policy);
+  const bulk = new BulkExport({
+    db,
+    baseUrl: config.baseUrl,
+    served: SERVED_TYPES,
+    filters: search,
+    policyFor,
+    logger,
+    clock,
+    newId,
+    ttlSeconds: config.bulkExportTtlSeconds,
+    leaseMs: config.bulkLeaseMs,
+    chunkResources: config.bulkChunkResources,
+    crashAfterChunks: deps.bulkCrashAfterChunks,
+  });
 
   // Audit events go through the one commit path, as an append-only trail; a bad one never blocks the rest.
   const counters = new Counters();
-  const audit = new AuditTrail({
+  const persistAudit = safeAuditPersist({
     logger,
-    persist: safeAuditPersist({
-      logger,
-      counters,
-      prepare: (e: AuditEvent) => store.prepare('AuditEvent', newId(), e, null, 'POST', { principal: anonymousPrincipal, internal: true }, clock()),
-      insert: (writes) => store.commit(writes, { mode: 'trail' }),
-    }),
+    counters,
+    prepare: (e: AuditEvent) => store.prepare('AuditEvent', newId(), e, null, 'POST', { principal: anonymousPrincipal, internal: true }, clock()),
+    insert: (writes) => store.commit(writes, { mode: 'trail' }),
+  });
+  const audit = new AuditTrail({ logger, persist: persistAudit });
+  const erasure = new Eraser({
+    db,
+    served: SERVED_TYPES,
+    eraseCandidates: (resources, ids, patients) => search.eraseCandidates(resources, ids, patients),
+    jobs: bulk.jobs,
+    persistAudit,
+    flushAudit: () => audit.flush(),
+    clock,
   });
 
   const services: Services = {
@@ -158,6 +211,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     search,
     cursors,
     alerts: config.alerting.enabled ? alerts : undefined,
+    erasure,
     capabilityStatement: () =>
       buildCapabilityStatement({
         baseUrl: config.baseUrl,
@@ -166,20 +220,42 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
         searchParams: (t) => search.capabilitySearchParams(t),
         security: auth ? { ...auth.capabilitySecurity(), cors: config.corsOrigins.length > 0 } : undefined,
         subscriptionExtensions: subs.capability(),
+        bulkExport: true,
       }),
     validateOperation: (resource, type, mode, id) =>
       validateOperation(resource, { expectedType: type, allowedTypes: SERVED_TYPES, mode: mode === 'update' ? 'update' : 'validate', id }),
   };
   const dispatch = createDispatcher(services, subs.operations(storage.repository));
   const onAccess = (r: AccessRecord) => {
-    if (r.segments[0] !== 'metadata') audit.record(accessAudit(r));
+    if (r.segments[0] === 'metadata') return;
+    // An erasure's own access record names no erased id (its AuditEvent holds a hash instead).
+    const erasing = r.segments.some((s) => s === '$purge' || s === '$expunge');
+    audit.record(accessAudit(erasing ? { ...r, segments: r.segments.filter((_s, i) => i !== 1) } : r));
   };
   const authenticate = auth ? (h: string | undefined) => auth.authenticate(h) : async () => anonymousPrincipal;
   const app = buildExpressApp({
     config,
     logger,
     ready: () => db.command({ ping: 1 }),
+    metrics: metricsEndpoint(metrics, config.metricsToken),
     routers: auth ? [auth.router()] : [],
+    // Ahead of the body: counting, then back-pressure (refuses before any work).
+    beforeBody: [
+      requestMetrics(metrics),
+      backpressure({
+        load,
+        maxOutboxLagMs: config.maxOutboxLagMs,
+        maxDbLatencyMs: config.maxDbLatencyMs,
+        retryAfterSeconds: config.backpressureRetryAfterSeconds,
+        authenticate,
+        rateOf: async (clientId) => auth?.clientRateLimit(clientId),
+        clock,
+        sendError: (res, e) => sendError(res, e, logger),
+        onRefused: (status, reason) => metrics.refused(status, reason),
+      }),
+    ],
+    // Bulk Data answers with its own media types (manifest, NDJSON), beside the FHIR edge.
+    besideFhir: [bulkRouter({ bulk, baseUrl: config.baseUrl, authenticate, sendError: (res, e) => sendError(res, e, logger), onAccess })],
     fhir: fhirEdge({ dispatch, authenticate, logger, maxJsonDepth: config.maxJsonDepth, limits: config.limits, now: () => clock().getTime(), onAccess }),
   });
 
@@ -194,6 +270,10 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     counters,
     subscriptions: subs,
     alerting: alerts,
+    bulk,
+    erasure,
+    metrics,
+    load,
     async start() {
       stopped = false;
       await storage.ensureIndexes(SERVED_TYPES);
@@ -209,6 +289,8 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       outbox.start();
       subs.start();
       alerts.start();
+      await bulk.start();
+      load.start();
     },
     attach(server) {
       subs.attach(server);
@@ -217,6 +299,8 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       if (stopped) return;
       stopped = true;
       await alerts.stop();
+      load.stop();
+      await bulk.stop();
       await subs.stop();
       await outbox.stop();
       await audit.close();

@@ -39,6 +39,18 @@ export interface Config {
   alerting: AlertingConfig;
   /** Bounded work per request (README "Limits"): refused before any work is done. */
   limits: Limits;
+  /** Bulk Data export: how long finished files stay downloadable, and the job lease length. */
+  bulkExportTtlSeconds: number;
+  bulkLeaseMs: number;
+  /** Resources per stored chunk of an export file (the unit of progress and of memory). */
+  bulkChunkResources: number;
+  /** Bearer token that GET /metrics requires; unset: /metrics is off. */
+  metricsToken?: string;
+  /** Back-pressure: writes answer 503 above these (0 turns a check off). */
+  maxOutboxLagMs: number;
+  maxDbLatencyMs: number;
+  /** Seconds a refused write is told to wait (Retry-After). */
+  backpressureRetryAfterSeconds: number;
 }
 
 export interface AlertingConfig {
@@ -128,6 +140,13 @@ function bytes(env: NodeJS.ProcessEnv, name: string, def: number): number {
   return Number(m[1]) * mult;
 }
 
+function metricsToken(env: NodeJS.ProcessEnv): string | undefined {
+  const t = env.METRICS_TOKEN?.trim();
+  if (!t) return undefined;
+  if (t.length < 16) throw new ConfigError('METRICS_TOKEN must be at least 16 characters');
+  return t;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const port = int(env, 'PORT', 8080, 0, 65535);
   const baseUrl = (env.BASE_URL?.trim() || `http://localhost:${port}/fhir`).replace(/\/+$/, '');
@@ -196,6 +215,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       news2FreshnessMinutes: int(env, 'NEWS2_FRESHNESS_MIN', 60, 1, 24 * 60),
       deadlinePollMs: int(env, 'ALERT_DEADLINE_POLL_MS', 1000, 50, 60_000),
     },
+    bulkExportTtlSeconds: int(env, 'BULK_EXPORT_TTL_SECONDS', 3600, 10, 30 * 86400),
+    bulkLeaseMs: int(env, 'BULK_LEASE_MS', 30_000, 500, 600_000),
+    bulkChunkResources: int(env, 'BULK_CHUNK_RESOURCES', 1000, 1, 100_000),
+    metricsToken: metricsToken(env),
+    maxOutboxLagMs: int(env, 'BACKPRESSURE_MAX_OUTBOX_LAG_MS', 30_000, 0, 3_600_000),
+    maxDbLatencyMs: int(env, 'BACKPRESSURE_MAX_DB_LATENCY_MS', 5_000, 0, 600_000),
+    backpressureRetryAfterSeconds: int(env, 'BACKPRESSURE_RETRY_AFTER_SECONDS', 5, 1, 3600),
     limits: loadLimits(env),
   };
 }

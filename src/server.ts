@@ -58,10 +58,12 @@ async function main(): Promise<void> {
     embedded = await startEmbeddedDatabase(config.dataDir, { log: (m) => logger.info(m) });
     uri = embedded.uri;
   }
-  const client = new MongoClient(uri, { appName: 'vigil', serverSelectionTimeoutMS: 10_000 });
+  // Command monitoring feeds the database latency metrics and back-pressure.
+  const client = new MongoClient(uri, { appName: 'vigil', serverSelectionTimeoutMS: 10_000, monitorCommands: true });
   await client.connect();
   const db = client.db(config.dbName);
-  const vigil = await createVigil({ config, db, logger, crashPoint: crashPoint() });
+  const bulkCrash = Number(process.env.VIGIL_TEST_BULK_CRASH_AFTER_CHUNKS) || undefined;
+  const vigil = await createVigil({ config, db, logger, crashPoint: crashPoint(), bulkCrashAfterChunks: bulkCrash });
   await vigil.start();
 
   const server: http.Server =

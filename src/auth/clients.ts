@@ -20,6 +20,8 @@ export interface ClientDoc {
   redirectUris?: string[];
   /** A public app (no credential): it proves itself with PKCE alone. */
   public?: boolean;
+  /** Writes per second this client may make (back-pressure answers 429 beyond); unset: no limit. */
+  rateLimit?: number;
   disabled: boolean;
   source: 'file' | 'admin';
   createdAt: Date;
@@ -42,6 +44,8 @@ export interface ClientRegistration {
   redirect_uris?: string[];
   /** "none" registers a public app (PKCE only, no credential); otherwise one credential is required. */
   token_endpoint_auth_method?: 'none';
+  /** Writes per second (see ClientDoc.rateLimit). */
+  rate_limit?: number;
   disabled?: boolean;
 }
 
@@ -58,7 +62,7 @@ export function validateRegistration(input: unknown, where: string): ClientRegis
   if (!input || typeof input !== 'object' || Array.isArray(input)) fail('a client must be a JSON object');
   const r = input as Record<string, unknown>;
   const known = [
-    'client_id', 'name', 'scope', 'jwks', 'jwks_uri', 'client_secret', 'client_secret_hash', 'patient', 'disabled',
+    'client_id', 'name', 'scope', 'jwks', 'jwks_uri', 'client_secret', 'client_secret_hash', 'patient', 'rate_limit', 'disabled',
     'redirect_uris', 'token_endpoint_auth_method',
   ];
   for (const k of Object.keys(r)) if (!known.includes(k)) fail(`unknown field "${k}" (known: ${known.join(', ')})`);
@@ -117,6 +121,9 @@ export function validateRegistration(input: unknown, where: string): ClientRegis
   }
   if (r.patient !== undefined && (typeof r.patient !== 'string' || !PATIENT_RE.test(r.patient))) fail('patient must be a FHIR id');
   if (r.disabled !== undefined && typeof r.disabled !== 'boolean') fail('disabled must be true or false');
+  if (r.rate_limit !== undefined && (typeof r.rate_limit !== 'number' || !(r.rate_limit > 0) || r.rate_limit > 100_000)) {
+    fail('rate_limit must be a number of writes per second between 0 and 100000');
+  }
   return r as unknown as ClientRegistration;
 }
 
@@ -164,6 +171,7 @@ async function storedFields(reg: ClientRegistration): Promise<Omit<ClientDoc, '_
     ...(reg.patient ? { patient: reg.patient } : {}),
     ...(reg.redirect_uris ? { redirectUris: [...reg.redirect_uris] } : {}),
     ...(reg.token_endpoint_auth_method === 'none' ? { public: true } : {}),
+    ...(reg.rate_limit ? { rateLimit: reg.rate_limit } : {}),
   };
 }
 
@@ -192,7 +200,7 @@ export class ClientStore {
     for (const reg of regs) {
       const fields = await storedFields(reg);
       const unset: Record<string, ''> = {};
-      for (const k of ['jwks', 'jwks_uri', 'secretHash', 'patient', 'redirectUris', 'public'] as const) if (!(k in fields)) unset[k] = '';
+      for (const k of ['jwks', 'jwks_uri', 'secretHash', 'patient', 'redirectUris', 'public', 'rateLimit'] as const) if (!(k in fields)) unset[k] = '';
       const set: Partial<ClientDoc> = { ...fields, source: 'file', updatedAt: now };
       if (reg.disabled !== undefined) set.disabled = reg.disabled;
       await this.col.updateOne(

@@ -282,6 +282,18 @@ export class AuthService {
     return this.disabled.ids;
   }
 
+  /** The write rate (per second) a client's registration sets, if any; re-read every 30 s. */
+  async clientRateLimit(clientId: string): Promise<number | undefined> {
+    const t = this.now().getTime();
+    if (!this.rates || t - this.rates.at > 30_000) {
+      const docs = await this.endpoint.clientAuth.clients.col.find({ rateLimit: { $gt: 0 } }, { projection: { rateLimit: 1 } }).toArray();
+      this.rates = { byId: new Map(docs.map((d) => [d._id, d.rateLimit!])), at: t };
+    }
+    return this.rates.byId.get(clientId);
+  }
+
+  private rates?: { byId: Map<string, number>; at: number };
+
   capabilitySecurity(): CapabilityStatementRestSecurity {
     return capabilitySecurity(this.urls);
   }

@@ -15,7 +15,11 @@ export interface CapabilityInputs {
   security?: CapabilityStatementRestSecurity;
   /** Extensions contributed by subscriptions (topics, channels, websocket URL). */
   subscriptionExtensions?: { resourceExtensions: Extension[]; restExtensions: Extension[] };
+  /** Bulk Data export is offered (system, Patient and Group level). */
+  bulkExport?: boolean;
 }
+
+const BULK = 'http://hl7.org/fhir/uv/bulkdata';
 
 const INTERACTION_CODES: Record<string, CapabilityStatementRestResource['interaction'] extends (infer I)[] | undefined ? I extends { code: infer C } ? C : never : never> = {
   read: 'read',
@@ -59,6 +63,8 @@ export function buildCapabilityStatement(c: CapabilityInputs): CapabilityStateme
     if (def.type === 'Flag') {
       r.operation!.push({ name: 'acknowledge', definition: 'http://vigil-fhir.org/fhir/OperationDefinition/Flag-acknowledge' });
     }
+    if (c.bulkExport && def.type === 'Patient') r.operation!.push({ name: 'export', definition: `${BULK}/OperationDefinition/patient-export` });
+    if (c.bulkExport && def.type === 'Group') r.operation!.push({ name: 'export', definition: `${BULK}/OperationDefinition/group-export` });
     if (def.type === 'Subscription' && c.subscriptionExtensions) r.extension = c.subscriptionExtensions.resourceExtensions;
     return r;
   });
@@ -70,6 +76,7 @@ export function buildCapabilityStatement(c: CapabilityInputs): CapabilityStateme
       resource: resources,
       interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'search-system' }, { code: 'history-system' }],
       extension: c.subscriptionExtensions?.restExtensions,
+      ...(c.bulkExport ? { operation: [{ name: 'export', definition: `${BULK}/OperationDefinition/export` }] } : {}),
     },
   ];
   if (!rest[0].security) delete rest[0].security;
@@ -85,6 +92,7 @@ export function buildCapabilityStatement(c: CapabilityInputs): CapabilityStateme
     date: c.startedAt.toISOString(),
     publisher: 'Vigil',
     kind: 'instance',
+    ...(c.bulkExport ? { instantiates: [`${BULK}/CapabilityStatement/bulk-data`] } : {}),
     software: { name: 'Vigil', version: c.version },
     implementation: { description: 'Vigil FHIR R4 server', url: c.baseUrl },
     fhirVersion: '4.0.1',

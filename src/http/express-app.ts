@@ -14,6 +14,12 @@ export interface ExpressAppOptions {
   ready(): Promise<unknown>;
   /** Routers outside the FHIR base (the authorization server's endpoints). */
   routers: RequestHandler[];
+  /** GET /metrics (it guards itself with its own token). */
+  metrics?: RequestHandler;
+  /** Under the FHIR base, before the body is read (request metrics, back-pressure). */
+  beforeBody?: RequestHandler[];
+  /** Under the FHIR base, after the body and before the edge (Bulk Data's own endpoints). */
+  besideFhir?: RequestHandler[];
   /** The FHIR edge, mounted at the base path of BASE_URL. */
   fhir: RequestHandler;
 }
@@ -50,9 +56,12 @@ export function buildExpressApp(o: ExpressAppOptions): Express {
       .then(() => res.json({ status: 'ready' }))
       .catch(() => res.status(503).json({ status: 'database unreachable' }));
   });
+  if (o.metrics) app.get('/metrics', o.metrics);
   for (const r of o.routers) app.use(r);
 
+  for (const h of o.beforeBody ?? []) app.use(basePath, h);
   app.use(basePath, express.raw({ type: () => true, limit: config.bodyLimitBytes }));
+  for (const h of o.besideFhir ?? []) app.use(basePath, h);
   app.use(basePath, o.fhir);
   app.use((req, res) => sendError(res, Errors.notFound(`Nothing at ${req.path}; the FHIR API is at ${basePath}`, 'MSG_NO_ROUTE'), logger));
   // Body-parser failures (size, encoding) and anything else thrown before the FHIR edge.
@@ -73,7 +82,8 @@ export function buildExpressApp(o: ExpressAppOptions): Express {
   return app;
 }
 
-function sendError(res: Response, err: unknown, logger: Logger): void {
+/** Writes an error as an OperationOutcome (the one mapping, for handlers outside the FHIR edge). */
+export function sendError(res: Response, err: unknown, logger: Logger): void {
   const fe = toFhirError(err);
   if (fe.status >= 500) logger.error({ err, requestId: res.getHeader('X-Request-Id') }, 'unexpected error');
   res.status(fe.status);

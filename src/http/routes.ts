@@ -3,6 +3,7 @@ import { acknowledge } from './interactions/acknowledge';
 import { processBundle } from './interactions/bundle';
 import { capabilities } from './interactions/capabilities';
 import { create } from './interactions/create';
+import { expunge, purge } from './interactions/erasure';
 import { conditionalRemove, remove } from './interactions/delete';
 import { history } from './interactions/history';
 import { patch } from './interactions/patch';
@@ -46,6 +47,8 @@ function routeTable(modules: readonly ModuleRoute[]): Route[] {
     { method: 'GET|HEAD', path: '_history', handler: (s, r) => history(s, r) },
     { method: 'GET|HEAD', path: 'Observation/$lastn', handler: (s, r) => lastn(s, r) },
     { method: 'POST', path: 'Flag/:id/$acknowledge', handler: (s, r, [id]) => acknowledge(s, r, id) },
+    { method: 'POST', path: 'Patient/:id/$purge', handler: (s, r, [id]) => purge(s, r, id) },
+    { method: 'POST', path: ':type/:id/$expunge', handler: (s, r, [t, id]) => expunge(s, r, t, id) },
     { method: 'POST', path: ':type/$validate', handler: (s, r, [t]) => validate(s, r, t) },
     { method: 'POST', path: ':type/:id/$validate', handler: (s, r, [t, id]) => validate(s, r, t, id) },
     { method: 'GET|HEAD', path: ':type/_history', handler: (s, r, [t]) => history(s, r, t) },

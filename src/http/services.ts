@@ -3,6 +3,7 @@ import type { AccessPolicy, Principal } from '../auth/types';
 import type { Config } from '../config';
 import type { CursorCodec } from '../resources/cursor';
 import type { ResourceStore } from '../resources/store';
+import type { Eraser } from '../erasure/eraser';
 
 /** A search as the HTTP layer asks for it. */
 export interface SearchQuery {
@@ -32,6 +33,8 @@ export interface Services {
   cursors: CursorCodec;
   /** Absent when alerting is switched off. */
   alerts?: AlertsPort;
+  /** $purge and $expunge. */
+  erasure: Eraser;
   capabilityStatement(): CapabilityStatement;
   validateOperation(resource: unknown, type: string, mode: 'create' | 'update', id?: string): OperationOutcome;
 }

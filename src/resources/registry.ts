@@ -37,6 +37,7 @@ export const RESOURCE_TYPES: readonly ResourceTypeDef[] = [
     clientWritable: false,
     documentation: 'Alert episodes (written by the server; acknowledge with $acknowledge).',
   },
+  { type: 'Group', interactions: ALL, clientWritable: true, documentation: 'Cohorts, such as the patients enrolled in a monitoring programme (Bulk Data export).' },
   { type: 'Subscription', interactions: ALL, clientWritable: true, documentation: 'Alert subscriptions (R4 and topic-based).' },
   { type: 'SubscriptionTopic', interactions: READ_ONLY, clientWritable: false, documentation: 'Topics the server offers.' },
   { type: 'AuditEvent', interactions: READ_ONLY, clientWritable: false, documentation: 'The audit trail of every access.' },

@@ -72,6 +72,12 @@ export class SearchService implements SearchContext {
     return this.executorRef;
   }
 
+  /** Erasure: removes the candidate entries (engine-side structures) of erased resources and the patients' directories. */
+  async eraseCandidates(resources: readonly Resource[], ids: ReadonlySet<string>, patients: readonly string[]): Promise<number> {
+    const docs = resources.filter((r) => r.resourceType === 'Observation').map((r) => ({ _id: r.id!, ...this.index(r) }));
+    return this.executor.erase('Observation', docs, ids, patients);
+  }
+
   /**
    * Loads and compiles the registry for `types` (default: DEFAULT_TYPES); the cursor codec is the server's.
    * The server hands in storage's executor; without one (tests, tools) an executor is built for

@@ -85,6 +85,12 @@ export class Outbox {
     return this.versions.committedByIds(intents.map((i) => i._id));
   }
 
+  /** When the oldest pending intent was written (outbox lag, for metrics and back-pressure). */
+  async oldestPendingAt(): Promise<Date | undefined> {
+    const [oldest] = await this.cols.outbox.find({}, { projection: { at: 1 } }).sort({ at: 1 }).limit(1).toArray();
+    return oldest?.at;
+  }
+
   /** A commit happened: process soon rather than at the next poll. */
   nudge(): void {
     if (this.stopped) return;

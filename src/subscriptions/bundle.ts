@@ -12,6 +12,8 @@ export interface EventForBundle {
   method: 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   /** Present for full-resource content (absent for deletions). */
   resource?: Resource;
+  /** The resource was erased: the event keeps its number and time, nothing else. */
+  erased?: boolean;
 }
 
 export interface StatusInput {
@@ -44,7 +46,7 @@ export function statusParameters(s: StatusInput): Parameters {
       { name: 'event-number', valueString: String(e.num) },
       { name: 'timestamp', valueInstant: e.ts.toISOString() },
     ];
-    if (s.content !== 'empty') part.push({ name: 'focus', valueReference: { reference: `${s.baseUrl}/${e.type}/${e.id}/_history/${e.vid}` } });
+    if (s.content !== 'empty' && !e.erased) part.push({ name: 'focus', valueReference: { reference: `${s.baseUrl}/${e.type}/${e.id}/_history/${e.vid}` } });
     parameter.push({ name: 'notification-event', part });
   }
   if (s.error) parameter.push({ name: 'error', valueCodeableConcept: { text: s.error } });
@@ -76,6 +78,6 @@ export function notificationBundle(s: StatusInput, now: Date = new Date()): Bund
       response: { status: '200' },
     },
   ];
-  if (s.content !== 'empty') for (const e of s.events) entry.push(eventEntry(s.baseUrl, e, s.content));
+  if (s.content !== 'empty') for (const e of s.events) if (!e.erased) entry.push(eventEntry(s.baseUrl, e, s.content));
   return { resourceType: 'Bundle', id: randomUUID(), type: 'history', timestamp: now.toISOString(), entry };
 }

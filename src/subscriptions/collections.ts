@@ -94,6 +94,11 @@ export interface NotificationRow {
   /** Commit time of the version. */
   ts: Date;
   createdAt: Date;
+  /**
+   * Set when the resource was erased ($purge, $expunge): the row keeps its number (event numbers
+   * stay gap-free) but no longer names the resource; notifications carry it without a focus.
+   */
+  erased?: true;
 }
 
 /** A hint of the last number used and the history ids recorded lately (the rows are the truth). */

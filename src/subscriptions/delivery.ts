@@ -28,6 +28,8 @@ export interface DeliveryContext {
   /** Subscriptions with a heartbeat period (from the active index). */
   heartbeatIds(): string[];
   now(): Date;
+  /** Metrics hook: one notification attempt, and the commit times of the events it delivered. */
+  onAttempt?(channel: string, ok: boolean, committedAt: Date[], now: Date): void;
 }
 
 type Outcome = { ok: true } | { ok: false; error: string };
@@ -281,10 +283,14 @@ export class DeliveryWorker {
       if (round > 0 && round % 20 === 0 && !(await this.stillMine(lease))) return false;
       const rows = await this.ctx.log.readFrom(s._id, rt.delivered + 1, batch);
       if (rows.length === 0) return true;
+      const channel = this.isWebsocket(s) ? 'websocket' : 'rest-hook';
       if (this.isWebsocket(s)) {
-        if (!(await this.sendWebsocket(s, rows))) return false;
+        const sent = await this.sendWebsocket(s, rows);
+        this.ctx.onAttempt?.(channel, sent, sent ? rows.map((r) => r.ts) : [], this.ctx.now());
+        if (!sent) return false;
       } else {
         const r = await this.postNotification(s, 'event-notification', rows);
+        this.ctx.onAttempt?.(channel, r.ok, r.ok ? rows.map((x) => x.ts) : [], this.ctx.now());
         if (!r.ok) {
           await this.failed(s, rt, r.error, rows);
           return false;
@@ -347,7 +353,7 @@ export class DeliveryWorker {
 
   /** Loads the versions the rows are about, for full-resource payloads. */
   private async resourcesFor(rows: NotificationRow[]): Promise<Map<string, Resource>> {
-    const ids = rows.filter((r) => r.method !== 'DELETE').map((r) => r.historyId);
+    const ids = rows.filter((r) => r.method !== 'DELETE' && !r.erased).map((r) => r.historyId);
     const docs = ids.length
       ? await this.ctx.db.collection<HistoryDoc>('history').find({ _id: { $in: ids } }, { projection: { res: 1, dec: 1 } }).toArray()
       : [];
@@ -364,6 +370,7 @@ export class DeliveryWorker {
       vid: r.vid,
       method: r.method,
       resource: resources.get(r.historyId),
+      erased: r.erased,
     }));
     const last = rows.length ? rows[rows.length - 1].num : await this.ctx.log.lastNumber(s._id);
     return notificationBundle({

@@ -120,14 +120,14 @@ export function subscriptionOperations(ctx: OperationsContext): OperationRoute[]
     const to = Math.min(last, until ?? last, from + MAX_EVENTS - 1);
     const rows = to >= from ? await ctx.log.readFrom(id, from, to - from + 1) : [];
     // Rows were filtered with the subscriber's policy when recorded; the caller's policy applies too.
-    const ids = rows.filter((r) => r.method !== 'DELETE').map((r) => r.historyId);
+    const ids = rows.filter((r) => r.method !== 'DELETE' && !r.erased).map((r) => r.historyId);
     const docs = await ctx.repository.versions(ids);
     const byId = new Map(docs.map((d) => [d._id, d]));
     const found: EventForBundle[] = [];
     for (const r of rows) {
       const h = byId.get(r.historyId);
       if (h?.res && !principal.policy.canRead(h.res, h.comp ?? [])) continue;
-      found.push({ num: r.num, ts: r.ts, type: r.type, id: r.id, vid: r.vid, method: r.method, resource: content === 'full-resource' ? h?.res : undefined });
+      found.push({ num: r.num, ts: r.ts, type: r.type, id: r.id, vid: r.vid, method: r.method, resource: content === 'full-resource' ? h?.res : undefined, erased: r.erased });
     }
     return ok(
       notificationBundle(

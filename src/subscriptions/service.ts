@@ -48,6 +48,8 @@ export interface SubscriptionDeps {
    * read Subscription `id`, for R4 `bind <id>`; resolves to a refusal text, or undefined.
    */
   authorizeBind?(authorization: string | undefined, id: string): Promise<string | undefined>;
+  /** Metrics hook for delivery attempts (see DeliveryContext.onAttempt). */
+  onAttempt?: (channel: string, ok: boolean, committedAt: Date[], now: Date) => void;
 }
 
 const LIVE_STATUSES: SubscriptionStatusCode[] = ['requested', 'active', 'error'];
@@ -115,6 +117,7 @@ export class SubscriptionService {
       setStatus: (id, status, reason) => this.setStatus(id, status, reason),
       heartbeatIds: () => this.index.heartbeatIds(),
       now: this.now,
+      onAttempt: deps.onAttempt,
     });
   }
 
@@ -125,6 +128,14 @@ export class SubscriptionService {
     await svc.reloadDefinitions();
     await svc.reloadIndex();
     return svc;
+  }
+
+  /** Active subscriptions by channel type (for the metrics gauge). */
+  async activeByChannel(): Promise<{ channel: string; count: number }[]> {
+    const docs = await this.c.state.find({ status: 'active', deleted: false }, { projection: { 'spec.channelType': 1 } }).toArray();
+    const counts = new Map<string, number>([['rest-hook', 0], ['websocket', 0]]);
+    for (const d of docs) counts.set(d.spec.channelType, (counts.get(d.spec.channelType) ?? 0) + 1);
+    return [...counts].map(([channel, count]) => ({ channel, count }));
   }
 
   /** Topics from ig/, for the core to store as SubscriptionTopic resources. */

@@ -52,11 +52,14 @@ export async function createTestContext(opts: TestContextOptions = {}): Promise<
     AUTH_ENABLED: opts.auth ? 'true' : 'false',
     DATA_DIR: dataDir,
     LOG_LEVEL: 'silent',
+    // Back-pressure off unless a test asks for it: a loaded test machine must not refuse writes.
+    BACKPRESSURE_MAX_OUTBOX_LAG_MS: '0',
+    BACKPRESSURE_MAX_DB_LATENCY_MS: '0',
     ...opts.env,
   });
   const dbName = `vigil_test_${randomBytes(6).toString('hex')}`;
   config.dbName = dbName;
-  const client = await MongoClient.connect(uri, { monitorCommands: Boolean(opts.onCommand) });
+  const client = await MongoClient.connect(uri, { monitorCommands: true });
   if (opts.onCommand) client.on('commandStarted', opts.onCommand);
   const db = client.db(dbName);
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });

@@ -34,6 +34,8 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
       BASE_URL: baseUrl,
       LOG_LEVEL: 'error',
       AUTH_ENABLED: 'false',
+      BACKPRESSURE_MAX_OUTBOX_LAG_MS: '0',
+      BACKPRESSURE_MAX_DB_LATENCY_MS: '0',
       DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'vigil-proc-')),
       ...env,
     },

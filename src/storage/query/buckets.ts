@@ -204,6 +204,35 @@ export class BucketIndex {
     }
   }
 
+  /**
+   * Erasure: removes the entries of resources `ids` from every bucket the versions `docs` went to
+   * (and from what is staged), and the directories of `patients`. Read, filter and replace, like
+   * `record`'s updates on FerretDB; erasure is rare and runs beside few writes.
+   */
+  async erase(type: string, docs: readonly BucketSource[], ids: ReadonlySet<string>, patients: readonly string[]): Promise<number> {
+    const ops = this.opsOf(type, docs);
+    let removed = 0;
+    for (const key of ops.buckets.keys()) {
+      const staged = this.staged.get(key);
+      if (staged) for (const [tok, e] of staged) if (ids.has(e.i)) staged.delete(tok);
+      const doc = await this.col.findOne({ _id: key });
+      if (!doc) continue;
+      const kept = doc.e.filter((e) => !ids.has(e.i));
+      removed += doc.e.length - kept.length;
+      if (kept.length === 0) await this.col.deleteOne({ _id: key });
+      else if (kept.length < doc.e.length) await this.col.replaceOne({ _id: key }, { e: kept });
+    }
+    for (const p of patients) {
+      const dirKey = `Observation|p|Patient/${p}`;
+      const dir = await this.dirs.findOne({ _id: dirKey });
+      for (const day of [...Object.keys(dir?.d ?? {}), 'long', 'none']) await this.col.deleteOne({ _id: `${dirKey}|${day}` });
+      await this.dirs.deleteOne({ _id: dirKey });
+      this.dirCache.delete(dirKey);
+      this.stagedDirs.delete(dirKey);
+    }
+    return removed;
+  }
+
   /** Removes every bucket (before a rebuild). */
   async clear(): Promise<void> {
     await this.col.deleteMany({});

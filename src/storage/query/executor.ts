@@ -92,4 +92,9 @@ export interface QueryExecutor {
   onCommitted(events: readonly CommittedEvent[]): Promise<void>;
   /** Loaders and tests: stores engine-side entries of documents written around storage. */
   record(type: string, docs: readonly BucketSource[]): Promise<void>;
+  /**
+   * Erasure: removes engine-side entries of resources `ids` (their versions `docs`) and the
+   * structures kept per patient of `patients`; returns how many entries went.
+   */
+  erase(type: string, docs: readonly BucketSource[], ids: ReadonlySet<string>, patients: readonly string[]): Promise<number>;
 }

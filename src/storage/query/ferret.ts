@@ -106,6 +106,10 @@ export class FerretExecutor extends MongoExecutor {
     await this.buckets.record('Observation', docs);
   }
 
+  override async erase(type: string, docs: readonly BucketSource[], ids: ReadonlySet<string>, patients: readonly string[]): Promise<number> {
+    return this.buckets.erase(type, docs, ids, patients);
+  }
+
   override async record(type: string, docs: readonly BucketSource[]): Promise<void> {
     await this.buckets.record(type, docs);
   }

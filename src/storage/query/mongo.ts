@@ -153,6 +153,11 @@ export class MongoExecutor implements QueryExecutor {
     // Nothing beside the current documents.
   }
 
+  /** Nothing engine-side to erase: MongoDB answers from its own indexes of the current documents. */
+  async erase(_type: string, _docs: readonly BucketSource[], _ids: ReadonlySet<string>, _patients: readonly string[]): Promise<number> {
+    return 0;
+  }
+
   async record(_type: string, _docs: readonly BucketSource[]): Promise<void> {
     // Nothing beside the current documents.
   }
