@@ -41,8 +41,18 @@ export const SUPPORTED_SCOPES = [
 
 /** GET [base]/.well-known/smart-configuration (SMART App Launch 2.x, backend services subset). */
 export function smartConfiguration(urls: AuthUrls): Record<string, unknown> {
+  const capabilities = [
+    'client-confidential-asymmetric',
+    'client-confidential-symmetric',
+    'permission-v1',
+    'permission-v2',
+    'permission-patient',
+    'permission-user',
+  ];
   return {
-    issuer: urls.issuer,
+    // SMART App Launch 2.x: `issuer` is required with sso-openid-connect and otherwise left out
+    // (strict clients then expect OpenID Connect discovery at it).
+    ...(capabilities.includes('sso-openid-connect') ? { issuer: urls.issuer } : {}),
     jwks_uri: urls.jwks,
     token_endpoint: urls.token,
     introspection_endpoint: urls.introspect,
@@ -50,34 +60,22 @@ export function smartConfiguration(urls: AuthUrls): Record<string, unknown> {
     token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic'],
     token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'],
     scopes_supported: SUPPORTED_SCOPES,
-    capabilities: [
-      'client-confidential-asymmetric',
-      'client-confidential-symmetric',
-      'permission-v1',
-      'permission-v2',
-      'permission-patient',
-      'permission-user',
-    ],
+    capabilities,
   };
 }
 
-/** CapabilityStatement.rest.security: the SMART service coding and the oauth-uris extension. */
-export function capabilitySecurity(urls: AuthUrls): CapabilityStatementRestSecurity {
+/**
+ * CapabilityStatement.rest.security: the SMART service coding. The R4 `oauth-uris` extension is
+ * left out: it requires an `authorize` URL, which a backend-services-only server does not have;
+ * clients discover the endpoints at `.well-known/smart-configuration`.
+ */
+export function capabilitySecurity(_urls: AuthUrls): CapabilityStatementRestSecurity {
   return {
     cors: true,
     service: [
       {
         coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }],
         text: 'OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)',
-      },
-    ],
-    extension: [
-      {
-        url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
-        extension: [
-          { url: 'token', valueUri: urls.token },
-          { url: 'introspect', valueUri: urls.introspect },
-        ],
       },
     ],
     description:

@@ -3,6 +3,8 @@ import type { Resource } from 'fhir/r4';
 import type { Logger } from 'pino';
 import type { Principal } from '../auth/types';
 import { Errors, FhirError } from '../errors';
+
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'];
 import { informationOutcome, outcomeOf, toFhirError } from './outcome';
 import type { Dispatcher } from './routes';
 import type { FhirRequest, FhirResponse } from './types';
@@ -155,8 +157,8 @@ export function fhirEdge(opts: EdgeOptions): RequestHandler {
       principal = (res.locals.principal as Principal | undefined) ?? (isPublic ? publicPrincipal : await opts.authenticate(req.headers.authorization));
       res.locals.principal = principal;
       const method = req.method as FhirRequest['method'];
-      if (!['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) {
-        throw Errors.methodNotAllowed(`Method ${req.method} is not supported`, 'MSG_OP_NOT_ALLOWED');
+      if (!METHODS.includes(method)) {
+        throw new FhirError(405, 'not-supported', 'MSG_OP_NOT_ALLOWED', `Method ${req.method} is not supported`, undefined, { Allow: METHODS.join(', ') });
       }
       const { body, contentType } = method === 'GET' || method === 'HEAD' || method === 'DELETE' ? { body: undefined, contentType: undefined } : parseBody(req, opts.maxJsonDepth);
       query.delete('_format');

@@ -1,4 +1,4 @@
-import { Errors } from '../errors';
+import { Errors, FhirError } from '../errors';
 import { processBundle } from './interactions/bundle';
 import { capabilities } from './interactions/capabilities';
 import { create } from './interactions/create';
@@ -70,6 +70,8 @@ function match(pattern: string, segments: string[]): string[] | undefined {
     const s = segments[i];
     if (p.startsWith(':')) {
       if (s.startsWith('$') || s.startsWith('_')) return undefined;
+      // A type is capitalised: `metadata` is never taken for a type by ':type' routes.
+      if (p === ':type' && !/^[A-Z][A-Za-z]*$/.test(s)) return undefined;
       params.push(s);
     } else if (p !== s) return undefined;
   }
@@ -84,15 +86,19 @@ function methodMatches(route: Route, method: FhirRequest['method']): boolean {
 export function createDispatcher(s: Services, modules: readonly ModuleRoute[] = []): Dispatcher {
   const routes = routeTable(modules);
   const dispatch: Dispatcher = async (req) => {
-    let pathMatched = false;
+    const allowed = new Set<string>();
     for (const r of routes) {
       const params = match(r.path, req.segments);
       if (!params) continue;
-      pathMatched = true;
       if (methodMatches(r, req.method)) return r.handler(s, req, params, dispatch);
+      for (const m of r.method.split('|')) allowed.add(m);
     }
     const path = req.segments.join('/');
-    if (pathMatched) throw Errors.methodNotAllowed(`${req.method} is not allowed on /${path}`, 'MSG_OP_NOT_ALLOWED');
+    if (allowed.size > 0) {
+      // RFC 9110 section 15.5.6: a 405 lists the methods the resource does support.
+      const allow = [...allowed].join(', ');
+      throw new FhirError(405, 'not-supported', 'MSG_OP_NOT_ALLOWED', `${req.method} is not allowed on /${path} (allowed: ${allow})`, undefined, { Allow: allow });
+    }
     const op = req.segments.find((x) => x.startsWith('$'));
     if (op) throw Errors.notFound(`Operation ${op} is not supported on /${path}`, 'MSG_OP_NOT_SUPPORTED');
     throw Errors.notFound(`No FHIR interaction at /${path}`, 'MSG_NO_ROUTE');

@@ -139,6 +139,17 @@ describe('bad input', () => {
   it('answers a method that is not allowed with 405', async () => {
     const res = await ctx.request.patch('/fhir/Patient').set('Content-Type', 'application/json-patch+json').send('[]');
     expect(res.status).toBe(405);
+    expect(res.headers.allow).toBe('GET, HEAD, POST, PUT, DELETE');
+    expect(issue(res).code).toBe('not-supported');
+  });
+
+  it('answers a known path with a wrong method with 405 and Allow, never 404', async () => {
+    const meta = await ctx.request.delete('/fhir/metadata');
+    expect(meta.status).toBe(405);
+    expect(meta.headers.allow).toBe('GET, HEAD');
+    const hist = await ctx.request.post('/fhir/Patient/_history').type('application/fhir+json').send('{}');
+    expect(hist.status).toBe(405);
+    expect(hist.headers.allow).toBe('GET, HEAD');
   });
 
   it('never leaves a half-written resource after a rejected write', async () => {
