@@ -1,5 +1,5 @@
 import type { Express } from 'express';
-import type { AuditEvent, Resource } from 'fhir/r4';
+import type { AuditEvent } from 'fhir/r4';
 import type { Db } from 'mongodb';
 import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
@@ -76,10 +76,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     newId,
     indexer: search,
     matcher: search,
-    // SubscriptionTopic is an R5 resource (Backport IG) that only the server writes: the R4
-    // schema has no definition to check it against.
-    validate: (resource, o) =>
-      o.expectedType === 'SubscriptionTopic' ? (resource as Resource) : validateResource(resource, { ...o, allowedTypes: SERVED_TYPES }),
+    validate: (resource, o) => validateResource(resource, { ...o, allowedTypes: SERVED_TYPES }),
     beforeWrite: (ctx, r, prev) => (subscriptions ? subscriptions.beforeWrite(ctx, r, prev) : Promise.resolve(r)),
   });
 

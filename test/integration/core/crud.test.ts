@@ -329,9 +329,24 @@ describe('capabilities and operations', () => {
   });
 
   it('stores the shipped topics and vital-sign ranges as readable resources, once', async () => {
-    const topic = await ctx.request.get('/fhir/SubscriptionTopic/abnormal-vital-sign');
+    // R4 has no SubscriptionTopic: topics are Basic resources with the R5 cross-version extensions (Backport IG).
+    expect((await ctx.request.get('/fhir/SubscriptionTopic/abnormal-vital-sign')).status).toBe(404);
+    const topic = await ctx.request.get('/fhir/Basic/abnormal-vital-sign');
     expect(topic.status).toBe(200);
-    expect(topic.body.url).toBe('http://vigil-fhir.org/fhir/SubscriptionTopic/abnormal-vital-sign');
+    expect(topic.body.code.coding).toEqual([{ system: 'http://hl7.org/fhir/fhir-types', code: 'SubscriptionTopic' }]);
+    const urlExt = 'http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic.url';
+    expect(topic.body.extension.find((e: { url: string }) => e.url === urlExt).valueUri).toBe('http://vigil-fhir.org/fhir/SubscriptionTopic/abnormal-vital-sign');
+    expect(topic.body.modifierExtension).toEqual([{ url: 'http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic.status', valueCode: 'active' }]);
+    for (const q of [
+      'url=http://vigil-fhir.org/fhir/SubscriptionTopic/abnormal-vital-sign',
+      'code=http://hl7.org/fhir/fhir-types|SubscriptionTopic&status=active&url=http://vigil-fhir.org/fhir/SubscriptionTopic/abnormal-vital-sign',
+      'identifier=urn:ietf:rfc:3986|http://vigil-fhir.org/fhir/SubscriptionTopic/abnormal-vital-sign',
+    ]) {
+      const found = await ctx.request.get(`/fhir/Basic?${q}`).set('Prefer', 'handling=strict');
+      expect([q, found.status, found.body.entry?.map((e: { resource: { id: string } }) => e.resource.id)]).toEqual([q, 200, ['abnormal-vital-sign']]);
+    }
+    const all = await ctx.request.get('/fhir/Basic?code=http://hl7.org/fhir/fhir-types|SubscriptionTopic');
+    expect(all.body.entry.map((e: { resource: { id: string } }) => e.resource.id).sort()).toEqual(['abnormal-vital-sign', 'observation-created']);
     const hr = await ctx.request.get('/fhir/ObservationDefinition/vital-heart-rate');
     expect(hr.status).toBe(200);
     // Start-up again (as after a restart): identical content makes no new version.
