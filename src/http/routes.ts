@@ -1,8 +1,10 @@
 import { Errors, FhirError } from '../errors';
 import { processBundle } from './interactions/bundle';
 import { capabilities } from './interactions/capabilities';
+import { compartmentSearch } from './interactions/compartment';
 import { create } from './interactions/create';
 import { conditionalRemove, remove } from './interactions/delete';
+import { everything } from './interactions/everything';
 import { history } from './interactions/history';
 import { patch } from './interactions/patch';
 import { read } from './interactions/read';
@@ -44,6 +46,9 @@ function routeTable(modules: readonly ModuleRoute[]): Route[] {
     { method: 'POST', path: '_search', handler: (s, r) => search(s, r) },
     { method: 'GET|HEAD', path: '_history', handler: (s, r) => history(s, r) },
     { method: 'GET|HEAD', path: 'Observation/$lastn', handler: (s, r) => lastn(s, r) },
+    { method: 'GET|HEAD', path: 'Patient/$everything', handler: (s, r) => everything(s, r) },
+    { method: 'GET|HEAD', path: 'Patient/:id/$everything', handler: (s, r, [id]) => everything(s, r, id) },
+    { method: 'GET|HEAD', path: 'Patient/:id/:type', handler: (s, r, [id, t]) => compartmentSearch(s, r, id, t) },
     { method: 'POST', path: ':type/$validate', handler: (s, r, [t]) => validate(s, r, t) },
     { method: 'POST', path: ':type/:id/$validate', handler: (s, r, [t, id]) => validate(s, r, t, id) },
     { method: 'GET|HEAD', path: ':type/_history', handler: (s, r, [t]) => history(s, r, t) },

@@ -419,7 +419,8 @@ export class DeliveryWorker {
     if (rows.length) headers['X-Vigil-Event-Numbers'] = rows.map((r) => r.num).join(',');
     const timeoutMs = spec.timeoutSeconds ? spec.timeoutSeconds * 1000 : this.ctx.opts.deliveryTimeoutMs;
     try {
-      const res = await fetch(url, { method, headers, body: method === 'DELETE' ? undefined : body, signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
+      // An empty body is sent as none, so fetch adds no text/plain Content-Type.
+      const res = await fetch(url, { method, headers, body: body === '' ? undefined : body, signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
       await res.arrayBuffer().catch(() => undefined);
       return res.status >= 200 && res.status < 300 ? { ok: true } : { ok: false, error: `endpoint answered ${res.status}` };
     } catch (e) {

@@ -3,13 +3,13 @@ import type { Services } from '../services';
 import type { FhirRequest, FhirResponse } from '../types';
 import { knownType } from './common';
 
-function handling(req: FhirRequest): 'strict' | 'lenient' {
+export function handling(req: FhirRequest): 'strict' | 'lenient' {
   const prefer = req.headers.prefer ?? '';
   return /handling\s*=\s*strict/i.test(prefer) ? 'strict' : 'lenient';
 }
 
 /** Query pairs of a search: the URL query, plus the form body of POST [type]/_search. */
-function params(req: FhirRequest): [string, string][] {
+export function searchParams(req: FhirRequest): [string, string][] {
   const pairs = [...req.query.entries()];
   if (req.method === 'POST') {
     if (req.contentType !== 'application/x-www-form-urlencoded') {
@@ -28,7 +28,7 @@ export async function search(s: Services, req: FhirRequest, type?: string): Prom
   }
   const bundle = await s.search.search({
     type,
-    params: params(req),
+    params: searchParams(req),
     policy: req.principal.policy,
     baseUrl: s.config.baseUrl,
     handling: handling(req),
@@ -41,7 +41,7 @@ export async function lastn(s: Services, req: FhirRequest): Promise<FhirResponse
   req.principal.policy.assertAllowed('search', 'Observation');
   const bundle = await s.search.lastn({
     type: 'Observation',
-    params: params(req),
+    params: searchParams(req),
     policy: req.principal.policy,
     baseUrl: s.config.baseUrl,
     handling: handling(req),
