@@ -1,4 +1,5 @@
 import { Errors, FhirError } from '../errors';
+import { typeDef } from '../resources/registry';
 import { processBundle } from './interactions/bundle';
 import { capabilities } from './interactions/capabilities';
 import { compartmentSearch } from './interactions/compartment';
@@ -29,6 +30,8 @@ interface Route {
   method: FhirRequest['method'] | 'GET|HEAD';
   /** Path pattern: literal segments, ':x' captures a segment, '$op' literal operations. */
   path: string;
+  /** A client write on `[0]`, the type: refused with 405 on types only the server writes. */
+  write?: true;
   handler: Handler;
 }
 
@@ -54,13 +57,13 @@ function routeTable(modules: readonly ModuleRoute[]): Route[] {
     { method: 'GET|HEAD', path: ':type/_history', handler: (s, r, [t]) => history(s, r, t) },
     { method: 'POST', path: ':type/_search', handler: (s, r, [t]) => search(s, r, t) },
     { method: 'GET|HEAD', path: ':type', handler: (s, r, [t]) => search(s, r, t) },
-    { method: 'POST', path: ':type', handler: (s, r, [t]) => create(s, r, t) },
-    { method: 'PUT', path: ':type', handler: (s, r, [t]) => conditionalUpdate(s, r, t) },
-    { method: 'DELETE', path: ':type', handler: (s, r, [t]) => conditionalRemove(s, r, t) },
+    { method: 'POST', path: ':type', write: true, handler: (s, r, [t]) => create(s, r, t) },
+    { method: 'PUT', path: ':type', write: true, handler: (s, r, [t]) => conditionalUpdate(s, r, t) },
+    { method: 'DELETE', path: ':type', write: true, handler: (s, r, [t]) => conditionalRemove(s, r, t) },
     { method: 'GET|HEAD', path: ':type/:id', handler: (s, r, [t, id]) => read(s, r, t, id) },
-    { method: 'PUT', path: ':type/:id', handler: (s, r, [t, id]) => update(s, r, t, id) },
-    { method: 'PATCH', path: ':type/:id', handler: (s, r, [t, id]) => patch(s, r, t, id) },
-    { method: 'DELETE', path: ':type/:id', handler: (s, r, [t, id]) => remove(s, r, t, id) },
+    { method: 'PUT', path: ':type/:id', write: true, handler: (s, r, [t, id]) => update(s, r, t, id) },
+    { method: 'PATCH', path: ':type/:id', write: true, handler: (s, r, [t, id]) => patch(s, r, t, id) },
+    { method: 'DELETE', path: ':type/:id', write: true, handler: (s, r, [t, id]) => remove(s, r, t, id) },
     { method: 'GET|HEAD', path: ':type/:id/_history', handler: (s, r, [t, id]) => history(s, r, t, id) },
     { method: 'GET|HEAD', path: ':type/:id/_history/:vid', handler: (s, r, [t, id, v]) => vread(s, r, t, id, v) },
   ];
@@ -95,7 +98,12 @@ export function createDispatcher(s: Services, modules: readonly ModuleRoute[] = 
     for (const r of routes) {
       const params = match(r.path, req.segments);
       if (!params) continue;
-      if (methodMatches(r, req.method)) return r.handler(s, req, params, dispatch);
+      if (methodMatches(r, req.method)) {
+        if (r.write && typeDef(params[0])?.clientWritable === false) {
+          throw new FhirError(405, 'not-supported', 'MSG_OP_NOT_ALLOWED', `${params[0]} resources are written by the server only`, undefined, { Allow: 'GET, HEAD' });
+        }
+        return r.handler(s, req, params, dispatch);
+      }
       for (const m of r.method.split('|')) allowed.add(m);
     }
     const path = req.segments.join('/');

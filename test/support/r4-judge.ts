@@ -25,11 +25,6 @@ const JAR = path.join(TOOL, 'target', 'r4-validator.jar');
  */
 export const OFFLINE_ONLY: Array<{ why: string; test: (i: JudgeIssue) => boolean }> = [
   {
-    // LOINC and SNOMED are not in R4 core and there is no terminology server: their codes cannot be checked.
-    why: 'code systems outside R4 core (LOINC, SNOMED CT) cannot be checked without a terminology server',
-    test: (i) => /http:\/\/loinc\.org|http:\/\/snomed\.info\/sct/.test(i.message) && /Terminology|TX_|CODESYSTEM/i.test(i.messageId),
-  },
-  {
     // The Backport IG represents an R4 topic as Basic with R5/R4B cross-version extensions
     // (http://hl7.org/fhir/5.0/... and /4.3/...); their definitions live in the xver packages,
     // which an R4-core judge does not have, so it calls the version part of those URLs invalid.

@@ -150,6 +150,11 @@ describe('bad input', () => {
     const hist = await ctx.request.post('/fhir/Patient/_history').type('application/fhir+json').send('{}');
     expect(hist.status).toBe(405);
     expect(hist.headers.allow).toBe('GET, HEAD');
+    // Types only the server writes (topics as Basic, AuditEvent) are read-only paths.
+    for (const [method, url] of [['post', '/fhir/Basic'], ['put', '/fhir/Basic/abnormal-vital-sign'], ['delete', '/fhir/AuditEvent/x']] as const) {
+      const r = await ctx.request[method](url).type('application/fhir+json').send(method === 'delete' ? undefined : '{"resourceType":"Basic","code":{"text":"x"}}');
+      expect([url, r.status, r.headers.allow, issue(r).code]).toEqual([url, 405, 'GET, HEAD', 'not-supported']);
+    }
   });
 
   it('never leaves a half-written resource after a rejected write', async () => {
