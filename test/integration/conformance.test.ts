@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Bundle, Resource, Subscription } from 'fhir/r4';
 import type { Response } from 'supertest';
 import { createTestContext, FHIR_JSON, heartRate, patient, postBundle, type TestContext } from '../support/context';
@@ -56,6 +58,8 @@ const rel = (url: string) => url.slice(url.indexOf('/fhir/') + '/fhir/'.length);
 
 async function produce(): Promise<void> {
   keep('capability:metadata', await get('metadata'));
+  // The published snapshot too (ig/, kept equal to /metadata by ig-capability.test.ts).
+  keep('capability:ig-snapshot', readFileSync(path.join(__dirname, '..', '..', 'ig', 'CapabilityStatement-vigil.json'), 'utf8'));
 
   // Writes, reads, versions, history (instance, type, system; a deletion in it).
   const pat = keep('write:create-patient', await send('post', 'Patient', patient('Conform', ['Ada'], 'MRN-C1'))) as { id: string };
