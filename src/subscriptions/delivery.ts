@@ -7,10 +7,9 @@ import { backoffDelay } from './backoff';
 import { notificationBundle, type EventForBundle } from './bundle';
 import { EPOCH, isDuplicateKey, type Collections, type LeaseDoc, type NotificationRow, type RuntimeDoc, type StateDoc } from './collections';
 import type { NotificationType, SubscriptionStatusCode } from './constants';
-import { SIGNATURE_HEADER } from './constants';
 import type { NotificationLog } from './numbering';
 import type { SubscriptionOptions } from './options';
-import { signatureHeader } from './signature';
+import { sendHook, type HookMethod, type Outcome } from './hook-request';
 import type { WebSocketHub } from './websocket';
 
 export interface DeliveryContext {
@@ -27,8 +26,6 @@ export interface DeliveryContext {
   heartbeatIds(): string[];
   now(): Date;
 }
-
-type Outcome = { ok: true } | { ok: false; error: string };
 
 /** Runtime of a subscription nobody has delivered for yet. */
 function freshRuntime(id: string): RuntimeDoc {
@@ -406,27 +403,7 @@ export class DeliveryWorker {
     return this.send(s, 'PUT', url, JSON.stringify(resource), 'event-notification', [row]);
   }
 
-  private async send(s: StateDoc, method: 'POST' | 'PUT' | 'DELETE', url: string, body: string, type: NotificationType, rows: NotificationRow[]): Promise<Outcome> {
-    const spec = s.spec;
-    const now = this.ctx.now();
-    const headers: Record<string, string> = {};
-    for (const h of spec.headers) headers[h.name] = h.value;
-    if (body) headers['Content-Type'] = `${spec.payloadMime ?? 'application/fhir+json'}; charset=utf-8`;
-    const secrets = s.secrets.filter((x) => !x.notAfter || x.notAfter > now).map((x) => x.value);
-    if (secrets.length) headers[SIGNATURE_HEADER] = signatureHeader(Math.floor(now.getTime() / 1000), body, secrets);
-    headers['X-Vigil-Subscription'] = s._id;
-    headers['X-Vigil-Notification-Type'] = type;
-    if (rows.length) headers['X-Vigil-Event-Numbers'] = rows.map((r) => r.num).join(',');
-    const timeoutMs = spec.timeoutSeconds ? spec.timeoutSeconds * 1000 : this.ctx.opts.deliveryTimeoutMs;
-    try {
-      // An empty body is sent as none, so fetch adds no text/plain Content-Type.
-      const res = await fetch(url, { method, headers, body: body === '' ? undefined : body, signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
-      await res.arrayBuffer().catch(() => undefined);
-      return res.status >= 200 && res.status < 300 ? { ok: true } : { ok: false, error: `endpoint answered ${res.status}` };
-    } catch (e) {
-      const err = e as Error & { cause?: { code?: string } };
-      const why = err.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (err.cause?.code ?? err.message);
-      return { ok: false, error: `endpoint unreachable: ${why}` };
-    }
+  private send(s: StateDoc, method: HookMethod, url: string, body: string, type: NotificationType, rows: NotificationRow[]): Promise<Outcome> {
+    return sendHook({ s, method, url, body, type, rows, now: this.ctx.now(), defaultTimeoutMs: this.ctx.opts.deliveryTimeoutMs });
   }
 }
