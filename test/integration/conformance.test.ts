@@ -131,10 +131,11 @@ async function produce(): Promise<void> {
     criteria: `Observation?patient=${pid}&value-quantity=gt120`,
     channel: { type: 'rest-hook', endpoint: `${hook.url}/r4`, payload: 'application/fhir+json' },
   })) as Subscription;
-  await hook.waitFor((all) => [full.id, ids.id].every((id) => all.some((r) => r.headers['x-vigil-subscription'] === id && r.headers['x-vigil-notification-type'] === 'handshake')));
+  // Bounded waits for conditions (generous: the machine is shared), never fixed sleeps.
+  await hook.waitFor((all) => [full.id, ids.id].every((id) => all.some((r) => r.headers['x-vigil-subscription'] === id && r.headers['x-vigil-notification-type'] === 'handshake')), 60_000);
   const alarm = ((await send('post', 'Observation', heartRate(pid, 190))).body as { id: string }).id;
   const mine = (id: string | undefined, type: string) => (all: Received[]) => all.find((r) => r.headers['x-vigil-subscription'] === id && r.headers['x-vigil-notification-type'] === type);
-  await hook.waitFor((all) => Boolean(mine(full.id, 'event-notification')(all) && mine(ids.id, 'event-notification')(all) && all.some((r) => r.method === 'PUT')));
+  await hook.waitFor((all) => Boolean(mine(full.id, 'event-notification')(all) && mine(ids.id, 'event-notification')(all) && all.some((r) => r.method === 'PUT')), 60_000);
   keep('notification:handshake', mine(full.id, 'handshake')(hook.received)!);
   keep('notification:full-resource', mine(full.id, 'event-notification')(hook.received)!);
   keep('notification:id-only', mine(ids.id, 'event-notification')(hook.received)!);

@@ -304,7 +304,7 @@ describe('unknown and unsupported parameters', () => {
   });
 
   test('an unknown or unsupported modifier is a 400 naming it, lenient handling too (search.html#errors)', async () => {
-    for (const [q, handling] of [['given:sounds-like=x', 'lenient'], ['gender:bogus=female', 'lenient'], ['_id:above=x', 'lenient'], ['given:bogus=x', 'strict']] as const) {
+    for (const [q, handling] of [['given:sounds-like=x', 'lenient'], ['gender:bogus=female', 'lenient'], ['_id:above=x', 'lenient'], ['_include:bogus=Patient:link', 'lenient'], ['given:bogus=x', 'strict']] as const) {
       const e = await f.error('Patient', q, handling);
       expect(e.status).toBe(400);
       expect(e.message).toContain(q.split('=')[0]);
