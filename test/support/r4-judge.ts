@@ -79,8 +79,14 @@ export class R4Judge {
     return result;
   }
 
+  /** Removes the collected bodies (kept when VIGIL_JUDGE_KEEP is set, to look at them). */
   close(): void {
+    if (process.env.VIGIL_JUDGE_KEEP) return;
     rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  get directory(): string {
+    return this.dir;
   }
 }
 
