@@ -117,10 +117,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     newId,
     indexer: search,
     matcher: search,
-    // SubscriptionTopic is an R5 resource (Backport IG) that only the server writes: the R4
-    // schema has no definition to check it against.
-    validate: (resource, o) =>
-      o.expectedType === 'SubscriptionTopic' ? (resource as Resource) : validateResource(resource, { ...o, allowedTypes: SERVED_TYPES }),
+    validate: (resource, o) => validateResource(resource, { ...o, allowedTypes: SERVED_TYPES }),
     beforeWrite: (ctx, r, prev) => {
       const checked = alerting ? alerting.beforeWrite(r) : r;
       return subscriptions ? subscriptions.beforeWrite(ctx, checked, prev) : Promise.resolve(checked);

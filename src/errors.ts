@@ -37,9 +37,13 @@ const make =
 /** Constructors for the errors the server raises, by HTTP meaning. */
 export const Errors = {
   badRequest: make(400, 'invalid', 'MSG_BAD_SYNTAX'),
-  unauthorized: (message: string, messageCode = 'MSG_AUTH_REQUIRED') =>
+  /**
+   * 401. RFC 6750 section 3.1: a request without credentials gets a bare `Bearer` challenge (no
+   * error code); credentials that were sent and refused get `error="invalid_token"`.
+   */
+  unauthorized: (message: string, messageCode = 'MSG_AUTH_REQUIRED', noCredentials = false) =>
     new FhirError(401, 'login', messageCode, message, undefined, {
-      'WWW-Authenticate': `Bearer error="invalid_token", error_description="${message.replace(/"/g, "'")}"`,
+      'WWW-Authenticate': noCredentials ? 'Bearer' : `Bearer error="invalid_token", error_description="${message.replace(/"/g, "'")}"`,
     }),
   forbidden: make(403, 'forbidden', 'MSG_FORBIDDEN'),
   notFound: make(404, 'not-found', 'MSG_NO_EXIST'),

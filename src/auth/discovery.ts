@@ -78,9 +78,18 @@ export const SMART_CAPABILITIES = [
 
 /** GET [base]/.well-known/smart-configuration (SMART App Launch 2.x and Backend Services). */
 export function smartConfiguration(urls: AuthUrls): Record<string, unknown> {
+  const capabilities = [
+    'client-confidential-asymmetric',
+    'client-confidential-symmetric',
+    'permission-v1',
+    'permission-v2',
+    'permission-patient',
+    'permission-user',
+  ];
   return {
-    // Offered because sso-openid-connect is: id_tokens carry this iss.
-    issuer: urls.issuer,
+    // SMART App Launch 2.x: `issuer` is required with sso-openid-connect and otherwise left out
+    // (strict clients then expect OpenID Connect discovery at it).
+    ...(capabilities.includes('sso-openid-connect') ? { issuer: urls.issuer } : {}),
     jwks_uri: urls.jwks,
     authorization_endpoint: urls.authorize,
     token_endpoint: urls.token,
@@ -93,11 +102,15 @@ export function smartConfiguration(urls: AuthUrls): Record<string, unknown> {
     token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'],
     id_token_signing_alg_values_supported: ['RS256'],
     scopes_supported: SUPPORTED_SCOPES,
-    capabilities: SMART_CAPABILITIES,
+    capabilities,
   };
 }
 
-/** CapabilityStatement.rest.security: the SMART service coding and the oauth-uris extension. */
+/**
+ * CapabilityStatement.rest.security: the SMART service coding. The R4 `oauth-uris` extension is
+ * left out: it requires an `authorize` URL, which a backend-services-only server does not have;
+ * clients discover the endpoints at `.well-known/smart-configuration`.
+ */
 export function capabilitySecurity(urls: AuthUrls): CapabilityStatementRestSecurity {
   return {
     cors: true,

@@ -196,7 +196,7 @@ export class AuthService {
 
   async authenticate(authorizationHeader: string | undefined): Promise<Principal> {
     if (!authorizationHeader) {
-      throw Errors.unauthorized('Authentication required: send an access token as "Authorization: Bearer <token>"');
+      throw Errors.unauthorized('Authentication required: send an access token as "Authorization: Bearer <token>"', 'MSG_AUTH_REQUIRED', true);
     }
     const m = /^Bearer\s+(\S+)\s*$/i.exec(authorizationHeader);
     if (!m) throw Errors.unauthorized('The Authorization header must be "Bearer <access token>"', 'MSG_AUTH_MALFORMED');

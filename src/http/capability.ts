@@ -7,6 +7,8 @@ import type {
 } from 'fhir/r4';
 import { RESOURCE_TYPES } from '../resources/registry';
 
+const BACKPORT_IG = 'http://hl7.org/fhir/uv/subscriptions-backport';
+
 export interface CapabilityInputs {
   baseUrl: string;
   version: string;
@@ -65,7 +67,18 @@ export function buildCapabilityStatement(c: CapabilityInputs): CapabilityStateme
     }
     if (c.bulkExport && def.type === 'Patient') r.operation!.push({ name: 'export', definition: `${BULK}/OperationDefinition/patient-export` });
     if (c.bulkExport && def.type === 'Group') r.operation!.push({ name: 'export', definition: `${BULK}/OperationDefinition/group-export` });
-    if (def.type === 'Subscription' && c.subscriptionExtensions) r.extension = c.subscriptionExtensions.resourceExtensions;
+    if (def.type === 'Patient') {
+      r.operation!.push({ name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' });
+    }
+    if (def.type === 'Subscription') {
+      r.supportedProfile = [`${BACKPORT_IG}/StructureDefinition/backport-subscription`];
+      r.operation!.push(
+        { name: 'status', definition: `${BACKPORT_IG}/OperationDefinition/backport-subscription-status` },
+        { name: 'events', definition: `${BACKPORT_IG}/OperationDefinition/backport-subscription-events` },
+        { name: 'get-ws-binding-token', definition: `${BACKPORT_IG}/OperationDefinition/backport-subscription-get-ws-binding-token` },
+      );
+      if (c.subscriptionExtensions) r.extension = c.subscriptionExtensions.resourceExtensions;
+    }
     return r;
   });
   const rest: CapabilityStatement['rest'] = [
@@ -75,6 +88,8 @@ export function buildCapabilityStatement(c: CapabilityInputs): CapabilityStateme
       security: c.security,
       resource: resources,
       interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'search-system' }, { code: 'history-system' }],
+      // GET [base]/Patient/[id]/[type] for every served type in the patient compartment.
+      compartment: ['http://hl7.org/fhir/CompartmentDefinition/patient'],
       extension: c.subscriptionExtensions?.restExtensions,
       ...(c.bulkExport ? { operation: [{ name: 'export', definition: `${BULK}/OperationDefinition/export` }] } : {}),
     },

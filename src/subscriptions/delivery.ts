@@ -7,10 +7,9 @@ import { backoffDelay } from './backoff';
 import { notificationBundle, type EventForBundle } from './bundle';
 import { EPOCH, isDuplicateKey, type Collections, type LeaseDoc, type NotificationRow, type RuntimeDoc, type StateDoc } from './collections';
 import type { NotificationType, SubscriptionStatusCode } from './constants';
-import { SIGNATURE_HEADER } from './constants';
 import type { NotificationLog } from './numbering';
 import type { SubscriptionOptions } from './options';
-import { signatureHeader } from './signature';
+import { sendHook, type HookMethod, type Outcome } from './hook-request';
 import type { WebSocketHub } from './websocket';
 import { stringifyJson } from '../json';
 import { restoreDecimals } from '../json';
@@ -31,8 +30,6 @@ export interface DeliveryContext {
   /** Metrics hook: one notification attempt, and the commit times of the events it delivered. */
   onAttempt?(channel: string, ok: boolean, committedAt: Date[], now: Date): void;
 }
-
-type Outcome = { ok: true } | { ok: false; error: string };
 
 /** Runtime of a subscription nobody has delivered for yet. */
 function freshRuntime(id: string): RuntimeDoc {
@@ -243,10 +240,18 @@ export class DeliveryWorker {
     return s.spec.channelType === 'websocket';
   }
 
+  /**
+   * R4 criteria rest-hook with a payload: the endpoint is a FHIR base (R4 subscription.html#2.46.7.1)
+   * that takes updates, not Backport Bundles, so it gets no handshake or heartbeat Bundle either.
+   */
+  private isR4Update(s: StateDoc): boolean {
+    return s.spec.kind === 'criteria' && s.spec.channelType === 'rest-hook' && Boolean(s.spec.payloadMime);
+  }
+
   private async handshake(s: StateDoc, rt: RuntimeDoc): Promise<boolean> {
     rt.handshakeTriedVid = s.handshakeVid;
     // A websocket has no endpoint to probe: the handshake goes to each client when it binds.
-    if (!this.isWebsocket(s)) {
+    if (!this.isWebsocket(s) && !this.isR4Update(s)) {
       const r = await this.postNotification(s, 'handshake', []);
       if (!r.ok) {
         await this.failed(s, rt, r.error, []);
@@ -265,7 +270,7 @@ export class DeliveryWorker {
   private async heartbeat(s: StateDoc, rt: RuntimeDoc): Promise<void> {
     if (this.isWebsocket(s)) {
       await this.ctx.hub.send(s._id, stringifyJson(await this.bundle(s, 'heartbeat', [])));
-    } else {
+    } else if (!this.isR4Update(s)) {
       const r = await this.postNotification(s, 'heartbeat', []);
       if (!r.ok) {
         await this.failed(s, rt, r.error, []);
@@ -278,7 +283,8 @@ export class DeliveryWorker {
 
   /** Delivers pending rows in event-number order until none is left or one fails. */
   private async deliverPending(s: StateDoc, rt: RuntimeDoc, lease: Lease): Promise<boolean> {
-    const batch = Math.max(1, Math.min(s.spec.maxCount, this.ctx.opts.maxEventsPerNotification));
+    // An R4 update carries one resource: one event per request.
+    const batch = this.isR4Update(s) ? 1 : Math.max(1, Math.min(s.spec.maxCount, this.ctx.opts.maxEventsPerNotification));
     for (let round = 0; round < 1000 && !this.stopped; round++) {
       if (round > 0 && round % 20 === 0 && !(await this.stillMine(lease))) return false;
       const rows = await this.ctx.log.readFrom(s._id, rt.delivered + 1, batch);
@@ -289,7 +295,7 @@ export class DeliveryWorker {
         this.ctx.onAttempt?.(channel, sent, sent ? rows.map((r) => r.ts) : [], this.ctx.now());
         if (!sent) return false;
       } else {
-        const r = await this.postNotification(s, 'event-notification', rows);
+        const r = this.isR4Update(s) ? await this.putResource(s, rows[0]) : await this.postNotification(s, 'event-notification', rows);
         this.ctx.onAttempt?.(channel, r.ok, r.ok ? rows.map((x) => x.ts) : [], this.ctx.now());
         if (!r.ok) {
           await this.failed(s, rt, r.error, rows);
@@ -386,28 +392,27 @@ export class DeliveryWorker {
   }
 
   private async postNotification(s: StateDoc, type: NotificationType, rows: NotificationRow[]): Promise<Outcome> {
-    const spec = s.spec;
     // R4 criteria subscription without payload: a bare POST tells the client to come and look.
-    const bare = spec.kind === 'criteria' && !spec.payloadMime;
+    const bare = s.spec.kind === 'criteria' && !s.spec.payloadMime;
     const body = bare ? '' : stringifyJson(await this.bundle(s, type, rows));
-    const now = this.ctx.now();
-    const headers: Record<string, string> = {};
-    for (const h of spec.headers) headers[h.name] = h.value;
-    if (!bare) headers['Content-Type'] = `${spec.payloadMime ?? 'application/fhir+json'}; charset=utf-8`;
-    const secrets = s.secrets.filter((x) => !x.notAfter || x.notAfter > now).map((x) => x.value);
-    if (secrets.length) headers[SIGNATURE_HEADER] = signatureHeader(Math.floor(now.getTime() / 1000), body, secrets);
-    headers['X-Vigil-Subscription'] = s._id;
-    headers['X-Vigil-Notification-Type'] = type;
-    if (rows.length) headers['X-Vigil-Event-Numbers'] = rows.map((r) => r.num).join(',');
-    const timeoutMs = spec.timeoutSeconds ? spec.timeoutSeconds * 1000 : this.ctx.opts.deliveryTimeoutMs;
-    try {
-      const res = await fetch(spec.endpoint!, { method: 'POST', headers, body, signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
-      await res.arrayBuffer().catch(() => undefined);
-      return res.status >= 200 && res.status < 300 ? { ok: true } : { ok: false, error: `endpoint answered ${res.status}` };
-    } catch (e) {
-      const err = e as Error & { cause?: { code?: string } };
-      const why = err.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (err.cause?.code ?? err.message);
-      return { ok: false, error: `endpoint unreachable: ${why}` };
-    }
+    return this.send(s, 'POST', s.spec.endpoint!, body, type, rows);
+  }
+
+  /**
+   * R4 rest-hook with a payload (subscription.html#2.46.7.1): `PUT [endpoint]/[type]/[id]` with the
+   * matching version as body, so that another FHIR server can be the endpoint; a deletion is a
+   * `DELETE` of the same URL.
+   */
+  private async putResource(s: StateDoc, row: NotificationRow): Promise<Outcome> {
+    const url = `${s.spec.endpoint!.replace(/\/+$/, '')}/${row.type}/${encodeURIComponent(row.id)}`;
+    if (row.method === 'DELETE') return this.send(s, 'DELETE', url, '', 'event-notification', [row]);
+    const resource = (await this.resourcesFor([row])).get(row.historyId);
+    // The version is gone (history pruned): nothing left to send; the event stays in $events.
+    if (!resource) return { ok: true };
+    return this.send(s, 'PUT', url, stringifyJson(resource), 'event-notification', [row]);
+  }
+
+  private send(s: StateDoc, method: HookMethod, url: string, body: string, type: NotificationType, rows: NotificationRow[]): Promise<Outcome> {
+    return sendHook({ s, method, url, body, type, rows, now: this.ctx.now(), defaultTimeoutMs: this.ctx.opts.deliveryTimeoutMs });
   }
 }

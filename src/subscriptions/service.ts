@@ -19,6 +19,7 @@ import { subscriptionOptionsFromEnv, type SubscriptionOptions } from './options'
 import { type OperationRoute, subscriptionOperations } from './operations';
 import { newSecret } from './signature';
 import { parseSubscription, takeSigningSecret, type SubscriptionSpec } from './spec';
+import { topicToBasic } from './topic-basic';
 import { compileTopic, loadShippedTopics, topicFires, type CompiledTopic, type CriteriaEvaluator, type Interaction, type SubscriptionTopicResource } from './topics';
 import { WebSocketHub, type BindResult } from './websocket';
 import { subscriptionPatient } from '../search/subscription-pins';
@@ -138,9 +139,9 @@ export class SubscriptionService {
     return [...counts].map(([channel, count]) => ({ channel, count }));
   }
 
-  /** Topics from ig/, for the core to store as SubscriptionTopic resources. */
+  /** Topics from ig/, for the core to store in their R4 form (Basic, see topic-basic.ts). */
   shippedTopics(): Resource[] {
-    return this.shipped as unknown as Resource[];
+    return this.shipped.map(topicToBasic);
   }
 
   /** Default vital-sign ranges from ig/, for the core to store as ObservationDefinition resources. */
@@ -150,14 +151,10 @@ export class SubscriptionService {
 
   // ---------------------------------------------------------------- loading
 
+  /** Topics are the ones shipped in ig/ (their Basic form is written by the server only). */
   private async reloadTopics(): Promise<void> {
-    const stored = await this.deps.db
-      .collection<CurrentDoc>('SubscriptionTopic')
-      .find({ deleted: false })
-      .toArray()
-      .catch(() => [] as CurrentDoc[]);
     const next = new Map<string, CompiledTopic>();
-    for (const t of [...this.shipped, ...stored.map((d) => d.res as unknown as SubscriptionTopicResource)]) {
+    for (const t of this.shipped) {
       try {
         if (t.status === 'retired') continue;
         next.set(t.url, compileTopic(t, this.deps.criteria));
@@ -260,9 +257,6 @@ export class SubscriptionService {
       case 'Subscription':
         return this.beforeSubscriptionWrite(ctx.principal, resource as Subscription, previous as Subscription | undefined);
       default:
-        if ((resource.resourceType as string) === 'SubscriptionTopic') {
-          compileTopic(resource as unknown as SubscriptionTopicResource, this.deps.criteria);
-        }
         return resource;
     }
   }
@@ -332,12 +326,6 @@ export class SubscriptionService {
     for (const ev of events) {
       if (ev.type === 'Subscription') {
         await this.syncSubscription(ev);
-        continue;
-      }
-      if (ev.type === 'SubscriptionTopic') {
-        this.indexedVersion.clear(); // topics changed: recompile every subscription
-        await this.reloadTopics();
-        await this.bumpGeneration();
         continue;
       }
       if (ev.type === 'ObservationDefinition') {

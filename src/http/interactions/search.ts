@@ -5,13 +5,13 @@ import type { Services } from '../services';
 import type { FhirRequest, FhirResponse } from '../types';
 import { knownType } from './common';
 
-function handling(req: FhirRequest): 'strict' | 'lenient' {
+export function handling(req: FhirRequest): 'strict' | 'lenient' {
   const prefer = req.headers.prefer ?? '';
   return /handling\s*=\s*strict/i.test(prefer) ? 'strict' : 'lenient';
 }
 
 /** Query pairs of a search: the URL query, plus the form body of POST [type]/_search. */
-function params(req: FhirRequest, limits: Limits): [string, string][] {
+export function searchParams(req: FhirRequest, limits: Limits): [string, string][] {
   const pairs = [...req.query.entries()];
   if (req.method === 'POST') {
     if (req.contentType !== 'application/x-www-form-urlencoded') {
@@ -31,7 +31,7 @@ export async function search(s: Services, req: FhirRequest, type?: string): Prom
   }
   const bundle = await s.search.search({
     type,
-    params: params(req, s.config.limits),
+    params: searchParams(req, s.config.limits),
     policy: req.principal.policy,
     baseUrl: s.config.baseUrl,
     handling: handling(req),
@@ -44,7 +44,7 @@ export async function lastn(s: Services, req: FhirRequest): Promise<FhirResponse
   req.principal.policy.assertAllowed('search', 'Observation');
   const bundle = await s.search.lastn({
     type: 'Observation',
-    params: params(req, s.config.limits),
+    params: searchParams(req, s.config.limits),
     policy: req.principal.policy,
     baseUrl: s.config.baseUrl,
     handling: handling(req),

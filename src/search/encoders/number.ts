@@ -40,10 +40,12 @@ export function numberCond(param: SearchParam, raw: string, path: string, elem: 
     case 'lt':
     case 'eb':
       return r({ lt: s(v) });
+    // The implied precision of the value counts (search.html#number): ge37 is "eq37 or gt37",
+    // and eq37 means [36.5, 37.5), so ge37 matches 36.5 and le37 matches 37.4.
     case 'ge':
-      return r({ gte: s(v) });
+      return r({ gte: s(v - half) });
     case 'le':
-      return r({ lte: s(v) });
+      return r({ lt: s(v + half) });
     case 'ap': {
       const d = Math.max(Math.abs(v) * 0.1, half);
       return r({ gte: s(v - d), lte: s(v + d) });

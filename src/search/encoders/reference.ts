@@ -51,6 +51,9 @@ export const referenceEncoder: Encoder = {
       }
     }
     pushAll(idx, `${field}:identifier`, identifiers);
+    // `:missing` asks whether the element is there at all: a Reference with only a display or
+    // an identifier is present though it yields no reference string.
+    if (refs.length > 0 || values.some(({ value }) => hasContent(value))) idx[`${field}:present`] = true;
   },
   toCond(param, value, field, ctx) {
     if (value.modifier === 'identifier') {
@@ -69,9 +72,14 @@ export const referenceEncoder: Encoder = {
     }
     return referenceCond(param, raw, P(field), ctx);
   },
-  presenceField: (field) => P(field),
+  presenceField: (field) => P(`${field}:present`),
   sortField: (param, field) => P(param.single ? field : `${field}:s`),
 };
+
+function hasContent(value: unknown): boolean {
+  if (typeof value === 'string') return value !== '';
+  return Boolean(value && typeof value === 'object' && Object.keys(value).length > 0);
+}
 
 export function referenceCond(param: SearchParam, raw: string, path: string, ctx: EncodeContext): Cond {
   if (ID_RE.test(raw) && !raw.includes('/')) {

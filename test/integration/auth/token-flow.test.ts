@@ -180,8 +180,10 @@ describe('discovery and JWKS', () => {
     const r = await request(app).get('/fhir/.well-known/smart-configuration').set('Accept', 'application/fhir+xml');
     expect(r.status).toBe(200);
     expect(r.headers['content-type']).toMatch(/^application\/json/);
+    // No sso-openid-connect offered, so no issuer (SMART App Launch 2.x).
+    expect(r.body.capabilities).not.toContain('sso-openid-connect');
+    expect(r.body).not.toHaveProperty('issuer');
     expect(r.body).toMatchObject({
-      issuer: ISSUER,
       token_endpoint: TOKEN_URL,
       jwks_uri: 'http://localhost:9999/auth/jwks',
       introspection_endpoint: 'http://localhost:9999/auth/introspect',
@@ -421,7 +423,9 @@ describe('bearer token verification', () => {
     if (auth !== undefined) r.set('Authorization', auth);
     const res = await r;
     expect(res.status).toBe(401);
-    expect(res.headers['www-authenticate']).toMatch(/^Bearer error="invalid_token", error_description="/);
+    // RFC 6750 section 3.1: no credentials, no error code; refused credentials, invalid_token.
+    if (auth === undefined) expect(res.headers['www-authenticate']).toBe('Bearer');
+    else expect(res.headers['www-authenticate']).toMatch(/^Bearer error="invalid_token", error_description="/);
     expect(res.body.issue[0].code).toBe('login');
     expect(res.body.issue[0].diagnostics).toMatch(reason);
     expect(res.body.issue[0].diagnostics).not.toContain(good.slice(0, 20));

@@ -139,6 +139,22 @@ describe('bad input', () => {
   it('answers a method that is not allowed with 405', async () => {
     const res = await ctx.request.patch('/fhir/Patient').set('Content-Type', 'application/json-patch+json').send('[]');
     expect(res.status).toBe(405);
+    expect(res.headers.allow).toBe('GET, HEAD, POST, PUT, DELETE');
+    expect(issue(res).code).toBe('not-supported');
+  });
+
+  it('answers a known path with a wrong method with 405 and Allow, never 404', async () => {
+    const meta = await ctx.request.delete('/fhir/metadata');
+    expect(meta.status).toBe(405);
+    expect(meta.headers.allow).toBe('GET, HEAD');
+    const hist = await ctx.request.post('/fhir/Patient/_history').type('application/fhir+json').send('{}');
+    expect(hist.status).toBe(405);
+    expect(hist.headers.allow).toBe('GET, HEAD');
+    // Types only the server writes (topics as Basic, AuditEvent) are read-only paths.
+    for (const [method, url] of [['post', '/fhir/Basic'], ['put', '/fhir/Basic/abnormal-vital-sign'], ['delete', '/fhir/AuditEvent/x']] as const) {
+      const r = await ctx.request[method](url).type('application/fhir+json').send(method === 'delete' ? undefined : '{"resourceType":"Basic","code":{"text":"x"}}');
+      expect([url, r.status, r.headers.allow, issue(r).code]).toEqual([url, 405, 'GET, HEAD', 'not-supported']);
+    }
   });
 
   it('never leaves a half-written resource after a rejected write', async () => {
@@ -318,9 +334,24 @@ describe('capabilities and operations', () => {
   });
 
   it('stores the shipped topics and vital-sign ranges as readable resources, once', async () => {
-    const topic = await ctx.request.get('/fhir/SubscriptionTopic/abnormal-vital-sign');
+    // R4 has no SubscriptionTopic: topics are Basic resources with the R5 cross-version extensions (Backport IG).
+    expect((await ctx.request.get('/fhir/SubscriptionTopic/abnormal-vital-sign')).status).toBe(404);
+    const topic = await ctx.request.get('/fhir/Basic/abnormal-vital-sign');
     expect(topic.status).toBe(200);
-    expect(topic.body.url).toBe('http://vigil-fhir.org/fhir/SubscriptionTopic/abnormal-vital-sign');
+    expect(topic.body.code.coding).toEqual([{ system: 'http://hl7.org/fhir/fhir-types', code: 'SubscriptionTopic' }]);
+    const urlExt = 'http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic.url';
+    expect(topic.body.extension.find((e: { url: string }) => e.url === urlExt).valueUri).toBe('http://vigil-fhir.org/fhir/SubscriptionTopic/abnormal-vital-sign');
+    expect(topic.body.modifierExtension).toEqual([{ url: 'http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic.status', valueCode: 'active' }]);
+    for (const q of [
+      'url=http://vigil-fhir.org/fhir/SubscriptionTopic/abnormal-vital-sign',
+      'code=http://hl7.org/fhir/fhir-types|SubscriptionTopic&status=active&url=http://vigil-fhir.org/fhir/SubscriptionTopic/abnormal-vital-sign',
+      'identifier=urn:ietf:rfc:3986|http://vigil-fhir.org/fhir/SubscriptionTopic/abnormal-vital-sign',
+    ]) {
+      const found = await ctx.request.get(`/fhir/Basic?${q}`).set('Prefer', 'handling=strict');
+      expect([q, found.status, found.body.entry?.map((e: { resource: { id: string } }) => e.resource.id)]).toEqual([q, 200, ['abnormal-vital-sign']]);
+    }
+    const all = await ctx.request.get('/fhir/Basic?code=http://hl7.org/fhir/fhir-types|SubscriptionTopic');
+    expect(all.body.entry.map((e: { resource: { id: string } }) => e.resource.id).sort()).toEqual(['abnormal-vital-sign', 'observation-created']);
     const hr = await ctx.request.get('/fhir/ObservationDefinition/vital-heart-rate');
     expect(hr.status).toBe(200);
     // Start-up again (as after a restart): identical content makes no new version.

@@ -31,7 +31,7 @@ export async function createSearchFixture(name: string, env: Record<string, stri
   const client = await MongoClient.connect(uri);
   const db = client.db(`vigil_test_${name}_${randomBytes(4).toString('hex')}`);
   const config = loadConfig({ BASE_URL: BASE, AUTH_ENABLED: 'false', SEARCH_DEFAULT_COUNT: '50', SEARCH_MAX_COUNT: '500', ...env });
-  const service = await SearchService.create({ db, config, types: ['Patient', 'Device', 'Observation', 'SubscriptionTopic'] });
+  const service = await SearchService.create({ db, config, types: ['Patient', 'Device', 'Observation', 'Basic'] });
   await service.ensureIndexes();
   let seq = 0;
   const fixture: SearchFixture = {

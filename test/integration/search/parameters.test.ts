@@ -272,12 +272,14 @@ describe('chaining and reverse chaining', () => {
 
 describe('unknown and unsupported parameters', () => {
   test('lenient: ignored, reported in an outcome entry, left out of the self link', async () => {
-    const b = await f.search('Patient', 'bogus=1&gender=female&given:sounds-like=x', { handling: 'lenient' });
+    const b = await f.search('Patient', 'bogus=1&gender=female&_text=x', { handling: 'lenient' });
     expect(b.entry?.filter((e) => e.search?.mode === 'match').map((e) => e.resource?.id).sort()).toEqual(['eve', 'evelyn']);
     const oo = outcomeOf(b);
     expect(oo?.issue.map((i) => i.code)).toEqual(['not-supported', 'not-supported']);
     expect(oo?.issue[0].diagnostics).toContain('bogus');
-    expect(oo?.issue[1].diagnostics).toContain('given:sounds-like');
+    expect(oo?.issue[1].diagnostics).toContain('_text');
+    // The outcome entry has a fullUrl like every searchset entry.
+    expect(b.entry?.find((e) => e.search?.mode === 'outcome')?.fullUrl).toMatch(/^urn:uuid:[0-9a-f-]{36}$/);
     const self = b.link?.find((l) => l.relation === 'self')?.url ?? '';
     expect(self).toBe('http://localhost:8080/fhir/Patient?gender=female');
   });
@@ -293,10 +295,20 @@ describe('unknown and unsupported parameters', () => {
     expect(outcomeOf(b)?.issue[0].diagnostics).toContain('_text');
   });
 
-  test('a bad _sort key is ignored (lenient) or refused (strict)', async () => {
-    const b = await f.search('Patient', '_sort=bogus');
-    expect(outcomeOf(b)?.issue[0].diagnostics).toContain('bogus');
-    expect((await f.error('Patient', '_sort=bogus')).status).toBe(400);
+  test('a _sort on a parameter that does not exist is a 400 naming it, lenient handling too', async () => {
+    for (const handling of ['lenient', 'strict'] as const) {
+      const e = await f.error('Patient', '_sort=bogus', handling);
+      expect(e.status).toBe(400);
+      expect(e.message).toContain('bogus');
+    }
+  });
+
+  test('an unknown or unsupported modifier is a 400 naming it, lenient handling too (search.html#errors)', async () => {
+    for (const [q, handling] of [['given:sounds-like=x', 'lenient'], ['gender:bogus=female', 'lenient'], ['_id:above=x', 'lenient'], ['_include:bogus=Patient:link', 'lenient'], ['given:bogus=x', 'strict']] as const) {
+      const e = await f.error('Patient', q, handling);
+      expect(e.status).toBe(400);
+      expect(e.message).toContain(q.split('=')[0]);
+    }
   });
 
   test.each(['_count=-1', '_count=abc', '_summary=maybe', '_total=some'])('malformed %s is a 400', async (q) => {

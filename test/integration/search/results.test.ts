@@ -172,7 +172,8 @@ describe('_summary, _elements, _total', () => {
   test('_elements keeps the listed elements (plus id and meta) and marks the resource SUBSETTED', async () => {
     const b = await f.search('Observation', '_id=hr1&_elements=status,value');
     const r = b.entry?.[0].resource as Observation;
-    expect(Object.keys(r).sort()).toEqual(['id', 'meta', 'resourceType', 'status', 'valueQuantity']);
+    // `code` and `status` are mandatory in Observation: kept whatever _elements asks for.
+    expect(Object.keys(r).sort()).toEqual(['code', 'id', 'meta', 'resourceType', 'status', 'valueQuantity']);
     expect(r.meta?.tag?.map((t) => t.code)).toContain('SUBSETTED');
   });
 

@@ -3,7 +3,7 @@ import WebSocket from 'ws';
 import { createTestContext, FHIR_JSON, heartRate, type TestContext } from '../../support/context';
 import { verifySignature } from '../../../src/subscriptions';
 import { ABNORMAL, BACKPORT, topicSubscription as baseTopicSubscription } from './fixtures';
-import { eventNumbers, paramValue, typeOf, WebhookReceiver } from './receiver';
+import { eventNumbers, paramValue, typeOf, WebhookReceiver, type Received } from './receiver';
 
 const SECRET_EXT = 'http://vigil-fhir.org/fhir/StructureDefinition/subscription-signing-secret';
 
@@ -150,23 +150,44 @@ describe('subscriptions over HTTP (real app, real webhook receiver, real websock
     }
   });
 
-  it('R4 criteria subscription: exactly the resources the same search finds, as full resources', async () => {
+  it('R4 criteria subscription with a payload: PUT [endpoint]/[type]/[id] with the resource and channel.header, exactly what the same search finds', async () => {
     const sub = await createSub({
       resourceType: 'Subscription',
       status: 'requested',
       reason: 'Very high heart rate',
       criteria: 'Observation?code=http://loinc.org|8867-4&value-quantity=gt120',
-      channel: { type: 'rest-hook', endpoint: `${hook.url}?r4=1`, payload: 'application/fhir+json' },
+      channel: { type: 'rest-hook', endpoint: `${hook.url}/r4base/`, payload: 'application/fhir+json', header: ['Authorization: Bearer receiver-token'] },
     } as Subscription);
     await waitStatus(sub.id!, 'active');
     await postObs(heartRate('p9', 110));
     const high = await postObs(heartRate('p9', 125));
-    await hook.waitFor(() => hook.events().some((r) => r.headers['x-vigil-subscription'] === sub.id));
-    const mine = hook.events().filter((r) => r.headers['x-vigil-subscription'] === sub.id);
-    expect(mine).toHaveLength(1);
-    expect((mine[0].bundle?.entry?.[1].resource as Observation).id).toBe(high.id);
+    const isMine = (r: Received) => r.headers['x-vigil-subscription'] === sub.id;
+    await hook.waitFor((all) => all.some((r) => isMine(r) && r.method === 'PUT'));
+    const mine = hook.received.filter(isMine);
+    // R4 has no handshake or notification Bundle: the endpoint is a FHIR base that takes updates.
+    expect(mine.map((r) => [r.method, r.url])).toEqual([['PUT', `/hook/r4base/Observation/${high.id}`]]);
+    expect(mine[0].headers.authorization).toBe('Bearer receiver-token');
+    expect(mine[0].headers['content-type']).toMatch(/^application\/fhir\+json/);
+    expect(mine[0].bundle).toBeUndefined();
+    expect(mine[0].resource).toMatchObject({ resourceType: 'Observation', id: high.id, meta: { versionId: '1' } });
     const search = JSON.parse((await ctx.request.get('/fhir/Observation?code=http://loinc.org|8867-4&value-quantity=gt120&patient=p9')).text) as Bundle;
     expect(search.entry?.map((e) => e.resource?.id)).toEqual([high.id]);
+  });
+
+  it('R4 criteria subscription without a payload: a POST with no body to the endpoint', async () => {
+    const sub = await createSub({
+      resourceType: 'Subscription',
+      status: 'requested',
+      reason: 'Any heart rate of p10',
+      criteria: 'Observation?code=http://loinc.org|8867-4&patient=p10',
+      channel: { type: 'rest-hook', endpoint: `${hook.url}/ping`, header: ['X-Receiver: r4'] },
+    } as Subscription);
+    await waitStatus(sub.id!, 'active');
+    await postObs(heartRate('p10', 80));
+    const pings = (all: Received[]) => all.filter((r) => r.headers['x-vigil-subscription'] === sub.id && r.headers['x-vigil-notification-type'] === 'event-notification');
+    await hook.waitFor((all) => pings(all).length >= 1);
+    const p = pings(hook.received)[0];
+    expect([p.method, p.url, p.body, p.headers['content-type'], p.headers['x-receiver']]).toEqual(['POST', '/hook/ping', '', undefined, 'r4']);
   });
 
   it('websocket: bind-with-token receives the handshake and then notifications', async () => {

@@ -1,15 +1,20 @@
 import http from 'node:http';
-import type { Bundle, Parameters } from 'fhir/r4';
+import type { Bundle, Parameters, Resource } from 'fhir/r4';
 
 export interface Received {
+  method: string;
+  /** Path and query as requested (an R4 update goes to [endpoint]/[type]/[id]). */
+  url: string;
   headers: http.IncomingHttpHeaders;
   body: string;
+  /** The body when it is a resource other than a Bundle (R4 criteria updates). */
+  resource?: Resource;
   bundle?: Bundle;
   /** The SubscriptionStatus Parameters (first entry), when the body is a notification Bundle. */
   status?: Parameters;
 }
 
-/** A real webhook receiver on loopback that records every POST; can be switched to failing. */
+/** A real webhook receiver on loopback that records every request; can be switched to failing. */
 export class WebhookReceiver {
   readonly received: Received[] = [];
   /** HTTP status to answer with (set to 500/503 to simulate an endpoint that is down). */
@@ -20,11 +25,12 @@ export class WebhookReceiver {
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
       if (this.answer >= 200 && this.answer < 300) {
-        const r: Received = { headers: req.headers, body };
-        if (body) {
-          r.bundle = JSON.parse(body) as Bundle;
+        const r: Received = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body };
+        const parsed = body ? (JSON.parse(body) as Resource) : undefined;
+        if (parsed?.resourceType === 'Bundle') {
+          r.bundle = parsed as Bundle;
           r.status = r.bundle.entry?.[0]?.resource as Parameters | undefined;
-        }
+        } else if (parsed) r.resource = parsed;
         this.received.push(r);
         for (const w of this.waiters.splice(0)) w();
       } else {

@@ -174,8 +174,21 @@ describe('number', () => {
     const doc = { idx };
     const c = (raw: string) => numberEncoder.toCond(p, { raw }, 'n', ctx);
     expect(toMongo(c('100'))).toEqual({ 'idx.n': { $elemMatch: { $gte: 99.5, $lt: 100.5 } } });
-    for (const [q, want] of [['100', true], ['100.0', false], ['gt99', true], ['lt3', false], ['le3', true], ['ge100', false], ['ne100', false], ['ne3.5', true], ['ap95', true], ['ap90', false], ['sa99.6', false], ['eb3.1', true]] as const) {
+    for (const [q, want] of [['100', true], ['100.0', false], ['gt99', true], ['lt3', false], ['le3', true], ['ge100', true], ['ge100.0', false], ['le2', false], ['ne100', false], ['ne3.5', true], ['ap95', true], ['ap90', false], ['sa99.6', false], ['eb3.1', true]] as const) {
       expect([q, evaluate(c(q), doc)]).toEqual([q, want]);
+    }
+  });
+  test('ge and le honour the implied precision of the value (ge37 is eq37 or gt37, eq37 is [36.5, 37.5))', () => {
+    const at = (v: number) => {
+      const idx: Record<string, unknown> = {};
+      numberEncoder.index(p, [{ type: 'decimal', value: v }], idx, 'n', ctx);
+      return { idx };
+    };
+    const c = (raw: string) => numberEncoder.toCond(p, { raw }, 'n', ctx);
+    expect(toMongo(c('ge37'))).toEqual({ 'idx.n': { $elemMatch: { $gte: 36.5 } } });
+    expect(toMongo(c('le37'))).toEqual({ 'idx.n': { $elemMatch: { $lt: 37.5 } } });
+    for (const [q, v, want] of [['ge37', 36.5, true], ['ge37', 36.4, false], ['ge37.0', 36.96, true], ['ge37.0', 36.9, false], ['le37', 37.4, true], ['le37', 37.5, false], ['gt37', 37.2, true], ['lt37', 36.8, true]] as const) {
+      expect([q, v, evaluate(c(q), at(v))]).toEqual([q, v, want]);
     }
   });
 });
@@ -227,6 +240,18 @@ describe('reference', () => {
     expect(matches(obs, cond('Observation', 'subject', 'p1', 'Patient'))).toBe(true);
     expect(matches(obs, cond('Observation', 'subject', 'p1', 'Group'))).toBe(false);
     expect(matches(obs, cond('Observation', 'patient', 'p1'))).toBe(true);
+  });
+  test(':missing sees a Reference with only a display or an identifier as present (search and matching agree)', () => {
+    const missing = (v: 'true' | 'false'): Cond => ({ k: 'exists', f: encoderFor(param('Observation', 'subject'))!.presenceField('subject'), v: v === 'false' });
+    const base = { resourceType: 'Observation', status: 'final', code: { text: 'x' } } as const;
+    const displayOnly = { ...base, id: 'd', subject: { display: 'Someone at home' } } as Resource;
+    const identifierOnly = { ...base, id: 'i', subject: { identifier: { system: 'http://hospital.example/mrn', value: 'E9' } } } as Resource;
+    const none = { ...base, id: 'n' } as Resource;
+    for (const r of [displayOnly, identifierOnly, obs]) {
+      expect([r.id, matches(r, missing('true')), matches(r, missing('false'))]).toEqual([r.id, false, true]);
+    }
+    expect([matches(none, missing('true')), matches(none, missing('false'))]).toEqual([true, false]);
+    expect(toMongo(missing('true'))).toEqual({ 'idx.subject:present': { $exists: false } });
   });
   test('bad values', () => {
     for (const q of ['Patient/', 'a b', 'Patient/x/y/z']) expect400(() => cond('Observation', 'subject', q), 'subject');

@@ -2,6 +2,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Resource } from 'fhir/r4';
 import { isR4ResourceType, validateOperation } from '../../../src/resources/validation';
+import { topicToBasic } from '../../../src/subscriptions/topic-basic';
+import type { SubscriptionTopicResource } from '../../../src/subscriptions/topics';
 
 /** Our conformance artifacts are valid FHIR, named by type and id, and described in ig/README.md. */
 const IG = join(__dirname, '..', '..', '..', 'ig');
@@ -32,8 +34,12 @@ describe.each(FILES)('%s', (file) => {
       const oo = validateOperation(r, { mode: 'validate' });
       expect(oo.issue.map((i) => i.diagnostics)).toEqual(['All OK']);
     } else {
+      // Topics are authored in the R5 shape and served as Basic (src/subscriptions/topic-basic.ts).
       expect(r.resourceType).toBe('SubscriptionTopic');
       expect(r.url).toMatch(new RegExp(`/SubscriptionTopic/${r.id}$`));
+      const basic = topicToBasic(r as unknown as SubscriptionTopicResource);
+      const oo = validateOperation(basic, { mode: 'validate' });
+      expect(oo.issue.map((i) => i.diagnostics)).toEqual(['All OK']);
     }
   });
 });
