@@ -76,7 +76,7 @@ export async function smartWorld(opts: { clock?: () => Date; extraClients?: (red
       { username: users.disabled, fhirUser: `Practitioner/${practitioner}`, password, disabled: true },
     ]),
   );
-  const ctx = await createTestContext({ auth: true, listen: true, clock: opts.clock, env: { SMART_CLIENTS_FILE: clientsFile, SMART_USERS_FILE: usersFile } });
+  const ctx = await createTestContext({ auth: true, listen: true, clock: opts.clock, env: { SMART_CLIENTS_FILE: clientsFile, SMART_USERS_FILE: usersFile, NEWS2_ENABLED: 'false' } });
   const origin = new URL(ctx.baseUrl).origin;
   let cached: string | undefined;
   const systemToken = async (fresh = false) => {
