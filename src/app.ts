@@ -166,6 +166,9 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     labelNames: ['channel'],
     collect: async () => (await subs.activeByChannel()).map((c) => ({ labels: { channel: c.channel }, value: c.count })),
   });
+  if (config.alerting.enabled) {
+    metrics.gauge({ name: 'vigil_alert_episodes_open', help: 'Open (active) alert episodes', collect: async () => [{ value: await alerts.openEpisodeCount() }] });
+  }
 
   const policyFor = (p: { scopes: string[]; patient?: string }) => (auth ? auth.policyFor(p.scopes, p.patient) : anonymousPrincipal.policy);
   const bulk = new BulkExport({

@@ -1,3 +1,4 @@
+import { decodeComponent } from '../strict-text';
 import type { Extension, Subscription } from 'fhir/r4';
 import { Errors, isFhirError } from '../errors';
 import { EXT, type ChannelType, type PayloadContent, type SubscriptionStatusCode } from './constants';
@@ -64,7 +65,7 @@ export function paramNames(query: string): string[] {
   return query
     .split('&')
     .filter(Boolean)
-    .map((kv) => decodeURIComponent(kv.split('=')[0]).split(':')[0].split('.')[0]);
+    .map((kv) => decodeComponent(kv.split('=')[0], 'a criteria parameter name').split(':')[0].split('.')[0]);
 }
 
 function compileOrRefuse(criteria: CriteriaEvaluator, f: FilterSpec, expression: string): void {

@@ -137,3 +137,24 @@ describe('bounded work', () => {
     }
   });
 });
+
+describe('Subscription criteria with malformed percent-encoding', () => {
+  it('is a 400 naming the problem, and no Subscription is created', async () => {
+    const before = await ctx.db.collection('Subscription').countDocuments({});
+    const r = await ctx.request
+      .post('/fhir/Subscription')
+      .set('Content-Type', FHIR_JSON)
+      .send({
+        resourceType: 'Subscription',
+        status: 'requested',
+        reason: 'hostile criteria',
+        criteria: 'Observation?%E0=1',
+        channel: { type: 'rest-hook', endpoint: 'http://127.0.0.1:9/hook', payload: 'application/fhir+json' },
+      });
+    expect(r.status).toBe(400);
+    expect(r.body.resourceType).toBe('OperationOutcome');
+    expect(code(JSON.stringify(r.body))).toBe('MSG_PERCENT_ENCODING');
+    expect(r.body.issue[0].diagnostics).toMatch(/criteria parameter name/);
+    expect(await ctx.db.collection('Subscription').countDocuments({})).toBe(before);
+  });
+});
