@@ -78,14 +78,7 @@ export const SMART_CAPABILITIES = [
 
 /** GET [base]/.well-known/smart-configuration (SMART App Launch 2.x and Backend Services). */
 export function smartConfiguration(urls: AuthUrls): Record<string, unknown> {
-  const capabilities = [
-    'client-confidential-asymmetric',
-    'client-confidential-symmetric',
-    'permission-v1',
-    'permission-v2',
-    'permission-patient',
-    'permission-user',
-  ];
+  const capabilities = SMART_CAPABILITIES;
   return {
     // SMART App Launch 2.x: `issuer` is required with sso-openid-connect and otherwise left out
     // (strict clients then expect OpenID Connect discovery at it).
@@ -107,9 +100,9 @@ export function smartConfiguration(urls: AuthUrls): Record<string, unknown> {
 }
 
 /**
- * CapabilityStatement.rest.security: the SMART service coding. The R4 `oauth-uris` extension is
- * left out: it requires an `authorize` URL, which a backend-services-only server does not have;
- * clients discover the endpoints at `.well-known/smart-configuration`.
+ * CapabilityStatement.rest.security: the SMART service coding and the R4 `oauth-uris` extension
+ * (which requires an `authorize` URL: the App Launch authorization endpoint). The full list of
+ * endpoints and capabilities is at `.well-known/smart-configuration`.
  */
 export function capabilitySecurity(urls: AuthUrls): CapabilityStatementRestSecurity {
   return {

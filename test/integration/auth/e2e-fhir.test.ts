@@ -312,8 +312,9 @@ describe('other paths', () => {
     expect(r.status).toBe(200);
     const sec = r.body.rest[0].security;
     expect(sec.service[0].coding[0].code).toBe('SMART-on-FHIR');
-    // oauth-uris requires an authorize URL, which a backend-services server has not.
-    expect(sec.extension).toBeUndefined();
+    // oauth-uris (R4 requires its authorize URL, which App Launch provides).
+    const uris = sec.extension.find((e: { url: string }) => e.url.endsWith('/oauth-uris'));
+    expect(uris.extension.map((e: { url: string }) => e.url)).toEqual(['token', 'authorize', 'revoke', 'introspect']);
   });
 
   // Clients discover the server (and how to authenticate) from /metadata before they hold a token.

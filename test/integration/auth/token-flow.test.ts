@@ -180,9 +180,9 @@ describe('discovery and JWKS', () => {
     const r = await request(app).get('/fhir/.well-known/smart-configuration').set('Accept', 'application/fhir+xml');
     expect(r.status).toBe(200);
     expect(r.headers['content-type']).toMatch(/^application\/json/);
-    // No sso-openid-connect offered, so no issuer (SMART App Launch 2.x).
-    expect(r.body.capabilities).not.toContain('sso-openid-connect');
-    expect(r.body).not.toHaveProperty('issuer');
+    // sso-openid-connect is offered (id_tokens), so the issuer is listed (SMART App Launch 2.x).
+    expect(r.body.capabilities).toContain('sso-openid-connect');
+    expect(r.body.issuer).toBe('http://localhost:9999/auth');
     expect(r.body).toMatchObject({
       token_endpoint: TOKEN_URL,
       jwks_uri: 'http://localhost:9999/auth/jwks',

@@ -351,7 +351,7 @@ describe('capabilities and operations', () => {
       expect([q, found.status, found.body.entry?.map((e: { resource: { id: string } }) => e.resource.id)]).toEqual([q, 200, ['abnormal-vital-sign']]);
     }
     const all = await ctx.request.get('/fhir/Basic?code=http://hl7.org/fhir/fhir-types|SubscriptionTopic');
-    expect(all.body.entry.map((e: { resource: { id: string } }) => e.resource.id).sort()).toEqual(['abnormal-vital-sign', 'observation-created']);
+    expect(all.body.entry.map((e: { resource: { id: string } }) => e.resource.id).sort()).toEqual(['abnormal-vital-sign', 'alert-episode', 'observation-created']);
     const hr = await ctx.request.get('/fhir/ObservationDefinition/vital-heart-rate');
     expect(hr.status).toBe(200);
     // Start-up again (as after a restart): identical content makes no new version.
