@@ -101,8 +101,9 @@ export function smartConfiguration(urls: AuthUrls): Record<string, unknown> {
 
 /**
  * CapabilityStatement.rest.security: the SMART service coding and the R4 `oauth-uris` extension
- * (which requires an `authorize` URL: the App Launch authorization endpoint). The full list of
- * endpoints and capabilities is at `.well-known/smart-configuration`.
+ * (which requires an `authorize` URL: the App Launch authorization endpoint; R4 defines only token,
+ * authorize, register and manage in it). Revocation, introspection and the capabilities are at
+ * `.well-known/smart-configuration`.
  */
 export function capabilitySecurity(urls: AuthUrls): CapabilityStatementRestSecurity {
   return {
@@ -119,8 +120,6 @@ export function capabilitySecurity(urls: AuthUrls): CapabilityStatementRestSecur
         extension: [
           { url: 'token', valueUri: urls.token },
           { url: 'authorize', valueUri: urls.authorize },
-          { url: 'revoke', valueUri: urls.revoke },
-          { url: 'introspect', valueUri: urls.introspect },
         ],
       },
     ],

@@ -314,7 +314,7 @@ describe('other paths', () => {
     expect(sec.service[0].coding[0].code).toBe('SMART-on-FHIR');
     // oauth-uris (R4 requires its authorize URL, which App Launch provides).
     const uris = sec.extension.find((e: { url: string }) => e.url.endsWith('/oauth-uris'));
-    expect(uris.extension.map((e: { url: string }) => e.url)).toEqual(['token', 'authorize', 'revoke', 'introspect']);
+    expect(uris.extension.map((e: { url: string }) => e.url)).toEqual(['token', 'authorize']);
   });
 
   // Clients discover the server (and how to authenticate) from /metadata before they hold a token.

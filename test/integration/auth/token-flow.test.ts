@@ -214,8 +214,6 @@ describe('discovery and JWKS', () => {
     expect(sec.extension?.[0].extension).toEqual([
       { url: 'token', valueUri: TOKEN_URL },
       { url: 'authorize', valueUri: 'http://localhost:9999/auth/authorize' },
-      { url: 'revoke', valueUri: 'http://localhost:9999/auth/revoke' },
-      { url: 'introspect', valueUri: 'http://localhost:9999/auth/introspect' },
     ]);
   });
 });
