@@ -62,7 +62,7 @@ beforeAll(async () => {
       { client_id: 'obs-only', name: 'Observation reader', scope: 'system/Observation.rs', client_secret: S.obs },
     ]),
   );
-  ctx = await createTestContext({ auth: true, listen: true, env: { SMART_CLIENTS_FILE: file }, clock: () => new Date(Date.now() + shift) });
+  ctx = await createTestContext({ auth: true, listen: true, env: { SMART_CLIENTS_FILE: file, ALERTING_ENABLED: 'false', NEWS2_ENABLED: 'false' }, clock: () => new Date(Date.now() + shift) });
   tokens.admin = await token('admin', S.admin, 'system/*.cruds');
   tokens.gw = await token('gw-p1', S.gw, 'patient/Observation.rs patient/Patient.rs patient/Device.rs');
   tokens.vitals = await token('vitals-p1', S.vitals, 'patient/Observation.rs patient/Patient.rs');
@@ -163,6 +163,8 @@ describe('Patient/$everything', () => {
 
   it('_since keeps only what changed since then; bad parameters are a 400 naming them', async () => {
     shift = DAY;
+    // Tokens expire on the server's (shifted) clock: a fresh one for the day after.
+    tokens.admin = await token('admin', S.admin, 'system/*.cruds');
     const r = await ctx.request.put('/fhir/Observation/co2').set(as('admin')).type(FHIR_JSON).send({ ...heartRate('cp1', 5.6), id: 'co2' });
     expect(r.status).toBe(200);
     const since = await ctx.request.get(`/fhir/Patient/cp1/$everything?_since=${encodeURIComponent(seededUntil)}&_type=Patient,Device,Observation`).set(as('admin'));

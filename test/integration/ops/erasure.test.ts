@@ -24,7 +24,7 @@ const text = (b: unknown) => JSON.stringify(b);
 const param = (p: Parameters, name: string) => p.parameter?.find((x) => x.name === name);
 
 beforeAll(async () => {
-  ctx = await createTestContext({ listen: true, env: { SUBSCRIPTION_POLL_MS: '50' } });
+  ctx = await createTestContext({ listen: true, env: { SUBSCRIPTION_POLL_MS: '50', ALERTING_ENABLED: 'false', NEWS2_ENABLED: 'false' } });
   hook = await new WebhookReceiver().start();
   const sub = await ctx.request
     .post('/fhir/Subscription')
@@ -48,7 +48,9 @@ beforeAll(async () => {
   await put({ ...heartRate(Q, 90), id: `eo-perf-${tag}`, performer: [{ reference: `Patient/${P}` }] });
   await put({ ...heartRate(Q, 91), id: `eq1-${tag}` });
   await put({ resourceType: 'Observation', id: `eq-del-${tag}`, status: 'final', code: { text: 'note' }, subject: { reference: `Patient/${Q}` } });
-  await hook.waitFor(() => text(hook.events()).includes(`eo1-${tag}`) && text(hook.events()).includes(`eq1-${tag}`));
+  // An R4 criteria rest-hook with a payload is a PUT [endpoint]/Observation/[id] per event.
+  const delivered = (id: string) => hook.received.some((r) => r.method === 'PUT' && r.url.endsWith(`/Observation/${id}`));
+  await hook.waitFor(() => delivered(`eo1-${tag}`) && delivered(`eq1-${tag}`));
   await outboxIdle(ctx.vigil);
   await ctx.vigil.audit.flush();
 }, 120_000);
