@@ -83,7 +83,8 @@ test('request, ingest, database, delivery and subscription metrics move with tra
     expect(r.status).toBe(201);
   }
   expect((await ctx.request.get('/fhir/Observation?patient=m1')).status).toBe(200);
-  await hook.waitFor(() => hook.events().length >= 1);
+  // An R4 criteria rest-hook with a payload is a PUT [endpoint]/Observation/[id] per event.
+  await hook.waitFor((received) => received.some((r) => r.method === 'PUT'));
   await outboxIdle(ctx.vigil);
   // Deliveries happen in the background; wait (bounded) until the third event is counted.
   let after = await scrape();
@@ -105,6 +106,8 @@ test('request, ingest, database, delivery and subscription metrics move with tra
   expect(sample(after, 'vigil_notification_failures_total', { channel: 'rest-hook' })).toBe(0);
   expect(sample(after, 'vigil_subscriptions_active', { channel: 'rest-hook' })).toBe(1);
   expect(sample(after, 'vigil_subscriptions_active', { channel: 'websocket' })).toBe(0);
+  // Three heart rates over 150/min for one patient: one open alert episode.
+  expect(after.has('vigil_alert_episodes_open')).toBe(true);
 });
 
 test('a module can register a gauge read at scrape time (the alerting hook)', async () => {
