@@ -11,7 +11,7 @@ let offsetMs = 0;
 const clock = () => new Date(Date.now() + offsetMs);
 
 beforeAll(async () => {
-  ctx = await createTestContext({ clock, env: { BULK_EXPORT_TTL_SECONDS: '10', BULK_CHUNK_RESOURCES: '3' } });
+  ctx = await createTestContext({ clock, env: { BULK_EXPORT_TTL_SECONDS: '10', BULK_CHUNK_RESOURCES: '3', NEWS2_ENABLED: 'false' } });
   second = await createVigil({ config: ctx.config, db: ctx.db, logger: pino({ level: 'silent' }), clock });
   await second.start();
   for (let i = 0; i < 10; i++) {

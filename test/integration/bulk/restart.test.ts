@@ -10,7 +10,7 @@ import type { Manifest } from './helpers';
  * lease has lapsed and finishes it, with every resource exactly once.
  */
 const dbName = `vigil_bulk_restart_${randomBytes(5).toString('hex')}`;
-const env = { MONGODB_DB: dbName, BULK_CHUNK_RESOURCES: '5', BULK_LEASE_MS: '1000' };
+const env = { MONGODB_DB: dbName, BULK_CHUNK_RESOURCES: '5', BULK_LEASE_MS: '1000', NEWS2_ENABLED: 'false' };
 let server: ServerProcess | undefined;
 
 afterAll(async () => {
