@@ -1,4 +1,4 @@
-import type { Collections } from '../collections';
+import { isDuplicateKey, type Collections } from '../collections';
 import { findByIds } from '../lookup';
 import type { Maintenance } from './executor';
 
@@ -35,6 +35,11 @@ export async function reindexStale(cols: Collections, m: Maintenance, opts: { po
       done += batch.length;
       if (done % 5000 < 200 || i + 200 >= ids.length) m.progress(`re-indexed ${done}/${total} ${type}`);
     }
-    await cols.meta.updateOne({ _id: HASH_KEY(type) }, { $set: { value: hash } }, { upsert: true });
+    // Two instances starting on a fresh database both get here; FerretDB's upsert is not atomic,
+    // so the loser's insert half fails on the key the winner just wrote: then a plain update.
+    await cols.meta.updateOne({ _id: HASH_KEY(type) }, { $set: { value: hash } }, { upsert: true }).catch(async (e: unknown) => {
+      if (!isDuplicateKey(e)) throw e;
+      await cols.meta.updateOne({ _id: HASH_KEY(type) }, { $set: { value: hash } });
+    });
   }
 }
