@@ -5,13 +5,13 @@ import { Errors } from '../errors';
 import type { FhirRequest, FhirResponse } from '../http/types';
 import type { ResourceRepository } from '../storage';
 import { notificationBundle, statusParameters, type EventForBundle } from './bundle';
-import type { Collections, StateDoc } from './collections';
+import type { StateDoc, SubscriptionState } from '../storage/state/subscriptions';
 import type { PayloadContent, SubscriptionStatusCode } from './constants';
 import type { NotificationLog } from './numbering';
 
 export interface OperationsContext {
   repository: ResourceRepository;
-  c: Collections;
+  state: SubscriptionState;
   log: NotificationLog;
   baseUrl: string;
   websocketUrl: string;
@@ -69,7 +69,7 @@ export function subscriptionOperations(ctx: OperationsContext): OperationRoute[]
     principal.policy.assertAllowed('read', 'Subscription');
     const doc = await ctx.repository.read('Subscription', id);
     if (!doc || doc.deleted || !principal.policy.canRead(doc.res, doc.comp ?? [])) throw Errors.notFound(`Subscription/${id} is not known`);
-    return { sub: doc.res as Subscription, state: await ctx.c.state.findOne({ _id: id }) };
+    return { sub: doc.res as Subscription, state: await ctx.state.state(id) };
   }
 
   async function statusOf(sub: Subscription, state: StateDoc | null): Promise<Parameters> {
@@ -82,7 +82,7 @@ export function subscriptionOperations(ctx: OperationsContext): OperationRoute[]
       eventsSinceStart: await ctx.log.lastNumber(sub.id!),
       events: [],
       content: 'empty',
-      error: (await ctx.c.runtime.findOne({ _id: sub.id! }))?.lastError,
+      error: (await ctx.state.runtime(sub.id!))?.lastError,
     });
   }
 
@@ -149,7 +149,7 @@ export function subscriptionOperations(ctx: OperationsContext): OperationRoute[]
     }
     const token = randomBytes(24).toString('base64url');
     const exp = new Date(ctx.now().getTime() + ctx.tokenTtlMs);
-    await ctx.c.tokens.insertOne({ _id: token, subs: ids, principal: { clientId: principal.clientId, scopes: principal.scopes }, exp });
+    await ctx.state.saveToken({ _id: token, subs: ids, principal: { clientId: principal.clientId, scopes: principal.scopes }, exp });
     const out: Parameters = {
       resourceType: 'Parameters',
       parameter: [
