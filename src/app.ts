@@ -126,6 +126,8 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
 
   subscriptions = await SubscriptionService.create({
     db,
+    repository: storage.repository,
+    executor: storage.executor,
     config,
     logger,
     criteria: search,
@@ -142,10 +144,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
         return e.status === 401 ? `unauthorized: ${e.message}` : `no websocket Subscription ${id} readable with this token`;
       }
     },
-    writeResource: async (resource) => {
-      const r = await store.update(resource.resourceType, resource.id!, resource, { principal: anonymousPrincipal });
-      return r.resource ?? resource;
-    },
+    writeResource: (resource, ifMatch) => store.update(resource.resourceType, resource.id!, resource, { principal: anonymousPrincipal, internal: true }, ifMatch),
     rangeContext: (obs) => (alerting ? alerting.rangeContext(obs, patients) : Promise.resolve(undefined)),
     onAttempt: (channel, ok, committedAt, now) => metrics.delivery(channel, ok, committedAt, now),
   });

@@ -286,19 +286,30 @@ export class ResourceStore {
     return resultOf(w, 200);
   }
 
-  /** Delete: idempotent; deleting something absent or already deleted answers 204 as well. */
+  /**
+   * Delete: idempotent; deleting something absent or already deleted answers 204 as well.
+   * Without If-Match, a concurrent writer (e.g. the server activating a Subscription) makes us
+   * re-read and delete what is there now, as update does.
+   */
   async delete(type: string, id: string, ctx: WriteCtx, ifMatch?: number): Promise<WriteResult | undefined> {
     requireWritableType(type);
-    const current = await this.deps.repository.read(type, id);
-    if (!current || !ctx.principal.policy.canRead(current.res, current.comp)) {
-      if (ifMatch !== undefined) throw Errors.notFound(`${type}/${id} is not known`, 'MSG_NO_EXIST', [type]);
-      return undefined;
+    for (let attempt = 0; ; attempt++) {
+      const current = await this.deps.repository.read(type, id);
+      if (!current || !ctx.principal.policy.canRead(current.res, current.comp)) {
+        if (ifMatch !== undefined) throw Errors.notFound(`${type}/${id} is not known`, 'MSG_NO_EXIST', [type]);
+        return undefined;
+      }
+      checkIfMatch(type, id, current, ifMatch);
+      if (current.deleted) return undefined;
+      const w = this.prepareDelete(type, current, ctx, this.deps.clock());
+      try {
+        await this.commit([w]);
+      } catch (e) {
+        if (e instanceof FhirError && e.status === 409 && ifMatch === undefined && attempt < 3) continue;
+        throw e;
+      }
+      return resultOf(w, 204);
     }
-    checkIfMatch(type, id, current, ifMatch);
-    if (current.deleted) return undefined;
-    const w = this.prepareDelete(type, current, ctx, this.deps.clock());
-    await this.commit([w]);
-    return resultOf(w, 204);
   }
 
   // ---------------------------------------------------------------- conditional interactions

@@ -43,3 +43,6 @@ export type PayloadContent = 'empty' | 'id-only' | 'full-resource';
 export type ChannelType = 'rest-hook' | 'websocket';
 export type SubscriptionStatusCode = 'requested' | 'active' | 'error' | 'off';
 export type NotificationType = 'handshake' | 'heartbeat' | 'event-notification' | 'query-status' | 'query-event';
+
+/** "Never" / "at once" for the runtime's next-attempt and heartbeat times. */
+export const EPOCH = new Date(0);

@@ -1,4 +1,4 @@
-import type { NotificationRow, StateDoc } from './collections';
+import type { NotificationRow, StateDoc } from '../storage/state/subscriptions';
 import { SIGNATURE_HEADER, type NotificationType } from './constants';
 import { signatureHeader } from './signature';
 

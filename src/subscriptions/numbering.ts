@@ -1,5 +1,4 @@
-import type { Collections, NotificationRow } from './collections';
-import { isDuplicateKey } from './collections';
+import { rowId, type NotificationRow, type SubscriptionState } from '../storage/state/subscriptions';
 
 export type NewRow = Omit<NotificationRow, '_id' | 'num'>;
 
@@ -10,10 +9,6 @@ interface SubCounter {
   last: number;
   recent: string[];
   recentSet: Set<string>;
-}
-
-export function rowId(sub: string, num: number): string {
-  return `${sub}#${num}`;
 }
 
 /**
@@ -33,20 +28,20 @@ export class NotificationLog {
   /** One recording at a time per subscription in this process (a re-offer racing its original). */
   private locks = new Map<string, Promise<unknown>>();
 
-  constructor(private readonly c: Collections) {}
+  constructor(private readonly state: SubscriptionState) {}
 
   private async load(sub: string, refresh = false): Promise<SubCounter> {
     let st = refresh ? undefined : this.cache.get(sub);
     if (!st) {
-      const doc = await this.c.counters.findOne({ _id: sub });
+      const doc = await this.state.counter(sub);
       st = { last: doc?.last ?? 0, recent: doc?.recent ?? [], recentSet: new Set(doc?.recent ?? []) };
     }
     // Forward probe: rows written after the hint (a crash, or another writer).
     for (;;) {
-      const next = await this.c.rows.findOne({ _id: rowId(sub, st.last + 1) }, { projection: { historyId: 1 } });
-      if (!next) break;
+      const next = await this.state.rowHistoryId(sub, st.last + 1);
+      if (next === null) break;
       st.last += 1;
-      this.remember(st, [next.historyId]);
+      this.remember(st, [next]);
     }
     this.cache.set(sub, st);
     return st;
@@ -85,14 +80,12 @@ export class NotificationLog {
     for (let attempt = 0; todo.length > 0; attempt++) {
       if (attempt > 50) throw new Error(`could not number notifications of Subscription/${sub}: too much contention`);
       const docs: NotificationRow[] = todo.map((r, k) => ({ ...r, _id: rowId(sub, st.last + 1 + k), num: st.last + 1 + k }));
-      try {
-        await this.c.rows.insertMany(docs, { ordered: true });
+      if (await this.state.insertRows(docs)) {
         recorded.push(...docs);
         st.last += docs.length;
         this.remember(st, docs.map((d) => d.historyId));
         todo = [];
-      } catch (e) {
-        if (!isDuplicateKey(e)) throw e;
+      } else {
         // Someone else took a number: re-read what exists (ours included), then go on after it.
         st = await this.load(sub, true);
         for (const d of docs) if (st.recentSet.has(d.historyId)) recorded.push(d);
@@ -100,19 +93,13 @@ export class NotificationLog {
       }
     }
     if (recorded.length) {
-      await this.c.counters.replaceOne({ _id: sub }, { last: st.last, recent: st.recent }, { upsert: true });
+      await this.state.saveCounter({ _id: sub, last: st.last, recent: st.recent });
     }
     return recorded;
   }
 
   /** Rows `from`..`from+count-1` that exist, in order, stopping at the first missing one. */
-  async readFrom(sub: string, from: number, count: number): Promise<NotificationRow[]> {
-    const found = await Promise.all(Array.from({ length: count }, (_, k) => this.c.rows.findOne({ _id: rowId(sub, from + k) })));
-    const out: NotificationRow[] = [];
-    for (const r of found) {
-      if (!r) break;
-      out.push(r);
-    }
-    return out;
+  readFrom(sub: string, from: number, count: number): Promise<NotificationRow[]> {
+    return this.state.rowsFrom(sub, from, count);
   }
 }

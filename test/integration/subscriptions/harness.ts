@@ -6,6 +6,8 @@ import { allowAllPolicy, anonymousPrincipal, type Principal } from '../../../src
 import { loadConfig, type Config } from '../../../src/config';
 import type { CurrentDoc, HistoryDoc } from '../../../src/storage/types';
 import { SearchService } from '../../../src/search/service';
+import { Errors } from '../../../src/errors';
+import { createStorage, type Storage } from '../../../src/storage';
 import { SubscriptionService, type CommittedEvent, type SubscriptionOptions } from '../../../src/subscriptions';
 
 /**
@@ -18,6 +20,7 @@ export class Harness {
   private client!: MongoClient;
   db!: Db;
   search!: SearchService;
+  storage!: Storage;
   config!: Config;
   private ids = 0;
 
@@ -25,7 +28,8 @@ export class Harness {
     this.client = await MongoClient.connect(process.env.VIGIL_TEST_MONGODB_URI!);
     this.db = this.client.db(`vigil_test_${name}_${randomBytes(4).toString('hex')}`);
     this.config = loadConfig({ BASE_URL: 'http://127.0.0.1:1/fhir', AUTH_ENABLED: 'false', CURSOR_SECRET: 'harness-cursor-secret-0123456789', LOG_LEVEL: 'silent' });
-    this.search = await SearchService.create({ db: this.db, config: this.config });
+    this.storage = await createStorage({ db: this.db, logger: pino({ level: 'silent' }), index: (r) => this.search.index(r) });
+    this.search = await SearchService.create({ db: this.db, config: this.config, executor: this.storage.executor });
     return this;
   }
 
@@ -33,15 +37,17 @@ export class Harness {
   async instance(options: Partial<SubscriptionOptions> = {}): Promise<SubscriptionService> {
     const svc: SubscriptionService = await SubscriptionService.create({
       db: this.db,
+      repository: this.storage.repository,
+      executor: this.storage.executor,
       config: this.config,
       logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
       criteria: this.search,
       policyFor: () => allowAllPolicy,
-      // System-level writes (status changes) go through beforeWrite, commit, then the outbox.
-      writeResource: async (r) => {
-        const prev = await this.current(r.resourceType, r.id!);
-        const out = await svc.beforeWrite({ principal: anonymousPrincipal, method: 'PUT' }, r, prev);
-        const ev = await this.commit(out, 'PUT');
+      // System-level writes (status changes): conditional on the version read, no client checks, then the outbox.
+      writeResource: async (r, ifMatch) => {
+        const cur = await this.db.collection<CurrentDoc>(r.resourceType).findOne({ _id: r.id! });
+        if (cur?.vid !== ifMatch) throw Errors.preconditionFailed(`If-Match W/"${ifMatch}" does not match`, 'MSG_VERSION_AWARE_CONFLICT');
+        const ev = await this.commit(r, 'PUT');
         await svc.onCommitted([ev]);
         return ev.resource!;
       },
