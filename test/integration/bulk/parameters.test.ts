@@ -6,7 +6,7 @@ import type { Meta, Resource } from 'fhir/r4';
 import { createTestContext, FHIR_JSON, heartRate, patient, type TestContext } from '../../support/context';
 import { errorsOf, R4Judge } from '../../support/r4-judge';
 import { basic } from '../auth/helpers';
-import { byId, downloadAll, kickoff, kickoffPost, parameters, searchAll, waitForManifest, type Manifest, type Param } from './helpers';
+import { byId, downloadAll, kickoff, kickoffPost, parameters, pathOf, searchAll, waitForManifest, type Manifest, type Param } from './helpers';
 
 /**
  * The kick-off parameters beyond the GET basics: the POST form with a Parameters body, `_elements`
@@ -81,6 +81,10 @@ beforeAll(async () => {
   const owners = [P1, P2, P3];
   for (let i = 0; i < 12; i++) await put({ ...heartRate(owners[i % 3], 60 + i, `2024-06-01T10:${String(i).padStart(2, '0')}:00Z`), id: `ko${i}-${tag}` });
   await put({ ...heartRate(P1, 97), id: `ko-bt-${tag}`, code: { coding: [{ system: 'http://loinc.org', code: '8310-5' }] } });
+  // A decimal whose text JSON.stringify would change (37.50 -> 37.5): sent as raw text.
+  const temp = JSON.stringify({ ...heartRate(P2, 1), id: `kdec-${tag}`, code: { coding: [{ system: 'http://loinc.org', code: '8310-5' }] } }).replace('"value":1,', '"value":37.50,');
+  const w = await ctx.request.put(`/fhir/Observation/kdec-${tag}`).set(as('admin')).type(FHIR_JSON).send(temp);
+  expect(w.status).toBe(201);
   await put({ resourceType: 'Group', id: GROUP, type: 'person', actual: true, member: [{ entity: { reference: `Patient/${P2}` } }, { entity: { reference: `Patient/${P3}` } }] });
 }, 120_000);
 
@@ -109,6 +113,20 @@ test('POST kick-off with a Parameters body exports what the same GET does, line 
 
   const viaGet = await waitForManifest(ctx.request, await kickoff(ctx.request, `/fhir/$export?_type=Patient,Observation&_outputFormat=application/fhir%2Bndjson&_typeFilter=${HR}`, as('reader')), as('reader'));
   expect(await exported(viaGet, 'reader')).toEqual(posted);
+});
+
+test('exported lines keep the sender\'s decimal texts, as search does', async () => {
+  const status = await kickoffPost(ctx.request, '/fhir/Patient/$export', [['patient', 'valueReference', { reference: `Patient/${P2}` }], ['_type', 'valueString', 'Observation'], ['_typeFilter', 'valueString', 'Observation?code=http://loinc.org|8310-5']], as('reader'));
+  const m = await waitForManifest(ctx.request, status, as('reader'));
+  expect(m.output.map((o) => o.count)).toEqual([1]);
+  const file = await ctx.request.get(pathOf(m.output[0].url)).set(as('reader')).buffer(true).parse((res, cb) => {
+    let body = '';
+    res.on('data', (c: Buffer) => (body += c.toString('utf8')));
+    res.on('end', () => cb(null, body));
+  });
+  expect(file.body as string).toContain('"value":37.50,');
+  const read = await ctx.request.get(`/fhir/Observation/kdec-${tag}`).set(as('reader'));
+  expect(read.text).toContain('"value":37.50,');
 });
 
 test('patient= restricts a Patient-level export to those patients\' compartments', async () => {
