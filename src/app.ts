@@ -172,6 +172,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   const policyFor = (p: { scopes: string[]; patient?: string }) => (auth ? auth.policyFor(p.scopes, p.patient) : anonymousPrincipal.policy);
   const bulk = new BulkExport({
     db,
+    repository: storage.repository,
     baseUrl: config.baseUrl,
     served: SERVED_TYPES,
     filters: search,
@@ -254,7 +255,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
       }),
     ],
     // Bulk Data answers with its own media types (manifest, NDJSON), beside the FHIR edge.
-    besideFhir: [bulkRouter({ bulk, baseUrl: config.baseUrl, authenticate, sendError: (res, e) => sendError(res, e, logger), onAccess })],
+    besideFhir: [bulkRouter({ bulk, baseUrl: config.baseUrl, authenticate, sendError: (res, e) => sendError(res, e, logger), onAccess, body: { maxJsonDepth: config.maxJsonDepth, limits: config.limits } })],
     fhir: fhirEdge({ dispatch, authenticate, logger, maxJsonDepth: config.maxJsonDepth, limits: config.limits, now: () => clock().getTime(), onAccess }),
   });
 

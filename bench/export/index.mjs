@@ -3,9 +3,13 @@
 // the raw driver's scan of the same collection. The Observations are seeded with raw inserts of
 // current documents through the server's own indexer (no history versions: the export reads only
 // current documents), since seeding 100,000 through the API takes long on the embedded database.
+//
+//   quick check (about a minute):  npm run build && BENCH_EXPORT_N=2000 node bench/run.mjs export
+//   the issue's figure:            npm run build && BENCH_EXPORT_N=100000 node bench/run.mjs export
 import { emit, request, startStack } from '../lib.mjs';
 
 const N = Number(process.env.BENCH_EXPORT_N ?? 100_000);
+if (!Number.isInteger(N) || N < 1) throw new Error(`BENCH_EXPORT_N must be a positive integer, got ${process.env.BENCH_EXPORT_N}`);
 
 function observation(i) {
   return {

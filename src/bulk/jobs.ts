@@ -1,109 +1,69 @@
-import type { Collection, Db } from 'mongodb';
-import { isDuplicateKey } from '../storage';
-import { CHUNKS, JOB_LEASES, JOBS, type ChunkDoc, type ExportFile, type ExportJobDoc, type JobLeaseDoc } from './types';
+import type { HeldLease, LeaseChain } from '../storage/lease-chain';
+import { BulkState, jobLeaseName, type ExportFile, type ExportJobDoc } from '../storage/state/bulk';
+
+export { chunkId } from '../storage/state/bulk';
 
 /**
- * Export jobs, their output chunks and their leases, in the database (so any instance can answer
- * a poll or serve a file, and a restart loses nothing).
- *
- * Ownership: a job is claimed by inserting the lease link `<job>#<gen+1>`; the unique `_id` lets
- * exactly one instance win (compare-and-set updates are not atomic on FerretDB 1.24, inserts
- * under a unique key are). The winner then writes `gen` and renews `heartbeat`; a job whose
- * heartbeat is older than the lease length is claimable again. An owner checks before each chunk
- * that its generation is still the job's, and chunk ids are deterministic, so a slow former owner
- * collides rather than writing twice.
+ * Export jobs and their output chunks, in the database (so any instance can answer a poll or
+ * serve a file, and a restart loses nothing). The stored state is src/storage/state/bulk.ts.
  */
-export class JobStore {
-  readonly jobs: Collection<ExportJobDoc>;
-  readonly chunks: Collection<ChunkDoc>;
-  private readonly leases: Collection<JobLeaseDoc>;
-
-  constructor(db: Db) {
-    this.jobs = db.collection<ExportJobDoc>(JOBS);
-    this.chunks = db.collection<ChunkDoc>(CHUNKS);
-    this.leases = db.collection<JobLeaseDoc>(JOB_LEASES);
-  }
-
-  async ensureIndexes(): Promise<void> {
-    await this.chunks.createIndex({ job: 1, file: 1, seq: 1 });
-  }
-
-  async create(job: ExportJobDoc): Promise<void> {
-    await this.jobs.insertOne(job);
-  }
-
-  async get(id: string): Promise<ExportJobDoc | null> {
-    return this.jobs.findOne({ _id: id });
-  }
-
-  /** Jobs not finished (the collection holds few documents: finished ones expire). */
-  async unfinished(): Promise<ExportJobDoc[]> {
-    return this.jobs.find({ state: { $in: ['queued', 'running'] } }).toArray();
-  }
-
-  /** Tries to become the owner of generation `gen + 1` of a job. */
-  async claim(job: ExportJobDoc, owner: string, now: Date): Promise<number | undefined> {
-    const gen = job.gen + 1;
-    try {
-      await this.leases.insertOne({ _id: `${job._id}#${gen}`, job: job._id, owner, at: now });
-    } catch (e) {
-      if (isDuplicateKey(e)) return undefined;
-      throw e;
-    }
-    const r = await this.jobs.updateOne({ _id: job._id }, { $set: { gen, heartbeat: now, state: 'running' } });
-    return r.matchedCount === 1 ? gen : undefined;
-  }
-
-  /** Whether `gen` still owns the job (it exists, and no later lease link was inserted). */
-  async owns(jobId: string, gen: number): Promise<boolean> {
-    const [job, next] = await Promise.all([
-      this.jobs.findOne({ _id: jobId }, { projection: { gen: 1, state: 1 } }),
-      this.leases.findOne({ _id: `${jobId}#${gen + 1}` }, { projection: { _id: 1 } }),
-    ]);
-    return Boolean(job && job.gen === gen && job.state === 'running' && !next);
-  }
-
-  /** Records progress (and renews the heartbeat). False when the job is gone (cancelled). */
-  async checkpoint(jobId: string, set: Partial<ExportJobDoc>): Promise<boolean> {
-    const r = await this.jobs.updateOne({ _id: jobId }, { $set: set });
-    return r.matchedCount === 1;
-  }
-
-  async insertChunk(c: ChunkDoc): Promise<void> {
-    await this.chunks.insertOne(c);
-  }
-
-  /** Removes the chunks of one file (a type being restarted after a takeover). */
-  async dropFile(jobId: string, file: ExportFile): Promise<void> {
-    for (let seq = 0; seq < file.chunks + 1; seq++) await this.chunks.deleteOne({ _id: chunkId(jobId, file.n, seq) });
-    await this.chunks.deleteMany({ job: jobId, file: file.n });
-  }
-
-  /** Deletes a job with everything it wrote (cancel, expiry). */
-  async remove(jobId: string): Promise<boolean> {
-    const r = await this.jobs.deleteOne({ _id: jobId });
-    await this.chunks.deleteMany({ job: jobId });
-    await this.leases.deleteMany({ job: jobId });
-    return r.deletedCount === 1;
-  }
-
+export class JobStore extends BulkState {
   /** Removes jobs whose files expired (and jobs that failed long ago). */
   async sweep(now: Date): Promise<number> {
-    const expired = await this.jobs.find({ expiresAt: { $lt: now } }, { projection: { _id: 1 } }).toArray();
-    for (const j of expired) await this.remove(j._id);
+    const expired = await this.expired(now);
+    for (const id of expired) await this.remove(id);
     return expired.length;
   }
 
   /** The chunks of one file in order, read one at a time by key (bounded memory). */
   async *readFile(jobId: string, file: ExportFile): AsyncGenerator<string> {
     for (let seq = 0; seq < file.chunks; seq++) {
-      const c = await this.chunks.findOne({ _id: chunkId(jobId, file.n, seq) }, { projection: { data: 1 } });
-      if (!c) return;
-      yield c.data;
+      const data = await this.chunkData(jobId, file.n, seq);
+      if (data === undefined) return;
+      yield data;
     }
   }
 }
 
-export function chunkId(jobId: string, file: number, seq: number): string {
-  return `${jobId}/${file}/${seq}`;
+/**
+ * Who runs which job: one lease chain per job (`bulk-job:<id>`, src/storage/lease-chain.ts), so
+ * exactly one instance wins each claim, renewal and takeover, on MongoDB and FerretDB alike (each
+ * is a unique insert). The holder renews as it goes and checks the fence before each chunk; a
+ * job whose holder stopped renewing (crashed, stopped) is claimable once its lease expired.
+ * Chunk ids are deterministic, so even a paused former holder collides rather than writing twice.
+ */
+export class JobLeases {
+  constructor(
+    private readonly store: JobStore,
+    private readonly chain: LeaseChain,
+    private readonly ttlMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  /** Takes a queued job, or one whose holder's lease expired; marks it running. */
+  async claim(job: ExportJobDoc): Promise<HeldLease | undefined> {
+    const lease = await this.chain.acquire(jobLeaseName(job._id));
+    if (!lease) return undefined;
+    if (await this.store.checkpoint(job._id, { state: 'running' })) return lease;
+    await this.chain.release(lease); // cancelled meanwhile
+    return undefined;
+  }
+
+  /**
+   * The lease to keep working under: renewed once a third of it has passed, undefined when it was
+   * lost (another instance took over, or it lapsed while this one was paused).
+   */
+  async keep(lease: HeldLease): Promise<HeldLease | undefined> {
+    if (lease.until - this.now() > (this.ttlMs * 2) / 3) return lease;
+    return this.chain.renew(lease);
+  }
+
+  /** The fence before a side effect: still the newest link, with a third of the lease left. */
+  holds(lease: HeldLease): Promise<boolean> {
+    return this.chain.stillHeld(lease, this.ttlMs / 3);
+  }
+
+  release(lease: HeldLease): Promise<void> {
+    return this.chain.release(lease);
+  }
 }

@@ -4,6 +4,7 @@ import { Errors } from '../errors';
 import { negotiate, type AccessRecord } from '../http/edge';
 import { informationOutcome } from '../http/outcome';
 import { NDJSON } from './kickoff';
+import { paramsFromBody, paramsFromQuery, type BodyRules } from './parameters';
 import type { BulkExport } from './service';
 
 export interface BulkRouterDeps {
@@ -12,6 +13,8 @@ export interface BulkRouterDeps {
   authenticate: (authorization: string | undefined) => Promise<Principal>;
   sendError: (res: Response, err: unknown) => void;
   onAccess?: (r: AccessRecord) => void;
+  /** How POST kick-off bodies are checked (the edge's limits). */
+  body: BodyRules;
 }
 
 /** Seconds a client is asked to wait between polls. */
@@ -27,16 +30,25 @@ type Route = { method: string; re: RegExp; run: (req: Request, res: Response, p:
 export function bulkRouter(d: BulkRouterDeps): RequestHandler {
   const kickoff = (level: 'system' | 'patient' | 'group') => async (req: Request, res: Response, p: Principal, m: RegExpExecArray) => {
     negotiate(undefined, req.get('accept'));
-    const url = `${d.baseUrl}${req.url}`;
-    const query = new URL(url).searchParams;
-    const id = await d.bulk.kickoff({ level, query, prefer: req.get('prefer'), principal: p, groupId: m[1], url });
+    const full = new URL(`${d.baseUrl}${req.url}`);
+    let params;
+    let url = `${d.baseUrl}${req.url}`;
+    if (req.method === 'POST') {
+      // The IG's POST form: every parameter in the Parameters body; the manifest's request is the bare URL.
+      if ([...full.searchParams.keys()].length > 0) throw Errors.badRequest('A POST kick-off takes its parameters in the Parameters body, not the query', 'MSG_BULK_PARAMETERS');
+      params = paramsFromBody(req.body, req.get('content-type'), d.body);
+      url = `${d.baseUrl}${req.path}`;
+    } else params = paramsFromQuery(full.searchParams);
+    const id = await d.bulk.kickoff({ level, params, prefer: req.get('prefer'), principal: p, groupId: m[1], url });
     res.status(202).setHeader('Content-Location', d.bulk.statusUrl(id));
     res.type('application/fhir+json; charset=utf-8').send(JSON.stringify(informationOutcome(`Export ${id} started`)));
   };
   const routes: Route[] = [
-    { method: 'GET', re: /^\/\$export$/, run: kickoff('system') },
-    { method: 'GET', re: /^\/Patient\/\$export$/, run: kickoff('patient') },
-    { method: 'GET', re: /^\/Group\/([A-Za-z0-9\-.]{1,64})\/\$export$/, run: kickoff('group') },
+    ...['GET', 'POST'].flatMap((method) => [
+      { method, re: /^\/\$export$/, run: kickoff('system') },
+      { method, re: /^\/Patient\/\$export$/, run: kickoff('patient') },
+      { method, re: /^\/Group\/([A-Za-z0-9\-.]{1,64})\/\$export$/, run: kickoff('group') },
+    ]),
     {
       method: 'GET',
       re: /^\/\$export-status\/([^/]+)$/,

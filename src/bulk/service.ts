@@ -2,19 +2,22 @@ import type { Db } from 'mongodb';
 import type { Logger } from 'pino';
 import type { AccessPolicy, Principal } from '../auth/types';
 import { Errors } from '../errors';
-import type { StoredPrincipal } from '../subscriptions/collections';
+import type { ResourceRepository } from '../storage';
 import { JobStore } from './jobs';
 import { parseKickoff } from './kickoff';
-import type { FilterPort } from './source';
-import { ERROR_FILE, type ExportJobDoc, type ExportLevel } from './types';
+import type { KickoffParams } from './parameters';
+import { groupMembers, type FilterPort } from './source';
+import { ERROR_FILE, type ExportJobDoc, type ExportLevel, type JobPrincipal } from './types';
 import { ExportWorker, outcomeLine } from './worker';
 
 export interface BulkDeps {
   db: Db;
+  /** Groups are read through the repository (the one read path for resources). */
+  repository: Pick<ResourceRepository, 'read' | 'readMany'>;
   baseUrl: string;
   served: readonly string[];
   filters: FilterPort;
-  policyFor: (p: StoredPrincipal) => AccessPolicy;
+  policyFor: (p: JobPrincipal) => AccessPolicy;
   logger: Logger;
   clock: () => Date;
   newId: () => string;
@@ -47,6 +50,7 @@ export class BulkExport {
     this.jobs = new JobStore(d.db);
     this.worker = new ExportWorker({
       db: d.db,
+      repository: d.repository,
       jobs: this.jobs,
       filters: d.filters,
       policyFor: d.policyFor,
@@ -73,20 +77,24 @@ export class BulkExport {
   }
 
   /** Checks and queues a kick-off; returns the new job's id. */
-  async kickoff(a: { level: ExportLevel; query: URLSearchParams; prefer?: string; principal: Principal; groupId?: string; url: string }): Promise<string> {
+  async kickoff(a: { level: ExportLevel; params: KickoffParams; prefer?: string; principal: Principal; groupId?: string; url: string }): Promise<string> {
+    let members: string[] | undefined;
     if (a.level === 'group') {
-      const g = await this.d.db.collection('Group').findOne({ _id: a.groupId as never });
+      const g = await this.d.repository.read('Group', a.groupId!);
       if (!g || g.deleted || !a.principal.policy.canRead(g.res, g.comp ?? [])) throw Errors.notFound(`Group/${a.groupId} is not known`, 'MSG_NO_EXIST');
+      members = groupMembers(g.res);
     }
     const { spec, denied } = parseKickoff({
       level: a.level,
-      query: a.query,
+      params: a.params,
       prefer: a.prefer,
       served: this.d.served,
       principal: a.principal,
       groupId: a.groupId,
+      baseUrl: this.d.baseUrl,
       checkFilter: (t, q) => void this.d.filters.compileCriteria(t, q),
     });
+    if (spec.patients) await this.checkPatients(spec.patients, a.principal, members);
     const now = this.d.clock();
     const id = this.d.newId();
     const job: ExportJobDoc = {
@@ -97,8 +105,6 @@ export class BulkExport {
       principal: { clientId: a.principal.clientId, scopes: a.principal.scopes, ...(a.principal.patient ? { patient: a.principal.patient } : {}) },
       transactionTime: now,
       createdAt: now,
-      gen: 0,
-      heartbeat: new Date(0),
       typeIndex: 0,
       files: [],
       errors: denied.map((t) => outcomeLine(`Your access does not permit reading ${t}; it was left out of the export`, 'forbidden')),
@@ -107,6 +113,25 @@ export class BulkExport {
     await this.jobs.create(job);
     this.worker.nudge();
     return id;
+  }
+
+  /**
+   * `patient`: every one must be a Patient this token may read (and, for a Group, an active
+   * member). The IG asks for an error naming them rather than an export that quietly leaves them
+   * out; unknown and unreadable ones get the same answer, so the refusal tells nothing about
+   * patients the token may not see.
+   */
+  private async checkPatients(ids: string[], principal: Principal, members: string[] | undefined): Promise<void> {
+    const found = await this.d.repository.readMany('Patient', ids);
+    const missing: string[] = [];
+    for (const id of ids) {
+      const p = found.get(id);
+      const readable = p && !p.deleted && principal.policy.canRead(p.res, p.comp ?? [], 'search');
+      if (!readable || (members && !members.includes(id))) missing.push(`Patient/${id}`);
+    }
+    if (missing.length === 0) return;
+    const where = members ? 'members of this Group that your access permits reading' : 'patients your access permits reading';
+    throw Errors.badRequest(`patient names ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}, which are not ${where}`, 'MSG_BULK_PATIENT', ['Parameters.parameter']);
   }
 
   /** A job as its own client sees it; anyone else gets the same 404 as for a job that never was. */

@@ -1,6 +1,7 @@
 import type { Resource } from 'fhir/r4';
 import type { Db, Document, Filter } from 'mongodb';
 import type { AccessPolicy } from '../auth/types';
+import { restoreDecimals } from '../json';
 import type { CompiledCriteria } from '../search';
 import type { ExportSpec } from './types';
 
@@ -43,13 +44,13 @@ export async function* exportRows(
   if (members) parts.push(type === 'Patient' ? ({ _id: { $in: members } } as unknown as Filter<Document>) : { comp: { $in: members.map((m) => `Patient/${m}`) } });
   const cursor = db
     .collection(type)
-    .find(parts.length === 1 ? parts[0] : { $and: parts }, { projection: { res: 1, comp: 1, deleted: 1 }, batchSize: 200 });
+    .find(parts.length === 1 ? parts[0] : { $and: parts }, { projection: { res: 1, dec: 1, comp: 1, deleted: 1 }, batchSize: 200 });
   const memberRefs = members ? new Set(members.map((m) => `Patient/${m}`)) : undefined;
   let seen = 0;
   try {
     for await (const doc of cursor) {
       if (++seen % 500 === 0) await beat();
-      const res = doc.res as Resource;
+      const res = restoreDecimals(doc).res as Resource; // the sender's decimal texts, as search answers them
       const comp = (doc.comp as string[] | undefined) ?? [];
       if (doc.deleted || !policy.canRead(res, comp, 'search')) continue;
       if (criteria.length > 0 && !criteria.some((c) => filters.matches(c, res))) continue;

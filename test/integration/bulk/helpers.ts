@@ -81,3 +81,21 @@ export async function searchAll(agent: supertest.Agent, path: string, headers: R
 }
 
 export const byId = (a: Resource, b: Resource) => String(a.id).localeCompare(String(b.id));
+
+/** One kick-off parameter of a POST body: `[name, value[x] name, value]`. */
+export type Param = [string, string, unknown];
+
+/** The Parameters resource of a POST kick-off. */
+export function parameters(params: Param[]): Record<string, unknown> {
+  return { resourceType: 'Parameters', parameter: params.map(([name, key, value]) => ({ name, [key]: value })) };
+}
+
+/** POST kick-off with a Parameters body: returns the status URL (absolute, from Content-Location). */
+export async function kickoffPost(agent: supertest.Agent, path: string, params: Param[], headers: Record<string, string> = {}): Promise<string> {
+  const r = await agent
+    .post(path)
+    .set({ Accept: 'application/fhir+json', Prefer: 'respond-async', 'Content-Type': 'application/fhir+json', ...headers })
+    .send(JSON.stringify(parameters(params)));
+  if (r.status !== 202) throw new Error(`POST kick-off ${path}: ${r.status} ${r.text}`);
+  return r.headers['content-location'] as string;
+}
