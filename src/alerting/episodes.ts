@@ -113,6 +113,11 @@ export class EpisodeTracker {
     this.epoch = epoch;
   }
 
+  /** Forgets everything in memory: the next batch reloads it (after a failed batch). */
+  drop(): void {
+    this.epoch = undefined;
+  }
+
   /** Open episodes right now (metrics): kept as they open and close while the lease is held. */
   async openCount(): Promise<number> {
     if (this.cached()) return this.open.size;

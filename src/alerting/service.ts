@@ -68,6 +68,8 @@ export class AlertingService {
   /** Newest NEWS2 inputs per patient, kept while the lease is held (epoch `latestEpoch`). */
   private readonly latest = new Map<string, LatestDoc>();
   private latestEpoch?: number;
+  /** When each patient's NEWS2 inputs were last stored (clock ms; see onNews2Input). */
+  private readonly latestSavedAt = new Map<string, number>();
   private readonly costs: number[] = [];
 
   constructor(private readonly deps: AlertingDeps) {
@@ -131,6 +133,7 @@ export class AlertingService {
       this.episodes.forget(ref);
       this.inputs.forget(ref);
       this.latest.delete(ref);
+      this.latestSavedAt.delete(ref);
       for (const [device, info] of this.devices) if (info.patient === ref) this.devices.delete(device);
     });
   }
@@ -179,13 +182,20 @@ export class AlertingService {
       if (info) await this.takeOver(info.epoch);
       const batch = new DerivedBatch(this.st, this.deps.resources);
       let observations = 0;
-      for (const ev of events) {
-        if (ev.type === 'Patient' || ev.type === 'Goal') this.inputs.committed(ev);
-        else if (ev.type === 'Flag') await this.episodes.noteFlag(ev);
-        else if (ev.type === 'Device') await this.onDevice(ev, batch);
-        else if (ev.type === 'Observation' && ev.resource && ev.method !== 'DELETE' && (await this.onObservation(ev, ev.resource as Observation, batch))) observations++;
+      try {
+        for (const ev of events) {
+          if (ev.type === 'Patient' || ev.type === 'Goal') this.inputs.committed(ev);
+          else if (ev.type === 'Flag') await this.episodes.noteFlag(ev);
+          else if (ev.type === 'Device') await this.onDevice(ev, batch);
+          else if (ev.type === 'Observation' && ev.resource && ev.method !== 'DELETE' && (await this.onObservation(ev, ev.resource as Observation, batch))) observations++;
+        }
+        await batch.flush();
+      } catch (e) {
+        // The outbox offers the batch again; memory that ran ahead of the database is reloaded first.
+        this.episodes.drop();
+        this.latestEpoch = undefined;
+        throw e;
       }
-      await batch.flush();
       if (observations > 0) this.recordCost((performance.now() - t0) / observations, observations);
     });
   }
@@ -195,6 +205,7 @@ export class AlertingService {
     this.inputs.takeOver(epoch);
     if (this.latestEpoch !== epoch) {
       this.latest.clear();
+      this.latestSavedAt.clear();
       this.devices.clear();
       this.latestEpoch = epoch;
     }
@@ -285,13 +296,21 @@ export class AlertingService {
     // repeating one parameter would otherwise double the writes); they still count for the episode.
     const scores = JSON.stringify([result.scale, result.complete, result.scores]);
     let ref = doc.last?.scores === scores ? doc.last.ref : undefined;
+    const rescored = !ref;
     if (!ref) {
       const id = news2ObservationId(`Observation/${ev.id}`, ev.vid);
       batch.create(news2Observation({ id, patient, effective: at, result, inputs: [...refs].sort() }));
       ref = `Observation/${id}`;
       doc.last = { scores, ref };
     }
-    batch.latestInputs(doc);
+    // Stored when the scores changed; values that score the same change no NEWS2 and are stored at
+    // most once a refresh interval (after a take-over their times may be that much older).
+    const nowMs = this.now().getTime();
+    const savedAt = this.latestSavedAt.get(patient);
+    if (!this.leased() || rescored || savedAt === undefined || nowMs - savedAt >= this.deps.config.latestRefreshSeconds * 1000) {
+      batch.latestInputs(doc);
+      this.latestSavedAt.set(patient, nowMs);
+    }
     if (!result.complete || !result.band) return true; // incomplete: no alert, no resolution either
     const stream: EpisodeStream = { key: `${patient}|news2`, subject: { reference: patient }, code: NEWS2_TOTAL };
     const level = BAND_RANK[result.band];
