@@ -1,17 +1,17 @@
 import type { Resource } from 'fhir/r4';
-import { isFhirError } from '../errors';
 import type { CurrentDoc } from '../storage';
-import type { AlertDeadlineDoc, AlertingState, AlertLatestDoc, AlertStateDoc } from '../storage/state/alerting';
+import type { AlertDeadlineDoc, AlertFlagDoc, AlertingState, AlertLatestDoc, AlertStateDoc } from '../storage/state/alerting';
 
 /** How the module reads and writes resources (the server's own commit path; see index.ts). */
 export interface ResourcePort {
   /** The current version, undefined when absent or deleted. */
   read(type: string, id: string): Promise<CurrentDoc | undefined>;
   /**
-   * Server-side writes, all or nothing. Each replaces `current` (null: must not exist yet), so a
-   * racing writer makes the whole commit throw a 409 FhirError. Returns the new current documents.
+   * Server-side writes, each committed on its own and all at once (storage groups their inserts
+   * into a few round trips). Each replaces `current` (null: must not exist yet); one that lost a
+   * race to another writer is `'conflict'`, the others stand. Returns the new current documents.
    */
-  commit(writes: { resource: Resource; current: CurrentDoc | null }[]): Promise<CurrentDoc[]>;
+  commit(writes: { resource: Resource; current: CurrentDoc | null }[]): Promise<Array<CurrentDoc | 'conflict'>>;
 }
 
 interface PendingFlag {
@@ -24,9 +24,13 @@ interface PendingFlag {
 
 /**
  * Everything one outbox batch makes alerting write, in as few round trips as the work allows:
- * episode states, NEWS2 inputs and deadlines each in one bulk replace, then the batch's Flags and
- * NEWS2 Observations in one repository commit (all or nothing). State goes first, so a crash
- * before the commit leaves a replay (the outbox intents are still there) everything it needs.
+ * episode states, NEWS2 inputs and deadlines each in one bulk replace, and beside them the
+ * batch's Flags and NEWS2 Observations committed together (one concurrent wave of single-version
+ * commits, whose intents and versions storage groups into one insert each). They need not be all
+ * or nothing: each Flag stands alone, and a replayed NEWS2 Observation that exists already must
+ * not hold back the batch's Flags. A journal commit would cost seven sequential round trips where
+ * this costs three. A crash in between is repaired by the replay (the outbox intents are still
+ * there; the keys say what was decided).
  */
 export class DerivedBatch {
   private states = new Map<string, AlertStateDoc>();
@@ -34,6 +38,7 @@ export class DerivedBatch {
   private deadlines = new Map<string, AlertDeadlineDoc>();
   private flags = new Map<string, PendingFlag>();
   private creates: Resource[] = [];
+  private flagIndex: AlertFlagDoc[] = [];
 
   constructor(
     private readonly st: AlertingState,
@@ -57,6 +62,11 @@ export class DerivedBatch {
     this.creates.push(r);
   }
 
+  /** A new episode's Flag id -> episode entry (stored with the first wave, before its Flag is visible). */
+  indexFlag(d: AlertFlagDoc): void {
+    this.flagIndex.push(d);
+  }
+
   /** The Flag of episode `episodeId`; a later one for the same episode in this batch replaces it. */
   flag(episodeId: string, resource: Resource, current: CurrentDoc | null, done: (doc: CurrentDoc) => void, retry: () => Promise<unknown>): void {
     this.flags.set(episodeId, { resource, current, done, retry });
@@ -73,29 +83,29 @@ export class DerivedBatch {
     const deadlines = [...this.deadlines.values()];
     const flags = [...this.flags.values()];
     const creates = this.creates;
+    const index = this.flagIndex;
+    this.flagIndex = [];
     this.states.clear();
     this.latest.clear();
     this.deadlines.clear();
     this.flags.clear();
     this.creates = [];
-    await Promise.all([this.st.putStates(states), this.st.putLatest(latest), this.st.putDeadlines(deadlines)]);
     const writes = [...creates.map((resource) => ({ resource, current: null })), ...flags.map((f) => ({ resource: f.resource, current: f.current }))];
-    if (writes.length === 0) return;
-    try {
-      const docs = await this.resources.commit(writes);
-      flags.forEach((f, i) => f.done(docs[creates.length + i]));
-      return;
-    } catch (e) {
-      if (!isFhirError(e) || e.status !== 409) throw e;
+    const [results] = await Promise.all([
+      writes.length ? this.resources.commit(writes) : Promise.resolve([]),
+      this.st.putStates(states),
+      this.st.putLatest(latest),
+      this.st.putDeadlines(deadlines),
+      // Inserted in the same wave: a Flag's current version, what makes it readable, is the
+      // last of its commit's three steps, so the entry is there before anyone can acknowledge it.
+      ...index.map((d) => this.st.indexFlag(d)),
+    ]);
+    // A create that clashed is a replay (the NEWS2 Observation exists); a Flag that lost its
+    // If-Match (an acknowledgement, another instance) is projected again from the database.
+    for (let i = 0; i < flags.length; i++) {
+      const r = results[creates.length + i];
+      if (r === 'conflict') await flags[i].retry();
+      else flags[i].done(r);
     }
-    // One of them lost a race (an acknowledgement, a replayed NEWS2 Observation): each on its own.
-    for (const resource of creates) {
-      try {
-        await this.resources.commit([{ resource, current: null }]);
-      } catch (e) {
-        if (!isFhirError(e) || e.status !== 409) throw e;
-      }
-    }
-    for (const f of flags) await f.retry();
   }
 }

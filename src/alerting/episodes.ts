@@ -1,7 +1,6 @@
 import type { Flag } from 'fhir/r4';
 import type { CommittedEvent, CurrentDoc } from '../storage';
 import type { AlertingState, AlertStateDoc } from '../storage/state/alerting';
-import { isFhirError } from '../errors';
 import type { DerivedBatch, ResourcePort } from './batch';
 import { buildFlag, flagIdOf, type EpisodeView } from './flag';
 import { ALERT_EXT, SEVERITY_LEVEL, type AlertEvent, type EpisodeStream, type Judged } from './model';
@@ -229,7 +228,9 @@ export class EpisodeTracker {
     if (!ep.open) {
       const n = ep.n + 1;
       if (!(await this.st.insertKey({ _id: `${stream.key}#${n}`, at: r.at, ref: r.ref, stream }))) return 'lost';
-      await this.st.indexFlag({ _id: flagIdOf(stream.key, n), stream: stream.key, n });
+      const index = { _id: flagIdOf(stream.key, n), stream: stream.key, n };
+      if (batch) batch.indexFlag(index);
+      else await this.st.indexFlag(index);
       const state: AlertStateDoc = {
         _id: `${stream.key}#${n}`, stream, n, level: r.level, severity: r.severity, start: r.at,
         firstRef: r.ref, latestRef: r.ref, normals: [], lastAbnormalAt: r.at, maxLevel,
@@ -260,9 +261,10 @@ export class EpisodeTracker {
       }
       // A transition: what the batch holds for this episode is told first, as its own version.
       await batch?.flushIfHolds(id);
-      if (!(await this.st.insertKey({ _id: `${id}|end`, at: r.at, ref: r.ref }))) return 'lost';
+      // Already there: decided before (a replay) or by another writer; the key's time is the end.
+      const endAt = (await this.st.insertKey({ _id: `${id}|end`, at: r.at, ref: r.ref })) ? r.at : ((await this.st.key(`${id}|end`))?.at ?? r.at);
       ep.open = false;
-      ep.end = r.at;
+      ep.end = endAt;
       this.remember(ep);
       await this.saveState(ep, batch);
       return this.project(ep, batch);
@@ -273,7 +275,8 @@ export class EpisodeTracker {
     s.lastAbnormalAt = r.at;
     if (r.level > s.level) {
       await batch?.flushIfHolds(id);
-      if (!(await this.st.insertKey({ _id: `${id}|esc${r.level}`, at: r.at, ref: r.ref }))) return 'lost';
+      // A duplicate is an escalation decided before (a replay) or by another writer: the level stands.
+      await this.st.insertKey({ _id: `${id}|esc${r.level}`, at: r.at, ref: r.ref });
       s.level = r.level;
       s.severity = r.severity;
     }
@@ -287,9 +290,9 @@ export class EpisodeTracker {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const ep = attempt === 0 ? await this.episode(streamKey) : await this.reload(streamKey);
       if (ep.n !== n || !ep.open) return undefined;
-      if (!(await this.st.insertKey({ _id: `${streamKey}#${n}|end`, at }))) continue;
+      const endAt = (await this.st.insertKey({ _id: `${streamKey}#${n}|end`, at })) ? at : ((await this.st.key(`${streamKey}#${n}|end`))?.at ?? at);
       ep.open = false;
-      ep.end = at;
+      ep.end = endAt;
       this.remember(ep);
       if (ep.state) await this.saveState(ep);
       return this.project(ep);
@@ -364,13 +367,10 @@ export class EpisodeTracker {
       }, () => this.reproject(ep.key));
       return event;
     }
-    try {
-      [ep.flag] = await this.resources.commit([{ resource: flag, current: cur }]);
-      return event;
-    } catch (e) {
-      if (!isFhirError(e) || e.status !== 409) throw e;
-      return this.reproject(ep.key);
-    }
+    const [written] = await this.resources.commit([{ resource: flag, current: cur }]);
+    if (written === 'conflict') return this.reproject(ep.key);
+    ep.flag = written;
+    return event;
   }
 
   /**
@@ -378,16 +378,23 @@ export class EpisodeTracker {
    * episode again and project, after a short random pause so contenders spread out.
    */
   private async reproject(streamKey: string): Promise<AlertEvent | undefined> {
-    for (let attempt = 1; ; attempt++) {
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       await new Promise((r) => setTimeout(r, Math.random() * 10 * attempt));
       const ep = await this.reload(streamKey);
       if (!ep.state) return undefined;
-      try {
-        return await this.project(ep);
-      } catch (e) {
-        if (attempt >= MAX_ATTEMPTS || !isFhirError(e) || e.status !== 409) throw e;
+      const flagId = flagIdOf(ep.key, ep.n);
+      ep.flag = (await this.resources.read('Flag', flagId)) ?? null;
+      const v = this.view(ep);
+      const event = eventBetween(ep.flag?.res as Flag | undefined, v);
+      const flag = buildFlag(v, event, ep.state.maxLevel);
+      if (ep.flag && sameContent(ep.flag.res as Flag, flag, event)) return undefined;
+      const [written] = await this.resources.commit([{ resource: flag, current: ep.flag }]);
+      if (written !== 'conflict') {
+        ep.flag = written;
+        return event;
       }
     }
+    throw new Error(`alert episode ${streamKey}: the Flag kept changing under ${MAX_ATTEMPTS} projections`);
   }
 }
 

@@ -33,12 +33,18 @@ export function createAlerting(deps: {
     read: (type, id) => readOrUndefined(store, type, id),
     async commit(writes) {
       const now = deps.clock();
-      const prepared = await Promise.all(
-        writes.map((w) => store.prepare(w.resource.resourceType, w.resource.id!, w.resource as Resource, w.current, 'PUT', ctx, now)),
+      return Promise.all(
+        writes.map(async (w) => {
+          const p = await store.prepare(w.resource.resourceType, w.resource.id!, w.resource as Resource, w.current, 'PUT', ctx, now);
+          try {
+            await store.commit([p]);
+            return p.doc;
+          } catch (e) {
+            if (isFhirError(e) && e.status === 409) return 'conflict' as const;
+            throw e;
+          }
+        }),
       );
-      // All or nothing: each write expects its `current` (none for a create), so a racing writer is a 409.
-      await store.commit(prepared);
-      return prepared.map((p) => p.doc);
     },
   };
   return new AlertingService({

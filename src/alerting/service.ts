@@ -204,9 +204,16 @@ export class AlertingService {
     await this.episodes.takeOver(epoch);
     this.inputs.takeOver(epoch);
     if (this.latestEpoch !== epoch) {
+      this.latestEpoch = undefined;
       this.latest.clear();
       this.latestSavedAt.clear();
       this.devices.clear();
+      // Every patient's NEWS2 inputs at once: under the lease a patient absent here has none.
+      const nowMs = this.now().getTime();
+      for (const d of await this.st.allLatest()) {
+        this.latest.set(d._id, d);
+        this.latestSavedAt.set(d._id, nowMs);
+      }
       this.latestEpoch = epoch;
     }
   }
@@ -262,7 +269,7 @@ export class AlertingService {
     const leased = this.leased();
     const hit = leased ? this.latest.get(patient) : undefined;
     if (hit) return hit;
-    const doc = (await this.st.latest(patient)) ?? { _id: patient, v: {} };
+    const doc = (leased ? undefined : await this.st.latest(patient)) ?? { _id: patient, v: {} };
     if (leased) this.latest.set(patient, doc);
     return doc;
   }

@@ -223,6 +223,11 @@ export class AlertingState {
 
   // ---------------------------------------------------------------- NEWS2 inputs
 
+  /** Every patient's newest NEWS2 inputs, read once when the consumer takes the outbox lease. */
+  allLatest(): Promise<AlertLatestDoc[]> {
+    return this.latests.find({}).toArray();
+  }
+
   latest(patient: string): Promise<AlertLatestDoc | null> {
     return this.latests.findOne({ _id: patient });
   }
