@@ -88,10 +88,17 @@ async function until(f, ms, what) {
   }
 }
 
-async function post(stack, type, body) {
-  const r = await request(`${stack.baseUrl}/${type}`, { method: 'POST', headers: HEADERS, body: JSON.stringify(body) });
-  if (r.status !== 201) throw new Error(`POST ${type}: ${r.status} ${r.body}`);
-  return JSON.parse(r.body);
+/** POST; set-up requests (`patient`) wait out back-pressure (503 + Retry-After), measured ones must not meet it. */
+async function post(stack, type, body, { patient = false } = {}) {
+  for (let attempt = 0; ; attempt++) {
+    const r = await request(`${stack.baseUrl}/${type}`, { method: 'POST', headers: HEADERS, body: JSON.stringify(body) });
+    if (r.status === 201) return JSON.parse(r.body);
+    if (r.status === 503 && patient && attempt < 60) {
+      await new Promise((res) => setTimeout(res, 1000));
+      continue;
+    }
+    throw new Error(`POST ${type}: ${r.status} ${r.body}`);
+  }
 }
 
 const idle = (stack) => until(async () => (await stack.vigil.outbox.oldestPendingAt()) === undefined, 120_000, 'the outbox to drain');
@@ -114,13 +121,14 @@ async function rawRoundTrips(db) {
 }
 
 async function latency(stack, hook, endpoint) {
-  await post(stack, 'Subscription', subscription(endpoint, 'Flag?code=http://loinc.org|8867-4'));
+  await post(stack, 'Subscription', subscription(endpoint, 'Flag?code=http://loinc.org|8867-4'), { patient: true });
   for (let i = 1; i < SUBS; i += 16) {
     const n = Math.min(16, SUBS - i);
-    await Promise.all(Array.from({ length: n }, (_, k) => post(stack, 'Subscription', subscription(endpoint, `Flag?patient=Patient/other-${i + k}`))));
+    await Promise.all(Array.from({ length: n }, (_, k) => post(stack, 'Subscription', subscription(endpoint, `Flag?patient=Patient/other-${i + k}`), { patient: true })));
   }
   await until(() => hook.handshakes() >= SUBS, 150_000, `${SUBS} handshakes`);
-  await post(stack, 'Observation', vital('warm-up', '8867-4', 115, '/min'));
+  await idle(stack);
+  await post(stack, 'Observation', vital('warm-up', '8867-4', 115, '/min'), { patient: true });
   await until(() => hook.arrived.has(flagIdOf('Patient/warm-up|8867-4', 1)), 30_000, 'the warm-up notification');
   await idle(stack);
 
