@@ -2,10 +2,11 @@ import type { Flag } from 'fhir/r4';
 import type { CommittedEvent, CurrentDoc } from '../storage';
 import type { AlertingState, AlertStateDoc } from '../storage/state/alerting';
 import type { DerivedBatch, ResourcePort } from './batch';
-import { buildFlag, flagIdOf, type EpisodeView } from './flag';
-import { ALERT_EXT, SEVERITY_LEVEL, type AlertEvent, type EpisodeStream, type Judged } from './model';
+import { buildFlag, eventBetween, flagIdOf, sameContent, type EpisodeView } from './flag';
+import type { AlertEvent, EpisodeStream, Judged } from './model';
 
 export type { ResourcePort } from './batch';
+export { eventBetween } from './flag';
 
 export interface EpisodeOptions {
   /** Consecutive normal readings that resolve an episode. */
@@ -396,27 +397,4 @@ export class EpisodeTracker {
     }
     throw new Error(`alert episode ${streamKey}: the Flag kept changing under ${MAX_ATTEMPTS} projections`);
   }
-}
-
-function ext(f: Flag, url: string) {
-  return f.extension?.find((e) => e.url === url);
-}
-
-/** raised > resolved > escalated > acknowledged > updated: what the new version says happened. */
-export function eventBetween(cur: Flag | undefined, v: EpisodeView): AlertEvent {
-  if (!cur) return 'raised';
-  if (v.end && cur.status === 'active') return 'resolved';
-  if (v.end) return (ext(cur, ALERT_EXT.event)?.valueCode as AlertEvent | undefined) ?? 'resolved';
-  const curLevel = SEVERITY_LEVEL[ext(cur, ALERT_EXT.severity)?.valueCode ?? ''] ?? 0;
-  if (v.level > curLevel) return 'escalated';
-  const curAck = ext(cur, ALERT_EXT.acknowledgement)?.extension?.find((e) => e.url === 'at')?.valueDateTime;
-  if (v.ack && v.ack.at.toISOString() !== curAck) return 'acknowledged';
-  return 'updated';
-}
-
-/** Equal apart from meta: writing it would change nothing (a replay). */
-function sameContent(a: Flag, b: Flag, event: AlertEvent): boolean {
-  if (event !== 'updated' && event !== (ext(a, ALERT_EXT.event)?.valueCode as string)) return false;
-  const strip = (f: Flag) => JSON.stringify({ ...f, meta: undefined, extension: f.extension?.filter((e) => e.url !== ALERT_EXT.event) });
-  return strip(a) === strip(b);
 }
