@@ -149,11 +149,11 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     onAttempt: (channel, ok, committedAt, now) => metrics.delivery(channel, ok, committedAt, now),
   });
   const patients = patientReader(store);
-  alerting = createAlerting({ db, config: config.alerting, logger, store, search, clock });
+  alerting = createAlerting({ db, config: config.alerting, logger, store, search, clock, leaseEpoch: () => outbox.heldEpoch() });
   const alerts = alerting;
   const subs = subscriptions;
   outbox.addConsumer((events) => subs.onCommitted(events));
-  outbox.addConsumer((events) => alerts.onCommitted(events));
+  outbox.addConsumer((events, info) => alerts.onCommitted(events, info));
   outbox.addConsumer(async (events) => metrics.committed(events));
   const load = new LoadMonitor(() => outbox.oldestPendingAt());
   metrics.watchDatabase(db.client, (ms, started, id) => load.command(ms, started, id));

@@ -64,6 +64,8 @@ export interface AlertingConfig {
   news2FreshnessMinutes: number;
   /** How often durable deadlines (silent devices, quiet periods) are checked. */
   deadlinePollMs: number;
+  /** A repeat reading moves an episode Flag's latest triggering reading at most this often (seconds; 0: every outbox batch). */
+  latestRefreshSeconds: number;
 }
 
 /** The work one request may ask for; every limit names its setting in the refusal. */
@@ -214,6 +216,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       news2: bool(env, 'NEWS2_ENABLED', true),
       news2FreshnessMinutes: int(env, 'NEWS2_FRESHNESS_MIN', 60, 1, 24 * 60),
       deadlinePollMs: int(env, 'ALERT_DEADLINE_POLL_MS', 1000, 50, 60_000),
+      latestRefreshSeconds: int(env, 'ALERT_LATEST_REFRESH_S', 60, 0, 3600),
     },
     bulkExportTtlSeconds: int(env, 'BULK_EXPORT_TTL_SECONDS', 3600, 10, 30 * 86400),
     bulkLeaseMs: int(env, 'BULK_LEASE_MS', 30_000, 500, 600_000),

@@ -1,21 +1,8 @@
-import type { Collection, Db } from 'mongodb';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { isDuplicateKey } from '../storage';
-import { putById } from './db';
+import type { AlertDeadlineDoc, AlertingState } from '../storage/state/alerting';
 
-/** A durable deadline: `_id` names what it is about (e.g. `silent|Device/7`); `token` changes at each reschedule. */
-export interface DeadlineDoc {
-  _id: string;
-  due: Date;
-  token: string;
-  data: Record<string, string>;
-}
-interface ClaimDoc {
-  _id: string;
-  at: Date;
-}
-
+export type DeadlineDoc = AlertDeadlineDoc;
 export type DeadlineHandler = (d: DeadlineDoc) => Promise<void>;
 
 /** A claim this old belongs to an instance that died while firing; the deadline may be taken over. */
@@ -23,42 +10,45 @@ const CLAIM_STALE_MS = 30_000;
 /** How long fired claims are kept. */
 const CLAIM_KEEP_MS = 3_600_000;
 
+/** A deadline (or its new position) to store. */
+export function deadlineDoc(id: string, due: Date, data: Record<string, string> = {}): DeadlineDoc {
+  return { _id: id, due, token: randomUUID(), data };
+}
+
 /**
  * Deadlines kept in the database, so they survive restarts and crashes: an overdue deadline
- * fires as soon as any instance polls. Firing is claimed by inserting `<id>|<token>` (only one
- * instance can); the handler's effects are idempotent (episode keys), so a claim taken over
- * after a crash completes the work instead of doing it twice. A fired deadline is deleted only
- * if it has not been rescheduled meanwhile (same token).
+ * fires as soon as the instance holding the outbox lease polls (`active`), the same instance
+ * whose consumer moves them, so quiet periods and silent devices are judged from its memory.
+ *
+ * Firing a deadline is a one-shot transition, not a held lease: the claim `<id>|<token>` names
+ * one version of one deadline, is inserted once (a unique `_id`), never renewed, and kept an hour
+ * so an instance that read the same version late still loses. Across a lease hand-over two
+ * instances may both try; the claim lets one through. A claim left by an instance that died
+ * mid-way is taken over by a second unique insert after 30 s, and the handler is idempotent
+ * (episode keys), so nothing fires twice. A lease chain would add renewals and a hint read to
+ * every deadline for nothing: nobody holds a deadline over time.
  */
 export class DeadlineWorker {
-  private readonly deadlines: Collection<DeadlineDoc>;
-  private readonly claims: Collection<ClaimDoc>;
   private timer?: NodeJS.Timeout;
   private running?: Promise<void>;
   private stopped = true;
 
   constructor(
-    db: Db,
+    private readonly st: AlertingState,
     private readonly handler: DeadlineHandler,
     private readonly logger: Logger,
     private readonly now: () => Date,
     private readonly pollMs: number,
-  ) {
-    this.deadlines = db.collection('alert_deadlines');
-    this.claims = db.collection('alert_claims');
-  }
+    private readonly active: () => boolean = () => true,
+  ) {}
 
-  async ensureIndexes(): Promise<void> {
-    await this.deadlines.createIndex({ due: 1 });
-  }
-
-  /** Sets (or moves) a deadline. */
+  /** Sets (or moves) a deadline now (outside a batch). */
   async schedule(id: string, due: Date, data: Record<string, string> = {}): Promise<void> {
-    await putById(this.deadlines, id, { due, token: randomUUID(), data });
+    await this.st.putDeadlines([deadlineDoc(id, due, data)]);
   }
 
   async cancel(id: string): Promise<void> {
-    await this.deadlines.deleteOne({ _id: id });
+    await this.st.deleteDeadline(id);
   }
 
   start(): void {
@@ -75,7 +65,7 @@ export class DeadlineWorker {
   private tick(ms: number): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
-      this.running = this.fireDue()
+      this.running = (this.active() ? this.fireDue() : Promise.resolve(0))
         .then(() => undefined)
         .catch((e: unknown) => this.logger.warn({ err: e }, 'alert deadlines: firing failed; will retry'))
         .finally(() => {
@@ -89,36 +79,25 @@ export class DeadlineWorker {
   /** Fires every overdue deadline once; returns how many this instance fired. */
   async fireDue(): Promise<number> {
     const now = this.now();
-    const due = await this.deadlines.find({ due: { $lte: now } }).sort({ due: 1 }).limit(100).toArray();
+    const due = await this.st.dueDeadlines(now, 100);
     let fired = 0;
     for (const d of due) {
       if (!(await this.claim(d, now))) continue;
       await this.handler(d);
-      await this.deadlines.deleteOne({ _id: d._id, token: d.token });
+      await this.st.deleteDeadlineIfToken(d._id, d.token);
       fired++;
     }
     // Claims stay a while (a slower instance that read the same deadline must still lose), then go.
-    if (fired > 0) await this.claims.deleteMany({ at: { $lt: new Date(now.getTime() - CLAIM_KEEP_MS) } });
+    if (fired > 0) await this.st.sweepClaims(new Date(now.getTime() - CLAIM_KEEP_MS));
     return fired;
   }
 
   private async claim(d: DeadlineDoc, now: Date): Promise<boolean> {
     const id = `${d._id}|${d.token}`;
-    try {
-      await this.claims.insertOne({ _id: id, at: now });
-      return true;
-    } catch (e) {
-      if (!isDuplicateKey(e)) throw e;
-    }
-    const c = await this.claims.findOne({ _id: id });
+    if (await this.st.insertClaim(id, now)) return true;
+    const c = await this.st.claim(id);
     if (!c || now.getTime() - c.at.getTime() < CLAIM_STALE_MS) return false;
     // The claimer died mid-way: take over under a second, also unique, claim.
-    try {
-      await this.claims.insertOne({ _id: `${id}|takeover|${Math.floor(c.at.getTime() / CLAIM_STALE_MS)}`, at: now });
-      return true;
-    } catch (e) {
-      if (isDuplicateKey(e)) return false;
-      throw e;
-    }
+    return this.st.insertClaim(`${id}|takeover|${Math.floor(c.at.getTime() / CLAIM_STALE_MS)}`, now);
   }
 }

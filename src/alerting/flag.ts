@@ -1,6 +1,6 @@
 import type { Extension, Flag } from 'fhir/r4';
 import { createHash } from 'node:crypto';
-import { ALERT_EXT, ALERT_PROFILE, FLAG_CATEGORY, FLAG_PRIORITY, type AlertEvent, type EpisodeStream } from './model';
+import { ALERT_EXT, ALERT_PROFILE, FLAG_CATEGORY, FLAG_PRIORITY, SEVERITY_LEVEL, type AlertEvent, type EpisodeStream } from './model';
 
 /** Everything an episode Flag shows; the Flag is a projection of this (see episodes.ts). */
 export interface EpisodeView {
@@ -66,4 +66,27 @@ export function flagState(f: Flag | undefined): { event?: AlertEvent; active: bo
   if (!f) return { active: false };
   const get = (url: string) => f.extension?.find((e) => e.url === url)?.valueCode;
   return { event: get(ALERT_EXT.event) as AlertEvent | undefined, active: f.status === 'active', severity: get(ALERT_EXT.severity) };
+}
+
+function ext(f: Flag, url: string) {
+  return f.extension?.find((e) => e.url === url);
+}
+
+/** raised > resolved > escalated > acknowledged > updated: what the new version says happened. */
+export function eventBetween(cur: Flag | undefined, v: EpisodeView): AlertEvent {
+  if (!cur) return 'raised';
+  if (v.end && cur.status === 'active') return 'resolved';
+  if (v.end) return (ext(cur, ALERT_EXT.event)?.valueCode as AlertEvent | undefined) ?? 'resolved';
+  const curLevel = SEVERITY_LEVEL[ext(cur, ALERT_EXT.severity)?.valueCode ?? ''] ?? 0;
+  if (v.level > curLevel) return 'escalated';
+  const curAck = ext(cur, ALERT_EXT.acknowledgement)?.extension?.find((e) => e.url === 'at')?.valueDateTime;
+  if (v.ack && v.ack.at.toISOString() !== curAck) return 'acknowledged';
+  return 'updated';
+}
+
+/** Equal apart from meta: writing it would change nothing (a replay). */
+export function sameContent(a: Flag, b: Flag, event: AlertEvent): boolean {
+  if (event !== 'updated' && event !== (ext(a, ALERT_EXT.event)?.valueCode as string)) return false;
+  const strip = (f: Flag) => JSON.stringify({ ...f, meta: undefined, extension: f.extension?.filter((e) => e.url !== ALERT_EXT.event) });
+  return strip(a) === strip(b);
 }

@@ -6,7 +6,8 @@ import type { AlertingConfig } from '../config';
 import { isFhirError } from '../errors';
 import type { ResourceStore } from '../resources/store';
 import type { SearchService } from '../search/service';
-import type { ResourcePort } from './episodes';
+import type { CurrentDoc } from '../storage';
+import type { ResourcePort } from './batch';
 import { AlertingService } from './service';
 
 export { AlertingService } from './service';
@@ -14,6 +15,8 @@ export { AlertingService } from './service';
 /**
  * Builds the alerting module on the server's own commit path: its Flags and NEWS2 Observations
  * are server-side writes (versioned, in the outbox, notified like any other version).
+ * `leaseEpoch` is the outbox's `heldEpoch` (its memory is trusted only while the lease is held);
+ * the module's consumer is registered as `(events, info) => alerting.onCommitted(events, info)`.
  */
 export function createAlerting(deps: {
   db: Db;
@@ -22,22 +25,26 @@ export function createAlerting(deps: {
   store: ResourceStore;
   search: SearchService;
   clock: () => Date;
+  leaseEpoch?: () => number | undefined;
 }): AlertingService {
   const { store, search } = deps;
+  const ctx = { principal: anonymousPrincipal, internal: true };
   const resources: ResourcePort = {
-    async read(type, id) {
-      const d = await readOrUndefined(store, type, id);
-      return d ? { resource: d.res, vid: d.vid } : undefined;
-    },
-    async write(resource: Resource, ifMatch?: number) {
-      const ctx = { principal: anonymousPrincipal, internal: true };
-      if (ifMatch !== 0) {
-        await store.update(resource.resourceType, resource.id!, resource, ctx, ifMatch);
-        return;
-      }
-      // Create only: of two racing creators the second fails on the unique first version.
-      const w = await store.prepare(resource.resourceType, resource.id!, resource, null, 'PUT', ctx, deps.clock());
-      if (!w.noop) await store.commit([w]);
+    read: (type, id) => readOrUndefined(store, type, id),
+    async commit(writes) {
+      const now = deps.clock();
+      return Promise.all(
+        writes.map(async (w) => {
+          const p = await store.prepare(w.resource.resourceType, w.resource.id!, w.resource as Resource, w.current, 'PUT', ctx, now);
+          try {
+            await store.commit([p]);
+            return p.doc;
+          } catch (e) {
+            if (isFhirError(e) && e.status === 409) return 'conflict' as const;
+            throw e;
+          }
+        }),
+      );
     },
   };
   return new AlertingService({
@@ -46,6 +53,8 @@ export function createAlerting(deps: {
     logger: deps.logger,
     resources,
     now: deps.clock,
+    leaseEpoch: deps.leaseEpoch,
+    patient: async (id) => (await readOrUndefined(store, 'Patient', id))?.res as Patient | undefined,
     goals: async (patientRef) =>
       (await search.findMatches('Goal', `subject=${encodeURIComponent(patientRef)}`, allowAllPolicy, 50)).map((d) => d.res as Goal),
   });
@@ -61,7 +70,7 @@ export function patientReader(store: ResourceStore): { patient(id: string): Prom
 }
 
 /** The current version, or undefined when absent or deleted (the server reads with no restriction). */
-async function readOrUndefined(store: ResourceStore, type: string, id: string) {
+async function readOrUndefined(store: ResourceStore, type: string, id: string): Promise<CurrentDoc | undefined> {
   try {
     return await store.read(type, id, allowAllPolicy);
   } catch (e) {

@@ -1,38 +1,39 @@
-import type { Device, Flag, Goal, Observation, Patient, Resource } from 'fhir/r4';
+import type { Device, Flag, Observation, Resource } from 'fhir/r4';
 import type { Db } from 'mongodb';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Principal } from '../auth/types';
 import type { AlertingConfig } from '../config';
 import { Errors } from '../errors';
-import type { CommittedEvent } from '../storage';
+import type { BatchInfo, CommittedEvent } from '../storage';
+import { AlertingState, type AlertLatestDoc } from '../storage/state/alerting';
 import type { RangeContext } from '../subscriptions/interpretation';
 import { LOINC, SNOMED } from '../terminology/vital-codes';
-import { putById } from './db';
-import { DeadlineWorker, type DeadlineDoc } from './deadlines';
-import { EpisodeTracker, type ResourcePort } from './episodes';
+import { DerivedBatch, type ResourcePort } from './batch';
+import { DeadlineWorker, deadlineDoc, type DeadlineDoc } from './deadlines';
+import { EpisodeTracker } from './episodes';
 import { flagIdOf } from './flag';
+import { PatientInputsCache, type PatientLoader } from './inputs';
 import { ALERT_CODES, ALERT_EXT, type EpisodeStream } from './model';
 import { BAND_RANK, news2, type News2Inputs } from './news2';
 import { NEWS2_TOTAL, news2Observation, news2ObservationId } from './news2-observation';
 import { news2Values, vitalReadings } from './readings';
 import { rangeContextFor } from './targets';
 
-export interface AlertingDeps {
+export interface AlertingDeps extends PatientLoader {
   db: Db;
   config: AlertingConfig;
   logger: Logger;
   resources: ResourcePort;
-  /** Active Goals of a patient ("Patient/1"), for per-patient targets. */
-  goals(patientRef: string): Promise<Goal[]>;
+  /** The outbox lease epoch while this instance holds the lease (undefined otherwise); absent: never. */
+  leaseEpoch?: () => number | undefined;
   now?: () => Date;
 }
 
-interface LatestDoc {
-  _id: string;
-  v: Partial<Record<keyof News2Inputs, { value: number | boolean | string; at: Date; ref: string }>>;
-  /** The scores of the NEWS2 Observation written last, and its reference (unchanged scores are not written again). */
-  last?: { scores: string; ref: string };
-}
+type LatestDoc = AlertLatestDoc;
+
+/** How many per-Observation cost samples are kept (see observationCosts). */
+const COST_SAMPLES = 10_000;
 
 const MIN_INTERVAL_S = 10;
 const DEVICE_CACHE_MS = 30_000;
@@ -58,18 +59,37 @@ function effectiveOf(o: Observation, fallback: Date): Date {
  */
 export class AlertingService {
   readonly episodes: EpisodeTracker;
+  private readonly st: AlertingState;
   private readonly deadlines: DeadlineWorker;
+  private readonly inputs: PatientInputsCache;
   private readonly now: () => Date;
+  private readonly leaseEpoch: () => number | undefined;
   private readonly devices = new Map<string, { interval?: number; patient?: string; at: number }>();
+  /** Newest NEWS2 inputs per patient, kept while the lease is held (epoch `latestEpoch`). */
+  private readonly latest = new Map<string, LatestDoc>();
+  private latestEpoch?: number;
+  /** When each patient's NEWS2 inputs were last stored (clock ms; see onNews2Input). */
+  private readonly latestSavedAt = new Map<string, number>();
+  private readonly costs: number[] = [];
 
   constructor(private readonly deps: AlertingDeps) {
     this.now = deps.now ?? (() => new Date());
-    this.episodes = new EpisodeTracker(deps.db, deps.resources, { normalsToResolve: deps.config.normalsToResolve });
-    this.deadlines = new DeadlineWorker(deps.db, (d) => this.onDeadline(d), deps.logger, this.now, deps.config.deadlinePollMs);
+    this.leaseEpoch = deps.leaseEpoch ?? (() => undefined);
+    this.st = new AlertingState(deps.db);
+    this.episodes = new EpisodeTracker(this.st, deps.resources, {
+      normalsToResolve: deps.config.normalsToResolve,
+      latestRefreshMs: deps.config.latestRefreshSeconds * 1000,
+      leaseEpoch: this.leaseEpoch,
+      now: this.now,
+    });
+    this.inputs = new PatientInputsCache(deps, this.leaseEpoch);
+    // Deadlines fire where the consumer runs (the outbox lease holder): see deadlines.ts.
+    const active = deps.leaseEpoch ? () => this.leaseEpoch() !== undefined : () => true;
+    this.deadlines = new DeadlineWorker(this.st, (d) => this.episodes.exclusive(() => this.onDeadline(d)), deps.logger, this.now, deps.config.deadlinePollMs, active);
   }
 
   async ensureIndexes(): Promise<void> {
-    await this.deadlines.ensureIndexes();
+    await this.st.ensureIndexes();
   }
 
   start(): void {
@@ -80,7 +100,7 @@ export class AlertingService {
     await this.deadlines.stop();
   }
 
-  /** For metrics: episodes open right now. */
+  /** For metrics: episodes open right now (kept in memory while the lease is held; no scan at scrape). */
   openEpisodeCount(): Promise<number> {
     return this.episodes.openCount();
   }
@@ -88,6 +108,34 @@ export class AlertingService {
   /** Fires overdue deadlines now (tests with an injected clock). */
   fireDueDeadlines(): Promise<number> {
     return this.deadlines.fireDue();
+  }
+
+  /**
+   * The consumer's own cost of episode tracking and NEWS2 per Observation (ms; each batch's time
+   * shared among its Observations), newest last, at most 10,000 samples; `reset` empties it.
+   */
+  observationCosts(reset = false): number[] {
+    const out = [...this.costs];
+    if (reset) this.costs.length = 0;
+    return out;
+  }
+
+  /**
+   * Erasure: removes everything alerting keeps about `Patient/<patientId>` (episode keys, state,
+   * heads and Flag index, NEWS2 inputs, quiet-period and silent-device deadlines naming it, and
+   * this instance's cached copies). The Flags and NEWS2 Observations are resources in the
+   * patient's compartment: erasure removes those itself.
+   */
+  async erase(patientId: string): Promise<void> {
+    const ref = `Patient/${patientId}`;
+    await this.episodes.exclusive(async () => {
+      await this.st.erasePatient(ref);
+      this.episodes.forget(ref);
+      this.inputs.forget(ref);
+      this.latest.delete(ref);
+      this.latestSavedAt.delete(ref);
+      for (const [device, info] of this.devices) if (info.patient === ref) this.devices.delete(device);
+    });
   }
 
   // ---------------------------------------------------------------- before the commit
@@ -108,58 +156,129 @@ export class AlertingService {
     return r;
   }
 
-  /** Per-patient facts for derived interpretations (targets, age, gender). */
-  rangeContext(obs: Observation, load: { patient(id: string): Promise<Patient | undefined> }): Promise<RangeContext | undefined> {
-    if (!this.deps.config.enabled) return Promise.resolve(undefined);
-    return rangeContextFor(obs, { patient: load.patient, goals: (p) => this.deps.goals(p) }, this.now());
+  /**
+   * Per-patient facts for derived interpretations (targets, age, gender), from the cache while
+   * the lease is held. (`_reader` is the wiring's patient reader; the cache reads through its own.)
+   */
+  rangeContext(obs: Observation, _reader?: unknown): Promise<RangeContext | undefined> {
+    const ref = obs.subject?.reference;
+    if (!this.deps.config.enabled || !ref?.startsWith('Patient/')) return Promise.resolve(undefined);
+    let inputs: ReturnType<PatientInputsCache['get']> | undefined;
+    const once = () => (inputs ??= this.inputs.get(ref));
+    return rangeContextFor(obs, { patient: async () => (await once()).patient, goals: async () => (await once()).goals }, this.now());
   }
 
   // ---------------------------------------------------------------- after the commit
 
-  async onCommitted(events: CommittedEvent[]): Promise<void> {
+  /**
+   * The outbox consumer. Under the lease (`batch` given) the episode state, NEWS2 inputs and
+   * patient inputs live in memory, loaded when the lease epoch starts; what the batch derives is
+   * written at its end in one commit (see batch.ts).
+   */
+  async onCommitted(events: CommittedEvent[], info?: BatchInfo): Promise<void> {
     if (!this.deps.config.enabled) return;
-    for (const ev of events) {
-      if (ev.type === 'Device') {
-        await this.onDevice(ev);
-      } else if (ev.type === 'Observation' && ev.resource && ev.method !== 'DELETE') {
-        await this.onObservation(ev, ev.resource as Observation);
+    await this.episodes.exclusive(async () => {
+      const t0 = performance.now();
+      if (info) await this.takeOver(info.epoch);
+      const batch = new DerivedBatch(this.st, this.deps.resources);
+      let observations = 0;
+      try {
+        for (const ev of events) {
+          if (ev.type === 'Patient' || ev.type === 'Goal') this.inputs.committed(ev);
+          else if (ev.type === 'Flag') await this.episodes.noteFlag(ev);
+          else if (ev.type === 'Device') await this.onDevice(ev, batch);
+          else if (ev.type === 'Observation' && ev.resource && ev.method !== 'DELETE' && (await this.onObservation(ev, ev.resource as Observation, batch))) observations++;
+        }
+        await batch.flush();
+      } catch (e) {
+        // The outbox offers the batch again; memory that ran ahead of the database is reloaded first.
+        this.episodes.drop();
+        this.latestEpoch = undefined;
+        throw e;
       }
+      if (observations > 0) this.recordCost((performance.now() - t0) / observations, observations);
+    });
+  }
+
+  private async takeOver(epoch: number): Promise<void> {
+    await this.episodes.takeOver(epoch);
+    this.inputs.takeOver(epoch);
+    if (this.latestEpoch !== epoch) {
+      this.latestEpoch = undefined;
+      this.latest.clear();
+      this.latestSavedAt.clear();
+      this.devices.clear();
+      // Every patient's NEWS2 inputs at once: under the lease a patient absent here has none.
+      const nowMs = this.now().getTime();
+      for (const d of await this.st.allLatest()) {
+        this.latest.set(d._id, d);
+        this.latestSavedAt.set(d._id, nowMs);
+      }
+      this.latestEpoch = epoch;
     }
   }
 
-  private async onObservation(ev: CommittedEvent, obs: Observation): Promise<void> {
-    if ((obs.code?.coding ?? []).some((c) => c.system === SNOMED && c.code === NEWS2_TOTAL.code)) return; // our own
+  private leased(): boolean {
+    return this.latestEpoch !== undefined && this.leaseEpoch() === this.latestEpoch;
+  }
+
+  private recordCost(ms: number, times: number): void {
+    for (let i = 0; i < times; i++) this.costs.push(ms);
+    if (this.costs.length > COST_SAMPLES) this.costs.splice(0, this.costs.length - COST_SAMPLES);
+  }
+
+  /** Returns whether the Observation was one alerting judged (a vital sign, NEWS2 input or device reading). */
+  private async onObservation(ev: CommittedEvent, obs: Observation, batch: DerivedBatch): Promise<boolean> {
+    if ((obs.code?.coding ?? []).some((c) => c.system === SNOMED && c.code === NEWS2_TOTAL.code)) return false; // our own
     const ref = `Observation/${ev.id}`;
     const patient = obs.subject?.reference?.startsWith('Patient/') ? obs.subject.reference : undefined;
+    let judged = false;
     if (patient) {
       for (const v of vitalReadings(obs)) {
+        judged = true;
         const stream: EpisodeStream = {
           key: `${patient}|${v.loinc}`,
           subject: { reference: patient },
           code: { system: LOINC, code: v.loinc, display: v.display },
         };
-        await this.episodes.apply(stream, { level: v.level, severity: v.severity, ref, at: ev.ts }, 2);
-        if (v.level > 0) await this.scheduleQuiet(stream.key, ev.ts);
+        const event = await this.episodes.apply(stream, { level: v.level, severity: v.severity, ref, at: ev.ts }, 2, undefined, batch);
+        if (event === 'raised') this.scheduleQuiet(stream.key, ev.ts, batch);
       }
-      if (this.deps.config.news2) await this.onNews2Input(ev, obs, patient);
+      if (this.deps.config.news2) judged = (await this.onNews2Input(ev, obs, patient, batch)) || judged;
     }
     const device = obs.device?.reference;
-    if (device?.startsWith('Device/')) await this.onDeviceReading(device, patient, ev.ts);
+    if (device?.startsWith('Device/')) {
+      judged = true;
+      await this.onDeviceReading(device, patient, ev.ts, batch);
+    }
+    return judged;
   }
 
-  private async scheduleQuiet(streamKey: string, at: Date): Promise<void> {
+  /**
+   * The quiet period is scheduled when an episode is raised and checked when it falls due: an
+   * abnormal reading since then moves it (see onDeadline), so repeat readings write nothing.
+   */
+  private scheduleQuiet(streamKey: string, at: Date, batch: DerivedBatch): void {
     const q = this.deps.config.quietMinutes;
-    if (q > 0) await this.deadlines.schedule(`quiet|${streamKey}`, new Date(at.getTime() + q * 60_000), { stream: streamKey });
+    if (q > 0) batch.deadline(deadlineDoc(`quiet|${streamKey}`, new Date(at.getTime() + q * 60_000), { stream: streamKey }));
   }
 
   // ---------------------------------------------------------------- NEWS2
 
-  private async onNews2Input(ev: CommittedEvent, obs: Observation, patient: string): Promise<void> {
+  private async latestOf(patient: string): Promise<LatestDoc> {
+    const leased = this.leased();
+    const hit = leased ? this.latest.get(patient) : undefined;
+    if (hit) return hit;
+    const doc = (leased ? undefined : await this.st.latest(patient)) ?? { _id: patient, v: {} };
+    if (leased) this.latest.set(patient, doc);
+    return doc;
+  }
+
+  private async onNews2Input(ev: CommittedEvent, obs: Observation, patient: string, batch: DerivedBatch): Promise<boolean> {
     const values = news2Values(obs);
-    if (values.length === 0) return;
-    const latest = this.deps.db.collection<LatestDoc>('alert_latest');
+    if (values.length === 0) return false;
     const at = effectiveOf(obs, ev.ts);
-    const doc = (await latest.findOne({ _id: patient })) ?? { _id: patient, v: {} };
+    const doc = await this.latestOf(patient);
     let changed = false;
     for (const v of values) {
       const cur = doc.v[v.param];
@@ -167,48 +286,59 @@ export class AlertingService {
       doc.v[v.param] = { value: v.value, at, ref: `Observation/${ev.id}` };
       changed = true;
     }
-    if (!changed) return;
+    if (!changed) return true;
 
     const fresh = at.getTime() - this.deps.config.news2FreshnessMinutes * 60_000;
     const inputs: News2Inputs = {};
     const refs = new Set<string>();
-    for (const [param, e] of Object.entries(doc.v) as [keyof News2Inputs, NonNullable<LatestDoc['v'][keyof News2Inputs]>][]) {
+    for (const [param, e] of Object.entries(doc.v)) {
       if (e.at.getTime() < fresh || e.at.getTime() > at.getTime()) continue;
       (inputs as Record<string, unknown>)[param] = e.value;
       refs.add(e.ref);
     }
-    const p = (await this.deps.resources.read('Patient', patient.slice('Patient/'.length)))?.resource as Patient | undefined;
+    const p = (await this.inputs.get(patient)).patient;
     const scale = p?.extension?.find((e) => e.url === ALERT_EXT.news2Scale)?.valueInteger === 2 ? 2 : 1;
     const result = news2(inputs, scale);
     // The same scores as the NEWS2 Observation written last are not recorded again (a wearable
     // repeating one parameter would otherwise double the writes); they still count for the episode.
     const scores = JSON.stringify([result.scale, result.complete, result.scores]);
     let ref = doc.last?.scores === scores ? doc.last.ref : undefined;
+    const rescored = !ref;
     if (!ref) {
       const id = news2ObservationId(`Observation/${ev.id}`, ev.vid);
-      await this.deps.resources.write(news2Observation({ id, patient, effective: at, result, inputs: [...refs].sort() }));
+      batch.create(news2Observation({ id, patient, effective: at, result, inputs: [...refs].sort() }));
       ref = `Observation/${id}`;
+      doc.last = { scores, ref };
     }
-    await putById(latest, patient, { v: doc.v, last: { scores, ref } });
-    if (!result.complete || !result.band) return; // incomplete: no alert, no resolution either
+    // Stored when the scores changed; values that score the same change no NEWS2 and are stored at
+    // most once a refresh interval (after a take-over their times may be that much older).
+    const nowMs = this.now().getTime();
+    const savedAt = this.latestSavedAt.get(patient);
+    if (!this.leased() || rescored || savedAt === undefined || nowMs - savedAt >= this.deps.config.latestRefreshSeconds * 1000) {
+      batch.latestInputs(doc);
+      this.latestSavedAt.set(patient, nowMs);
+    }
+    if (!result.complete || !result.band) return true; // incomplete: no alert, no resolution either
     const stream: EpisodeStream = { key: `${patient}|news2`, subject: { reference: patient }, code: NEWS2_TOTAL };
     const level = BAND_RANK[result.band];
-    await this.episodes.apply(stream, { level, severity: result.band, ref, key: `Observation/${ev.id}`, at: ev.ts }, 3);
-    if (level > 0) await this.scheduleQuiet(stream.key, ev.ts);
+    const event = await this.episodes.apply(stream, { level, severity: result.band, ref, key: `Observation/${ev.id}`, at: ev.ts }, 3, undefined, batch);
+    if (event === 'raised') this.scheduleQuiet(stream.key, ev.ts, batch);
+    return true;
   }
 
   // ---------------------------------------------------------------- silent devices
 
   private async deviceInfo(ref: string): Promise<{ interval?: number; patient?: string }> {
     const cached = this.devices.get(ref);
-    if (cached && Date.now() - cached.at < DEVICE_CACHE_MS) return cached;
-    const d = (await this.deps.resources.read('Device', ref.slice('Device/'.length)))?.resource as Device | undefined;
+    // While the lease is held, Device commits invalidate the entry (onDevice); else it ages out.
+    if (cached && (this.leased() || Date.now() - cached.at < DEVICE_CACHE_MS)) return cached;
+    const d = (await this.deps.resources.read('Device', ref.slice('Device/'.length)))?.res as Device | undefined;
     const info = { interval: reportingIntervalS(d), patient: d?.patient?.reference, at: Date.now() };
     this.devices.set(ref, info);
     return info;
   }
 
-  private async onDevice(ev: CommittedEvent): Promise<void> {
+  private async onDevice(ev: CommittedEvent, batch: DerivedBatch): Promise<void> {
     const ref = `Device/${ev.id}`;
     this.devices.delete(ref);
     const d = ev.method === 'DELETE' ? undefined : (ev.resource as Device | undefined);
@@ -219,17 +349,16 @@ export class AlertingService {
       return;
     }
     // A device that never reports at all is silent too: its first deadline counts from now.
-    const existing = await this.deps.db.collection<DeadlineDoc>('alert_deadlines').findOne({ _id: id });
-    if (!existing) await this.deadlines.schedule(id, new Date(ev.ts.getTime() + interval * 1000), d?.patient?.reference ? { patient: d.patient.reference } : {});
+    if (!(await this.st.deadline(id))) batch.deadline(deadlineDoc(id, new Date(ev.ts.getTime() + interval * 1000), d?.patient?.reference ? { patient: d.patient.reference } : {}));
   }
 
-  private async onDeviceReading(ref: string, patient: string | undefined, at: Date): Promise<void> {
+  private async onDeviceReading(ref: string, patient: string | undefined, at: Date, batch: DerivedBatch): Promise<void> {
     const info = await this.deviceInfo(ref);
     if (info.interval === undefined) return;
     const owner = patient ?? info.patient;
-    await this.deadlines.schedule(`silent|${ref}`, new Date(at.getTime() + info.interval * 1000), owner ? { patient: owner } : {});
+    batch.deadline(deadlineDoc(`silent|${ref}`, new Date(at.getTime() + info.interval * 1000), owner ? { patient: owner } : {}));
     // Data resumed: an open silent episode resolves on the first reading.
-    await this.episodes.apply(this.silentStream(ref, owner), { level: 0, severity: 'reporting', ref, at }, 1, 1);
+    await this.episodes.apply(this.silentStream(ref, owner), { level: 0, severity: 'reporting', ref, at }, 1, 1, batch);
   }
 
   private silentStream(device: string, patient: string | undefined): EpisodeStream {
@@ -251,8 +380,12 @@ export class AlertingService {
       const cur = await this.episodes.current(stream);
       if (!cur?.open) return;
       const s = await this.episodes.stateOf(stream, cur.n);
-      const quietMs = this.deps.config.quietMinutes * 60_000;
-      if (s && s.lastAbnormalAt.getTime() + quietMs <= now.getTime()) await this.episodes.resolve(stream, cur.n, now);
+      if (!s) return;
+      // Read from the database, the time of the last abnormal reading may lag by the refresh interval.
+      const slack = s.exact ? 0 : this.deps.config.latestRefreshSeconds * 1000;
+      const quietAt = s.lastAbnormalAt.getTime() + this.deps.config.quietMinutes * 60_000 + slack;
+      if (quietAt <= now.getTime()) await this.episodes.resolve(stream, cur.n, now);
+      else await this.deadlines.schedule(d._id, new Date(quietAt), d.data);
     }
   }
 
@@ -267,9 +400,8 @@ export class AlertingService {
     if (!ep || flagIdOf(ep.stream, ep.n) !== flagId) {
       throw Errors.unprocessable(`Flag/${flagId} is not an alert episode`, 'MSG_NOT_AN_EPISODE', ['Flag']);
     }
-    const ok = await this.episodes.acknowledge(ep.stream, ep.n, principal.clientId, this.now());
+    const ok = await this.episodes.exclusive(() => this.episodes.acknowledge(ep.stream, ep.n, principal.clientId, this.now()));
     if (!ok) throw Errors.conflict(`Flag/${flagId} is already resolved`, 'MSG_EPISODE_RESOLVED');
-    return (await this.deps.resources.read('Flag', flagId))!.resource as Flag;
+    return (await this.deps.resources.read('Flag', flagId))!.res as Flag;
   }
 }
-

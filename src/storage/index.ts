@@ -14,7 +14,7 @@ export { isDuplicateKey } from './collections';
 export { type Engine, detectEngine } from './engine';
 export { serverSecret };
 export type { CrashPoint } from './journal';
-export type { CommitConsumer, CommittedEvent, Outbox } from './outbox';
+export type { BatchInfo, CommitConsumer, CommittedEvent, Outbox } from './outbox';
 export type { CommitOptions, HistoryPage, HistoryPageQuery, ResourceRepository } from './repository';
 export type { CurrentDoc, HistoryDoc, IndexEntries, PreparedWrite, WriteMethod } from './types';
 export { historyId } from './types';

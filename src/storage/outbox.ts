@@ -22,7 +22,17 @@ export interface CommittedEvent {
   previous(): Promise<Resource | undefined>;
 }
 
-export type CommitConsumer = (events: CommittedEvent[]) => Promise<void>;
+/**
+ * What a consumer knows about the batch it is handed: `epoch` numbers the unbroken holding of the
+ * outbox lease it came under (a new number each time this instance acquires the lease anew, not
+ * at renewals). A consumer that keeps state in memory reloads it when the epoch changes: while one
+ * epoch lasts, no other instance consumed anything.
+ */
+export interface BatchInfo {
+  epoch: number;
+}
+
+export type CommitConsumer = (events: CommittedEvent[], batch: BatchInfo) => Promise<void>;
 
 const LEASE_MS = 15_000;
 const LEASE_NAME = 'outbox';
@@ -41,9 +51,15 @@ const BATCH = 200;
 export class Outbox {
   private readonly chain: LeaseChain;
   private timer?: NodeJS.Timeout;
+  /** The one drain loop of this process, while it runs. */
   private running?: Promise<void>;
+  /** A drain was asked for while one ran: the loop runs exactly one more pass. */
   private again = false;
   private stopped = true;
+  /** drainNow callers in progress (they drain a stopped outbox too). */
+  private flushing = 0;
+  /** Bumped each time the lease is acquired anew (see BatchInfo). */
+  private epoch = 0;
   private readonly consumers: CommitConsumer[] = [];
 
   constructor(
@@ -91,30 +107,48 @@ export class Outbox {
     return oldest?.at;
   }
 
-  /** A commit happened: process soon rather than at the next poll. */
+  /** A commit happened: process now rather than at the next poll. */
   nudge(): void {
     if (this.stopped) return;
+    void this.run();
+  }
+
+  /**
+   * The one way a drain starts in this process: a drain at a time; a request while one runs
+   * makes the loop run exactly one more pass when it ends (however many requests came). The
+   * promise settles when the loop ends, so a caller's request has been served by then.
+   */
+  private run(): Promise<void> {
     if (this.running) {
       this.again = true;
-      return;
+      return this.running;
     }
-    this.schedule(0);
+    if (this.timer) clearTimeout(this.timer);
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.drain().catch((e: unknown) => this.logger.error({ err: e }, 'outbox processing failed; will retry'));
+        } while (this.again && (!this.stopped || this.flushing > 0));
+      } finally {
+        this.running = undefined;
+        this.schedule(this.pollMs);
+      }
+    })();
+    return this.running;
   }
 
   private schedule(ms: number): void {
     if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.running = this.drain()
-        .catch((e: unknown) => this.logger.error({ err: e }, 'outbox processing failed; will retry'))
-        .finally(() => {
-          this.running = undefined;
-          const soon = this.again;
-          this.again = false;
-          this.schedule(soon ? 0 : this.pollMs);
-        });
-    }, ms);
+    this.timer = setTimeout(() => void this.run(), ms);
     this.timer.unref?.();
+  }
+
+  /** The lease epoch while this instance holds the outbox lease now (undefined otherwise). */
+  heldEpoch(): number | undefined {
+    const l = this.lease;
+    return l && l.until - Date.now() > FENCE_MS ? this.epoch : undefined;
   }
 
   /** The outbox lease this instance holds, if any (renewed at half time, by the next link). */
@@ -123,29 +157,36 @@ export class Outbox {
   private async holdLease(): Promise<boolean> {
     const l = this.lease;
     if (l && l.until - Date.now() > LEASE_MS / 2) return true;
-    this.lease = (l && (await this.chain.renew(l))) || (await this.chain.acquire(LEASE_NAME));
+    const renewed = l ? await this.chain.renew(l) : undefined;
+    this.lease = renewed ?? (await this.chain.acquire(LEASE_NAME));
+    if (this.lease && !renewed) this.epoch++;
     return this.lease !== undefined;
   }
 
-  /** Processes pending versions until none are left (or the lease is lost). */
-  async drain(): Promise<void> {
-    while (!this.stopped || this.draining) {
+  /**
+   * Processes pending versions until none are left (or the lease is lost). A batch whose
+   * consumers committed derived versions (a Flag, a NEWS2 Observation) nudged the outbox while it
+   * ran: those are taken at once, in the same wake-up, not a poll later.
+   */
+  private async drain(): Promise<void> {
+    while (!this.stopped || this.flushing > 0) {
       if (!(await this.holdLease())) return;
+      this.again = false;
       const n = await this.processBatch();
-      if (n < BATCH) return;
+      if (n < BATCH && !this.again) return;
     }
   }
 
-  /** Set by drainNow so a stopped outbox can still be flushed explicitly (tests, shutdown). */
-  private draining = false;
-
+  /**
+   * Drains now, also when the outbox is stopped (tests, shutdown). Never beside another drain
+   * of this process: during one, it waits for the extra pass that request schedules.
+   */
   async drainNow(): Promise<void> {
-    await this.running;
-    this.draining = true;
+    this.flushing++;
     try {
-      await this.drain();
+      await this.run();
     } finally {
-      this.draining = false;
+      this.flushing--;
     }
   }
 
@@ -179,9 +220,12 @@ export class Outbox {
     if (ready.length > 0) {
       await this.repairCurrent(ready);
       const events = ready.map((h) => this.eventOf(h));
+      const info: BatchInfo = { epoch: this.epoch };
       for (const c of this.consumers) {
-        if (!(await this.fenced())) return 0;
-        await c(events);
+        // Checked against the database above; between consumers the lease's own time is the fence
+        // (only our link can follow ours before it expires), which saves a read per consumer.
+        if (!this.heldLocally()) return 0;
+        await c(events, info);
       }
     }
     const done = [...ready.map((h) => h._id), ...abandoned];
@@ -199,6 +243,11 @@ export class Outbox {
    */
   private async fenced(): Promise<boolean> {
     return this.lease !== undefined && (await this.chain.stillHeld(this.lease, FENCE_MS));
+  }
+
+  /** The lease has time to spare by this instance's clock (the fence between consumers of one batch). */
+  private heldLocally(): boolean {
+    return this.lease !== undefined && this.lease.until - Date.now() > FENCE_MS;
   }
 
   /** Applies versions whose writer died between the commit point and the current update. */

@@ -1,23 +1,17 @@
 import type { Bundle } from 'fhir/r4';
 import pino from 'pino';
 import { createAlerting } from '../../../src/alerting';
-import { createTestContext, type TestContext } from '../../support/context';
-import { getJson, settle, uid } from './helpers';
+import { getJson, settle, uid, useAlertingSuite } from '../../support/alerting';
 
 /**
  * Two alerting instances on one database (as two server processes would have) judge racing
  * readings of the same patient and vital: one episode, raised once; one escalation.
  */
 describe('episode opening across instances', () => {
-  let ctx: TestContext;
-  beforeAll(async () => {
-    ctx = await createTestContext({ env: { ALERT_QUIET_PERIOD_MIN: '0' } });
-  });
-  afterAll(async () => {
-    await ctx.close();
-  });
+  const s = useAlertingSuite({ webhook: false });
 
   it('never opens two episodes for one patient and vital', async () => {
+    const { ctx } = s;
     const v = ctx.vigil;
     const make = () => createAlerting({ db: ctx.db, config: ctx.config.alerting, logger: pino({ level: 'silent' }), store: v.store, search: v.search, clock: () => new Date() });
     const a = make();

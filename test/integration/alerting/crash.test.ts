@@ -5,7 +5,7 @@ import { startServerProcess, type ServerProcess } from '../../support/server-pro
 import { heartRate } from '../../support/context';
 import { topicSubscription } from '../subscriptions/fixtures';
 import { eventNumbers, typeOf, WebhookReceiver } from '../subscriptions/receiver';
-import { ALERT_TOPIC, eventOf } from './helpers';
+import { ALERT_TOPIC, eventOf } from '../../support/alerting';
 
 /**
  * The server process is SIGKILLed while an alert episode is open, in the middle of a stream of

@@ -1,9 +1,8 @@
 import type { Bundle, Flag, OperationOutcome } from 'fhir/r4';
-import { createTestContext, FHIR_JSON, heartRate, type TestContext } from '../../support/context';
-import { WebhookReceiver } from '../subscriptions/receiver';
+import { FHIR_JSON, heartRate } from '../../support/context';
 import {
-  activeSubscription, alertSubscription, eventCount, eventOf, flagsIn, getJson, hookNotifications, post, settle, uid, until, WsClient,
-} from './helpers';
+  activeSubscription, alertSubscription, eventCount, eventOf, flagsIn, getJson, hookNotifications, post, settle, uid, until, useAlertingSuite, WsClient,
+} from '../../support/alerting';
 
 /**
  * Alert episodes over HTTP: a real webhook receiver and a real websocket client subscribe to the
@@ -11,19 +10,11 @@ import {
  * notify.
  */
 describe('alert episodes (real app, webhook, websocket)', () => {
-  let ctx: TestContext;
-  let hook: WebhookReceiver;
-
-  beforeAll(async () => {
-    ctx = await createTestContext({ listen: true, env: { SUBSCRIPTION_POLL_MS: '50', ALERT_QUIET_PERIOD_MIN: '0' } });
-    hook = await new WebhookReceiver().start();
-  });
-  afterAll(async () => {
-    await hook.close();
-    await ctx.close();
-  });
+  // Every batch moves the Flag's latest triggering reading here (the default refreshes it at most once a minute).
+  const s = useAlertingSuite({ env: { ALERT_LATEST_REFRESH_S: '0' } });
 
   it('12 high readings in a minute raise one episode; an escalation and a resolution notify once each', async () => {
+    const { ctx, hook } = s;
     const p = uid('ep');
     const sub = await activeSubscription(ctx, alertSubscription(hook.url, p));
     const wsSub = await activeSubscription(ctx, { ...alertSubscription('', p), channel: { ...alertSubscription('', p).channel, type: 'websocket', endpoint: undefined } });
@@ -69,6 +60,7 @@ describe('alert episodes (real app, webhook, websocket)', () => {
   });
 
   it('acknowledgement records who and when, notifies once, silences repeats but not an escalation', async () => {
+    const { ctx, hook } = s;
     const p = uid('ack');
     const sub = await activeSubscription(ctx, alertSubscription(hook.url, p));
     await post(ctx, 'Observation', heartRate(p, 115, new Date().toISOString()));
@@ -98,6 +90,7 @@ describe('alert episodes (real app, webhook, websocket)', () => {
   });
 
   it('$acknowledge on an unknown Flag is a 404 OperationOutcome; Flags cannot be written by clients', async () => {
+    const { ctx } = s;
     const res = await ctx.request.post('/fhir/Flag/nope/$acknowledge');
     expect(res.status).toBe(404);
     expect((JSON.parse(res.text) as OperationOutcome).resourceType).toBe('OperationOutcome');
@@ -106,6 +99,7 @@ describe('alert episodes (real app, webhook, websocket)', () => {
   });
 
   it('the severity and event filters select episodes', async () => {
+    const { ctx, hook } = s;
     const p = uid('flt');
     const sub = await activeSubscription(ctx, alertSubscription(hook.url, p, '&severity=HH'));
     await post(ctx, 'Observation', heartRate(p, 115, new Date().toISOString()));

@@ -1,7 +1,6 @@
 import type { Bundle, Flag, Observation } from 'fhir/r4';
-import { createTestContext, FHIR_JSON, type TestContext } from '../../support/context';
-import { WebhookReceiver } from '../subscriptions/receiver';
-import { activeSubscription, alertSubscription, eventCount, eventOf, flagsIn, getJson, hookNotifications, post, settle, uid, until, vital } from './helpers';
+import { FHIR_JSON } from '../../support/context';
+import { activeSubscription, alertSubscription, eventCount, eventOf, flagsIn, getJson, hookNotifications, post, settle, uid, until, useAlertingSuite, vital } from '../../support/alerting';
 
 const SCT = 'http://snomed.info/sct';
 const NEWS2 = '1104051000000101';
@@ -29,24 +28,16 @@ function fullSet(p: string, v: { rr: number; spo2: number; fio2: number; sys: nu
 }
 
 describe('NEWS2, per-patient targets and device codes (real app)', () => {
-  let ctx: TestContext;
-  let hook: WebhookReceiver;
-
-  beforeAll(async () => {
-    ctx = await createTestContext({ listen: true, env: { SUBSCRIPTION_POLL_MS: '50', ALERT_QUIET_PERIOD_MIN: '0' } });
-    hook = await new WebhookReceiver().start();
-  });
-  afterAll(async () => {
-    await hook.close();
-    await ctx.close();
-  });
+  const s = useAlertingSuite();
 
   async function latestNews2(p: string): Promise<Observation[]> {
+    const { ctx } = s;
     const b = await getJson<Bundle>(ctx, `Observation?patient=Patient/${p}&code=${SCT}|${NEWS2}&_count=200`);
     return (b.entry ?? []).map((e) => e.resource as Observation);
   }
 
   it('scores worked examples at every band; bands drive their own episode', async () => {
+    const { ctx, hook } = s;
     const p = uid('news');
     const sub = await activeSubscription(ctx, alertSubscription(hook.url, p, `&code=${SCT}|${NEWS2}`));
     // Low (0): everything normal, on air.
@@ -91,6 +82,7 @@ describe('NEWS2, per-patient targets and device codes (real app)', () => {
   });
 
   it('SpO2 scale 2 for a patient whose record prescribes it', async () => {
+    const { ctx } = s;
     const pat = await post<{ id: string }>(ctx, 'Patient', {
       resourceType: 'Patient',
       extension: [{ url: 'http://vigil-fhir.org/fhir/StructureDefinition/news2-spo2-scale', valueInteger: 2 }],
@@ -103,6 +95,7 @@ describe('NEWS2, per-patient targets and device codes (real app)', () => {
   });
 
   it('a patient target (Goal) wins over the defaults, and the interpretation says so', async () => {
+    const { ctx } = s;
     const p = uid('goal');
     const goal = await post<{ id: string }>(ctx, 'Goal', {
       resourceType: 'Goal',
@@ -129,6 +122,7 @@ describe('NEWS2, per-patient targets and device codes (real app)', () => {
   });
 
   it('an ObservationDefinition interval for the patient age and gender applies before the unrestricted defaults', async () => {
+    const { ctx } = s;
     await post(ctx, 'ObservationDefinition', {
       resourceType: 'ObservationDefinition',
       code: { coding: [{ system: 'http://loinc.org', code: '9279-1' }] },
@@ -147,6 +141,7 @@ describe('NEWS2, per-patient targets and device codes (real app)', () => {
   });
 
   it('IEEE 11073 MDC codes count as the LOINC vital: interpretation, episode, search and $lastn', async () => {
+    const { ctx } = s;
     const p = uid('mdc');
     const mdc = await post<Observation>(ctx, 'Observation', {
       ...vital(p, '8867-4', 115, '/min'),

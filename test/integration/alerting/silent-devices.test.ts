@@ -1,9 +1,8 @@
 import type { Bundle, Device, Flag } from 'fhir/r4';
 import pino from 'pino';
 import { createAlerting } from '../../../src/alerting';
-import { createTestContext, heartRate, type TestContext } from '../../support/context';
-import { WebhookReceiver } from '../subscriptions/receiver';
-import { activeSubscription, alertSubscription, eventCount, eventOf, flagsIn, getJson, hookNotifications, post, settle, uid, until } from './helpers';
+import { heartRate } from '../../support/context';
+import { activeSubscription, alertSubscription, eventCount, eventOf, flagsIn, getJson, hookNotifications, post, settle, uid, until, useAlertingSuite } from '../../support/alerting';
 
 const INTERVAL = 'http://vigil-fhir.org/fhir/StructureDefinition/device-expected-reporting-interval';
 const SILENT = 'http://vigil-fhir.org/fhir/CodeSystem/alert-episode|device-silent';
@@ -22,26 +21,21 @@ function reading(patient: string, deviceId: string) {
 }
 
 describe('silent devices with an injected clock', () => {
-  let ctx: TestContext;
   let now = new Date('2026-03-01T10:00:00Z');
+  // Deadlines are polled by hand here (fireDueDeadlines), at clock times the test sets; the quiet period is on (60 min).
+  const s = useAlertingSuite({ webhook: false, clock: () => now, env: { ALERT_DEADLINE_POLL_MS: '60000', ALERT_QUIET_PERIOD_MIN: '60' } });
 
-  beforeAll(async () => {
-    // Deadlines are polled by hand here (fireDueDeadlines), at clock times the test sets.
-    ctx = await createTestContext({ listen: true, clock: () => now, env: { SUBSCRIPTION_POLL_MS: '50', ALERT_DEADLINE_POLL_MS: '60000' } });
-  });
-  afterAll(async () => {
-    await ctx.close();
-  });
-
-  const silentFlags = async (p: string) => ((await getJson<Bundle>(ctx, `Flag?patient=Patient/${p}&code=${SILENT}`)).entry ?? []).map((e) => e.resource as Flag);
+  const silentFlags = async (p: string) => ((await getJson<Bundle>(s.ctx, `Flag?patient=Patient/${p}&code=${SILENT}`)).entry ?? []).map((e) => e.resource as Flag);
 
   it('refuses an interval under 10 seconds', async () => {
+    const { ctx } = s;
     const res = await ctx.request.post('/fhir/Device').set('Content-Type', 'application/fhir+json').send(JSON.stringify(device('x', 5)));
     expect(res.status).toBe(422);
     expect(JSON.parse(res.text).issue[0].details.coding[0].code).toBe('MSG_REPORTING_INTERVAL');
   });
 
   it('opens a device-silent episode after the interval, once, even across restarts and two instances; data resumes it', async () => {
+    const { ctx } = s;
     const p = uid('dev');
     const dev = await post<Device>(ctx, 'Device', device(p, 60));
     await post(ctx, 'Observation', reading(p, dev.id!));
@@ -75,6 +69,7 @@ describe('silent devices with an injected clock', () => {
   });
 
   it('a quiet period without abnormal readings resolves an episode', async () => {
+    const { ctx } = s;
     const p = uid('quiet');
     await post(ctx, 'Observation', heartRate(p, 115, now.toISOString()));
     await settle(ctx);
@@ -91,6 +86,7 @@ describe('silent devices with an injected clock', () => {
   });
 
   it('a device that never reports goes silent too', async () => {
+    const { ctx } = s;
     const p = uid('mute');
     await post<Device>(ctx, 'Device', device(p, 30));
     await settle(ctx);
@@ -102,19 +98,10 @@ describe('silent devices with an injected clock', () => {
 });
 
 describe('silent device in real time (10-second interval)', () => {
-  let ctx: TestContext;
-  let hook: WebhookReceiver;
-
-  beforeAll(async () => {
-    ctx = await createTestContext({ listen: true, env: { SUBSCRIPTION_POLL_MS: '50', ALERT_DEADLINE_POLL_MS: '500' } });
-    hook = await new WebhookReceiver().start();
-  });
-  afterAll(async () => {
-    await hook.close();
-    await ctx.close();
-  });
+  const s = useAlertingSuite({ env: { ALERT_DEADLINE_POLL_MS: '500', ALERT_QUIET_PERIOD_MIN: '60' } });
 
   it('notifies device-silent after 10 s without data, and resolved when data resumes', async () => {
+    const { ctx, hook } = s;
     const p = uid('rt');
     const sub = await activeSubscription(ctx, alertSubscription(hook.url, p, `&code=${SILENT}`));
     const dev = await post<Device>(ctx, 'Device', device(p, 10));

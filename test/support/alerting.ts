@@ -1,9 +1,36 @@
 import type { Bundle, Flag, Observation, Parameters, Subscription } from 'fhir/r4';
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
-import { FHIR_JSON, type TestContext } from '../../support/context';
-import { topicSubscription } from '../subscriptions/fixtures';
-import { paramValue, type WebhookReceiver } from '../subscriptions/receiver';
+import { createTestContext, FHIR_JSON, type TestContext, type TestContextOptions } from './context';
+import { topicSubscription } from '../integration/subscriptions/fixtures';
+import { paramValue, WebhookReceiver } from '../integration/subscriptions/receiver';
+
+/**
+ * The alerting suites' shared set-up and helpers: one real app listening on loopback (fast
+ * subscription polling, quiet period off unless asked) and, when asked, a real webhook receiver,
+ * built before the suite and closed after it.
+ */
+export interface AlertingSuite {
+  ctx: TestContext;
+  hook: WebhookReceiver;
+}
+
+export const ALERTING_ENV: Record<string, string> = { SUBSCRIPTION_POLL_MS: '50', ALERT_QUIET_PERIOD_MIN: '0' };
+
+/** Registers beforeAll/afterAll for a suite; the returned object is filled in before the first test. */
+export function useAlertingSuite(opts: { env?: Record<string, string>; webhook?: boolean } & Omit<TestContextOptions, 'env'> = {}): AlertingSuite {
+  const { env, webhook = true, ...rest } = opts;
+  const suite = {} as AlertingSuite;
+  beforeAll(async () => {
+    suite.ctx = await createTestContext({ listen: true, ...rest, env: { ...ALERTING_ENV, ...env } });
+    if (webhook) suite.hook = await new WebhookReceiver().start();
+  });
+  afterAll(async () => {
+    await suite.hook?.close();
+    await suite.ctx?.close();
+  });
+  return suite;
+}
 
 export const ALERT_TOPIC = 'http://vigil-fhir.org/fhir/SubscriptionTopic/alert-episode';
 export const EVENT_EXT = 'http://vigil-fhir.org/fhir/StructureDefinition/alert-event';

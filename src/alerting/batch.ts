@@ -1,0 +1,111 @@
+import type { Resource } from 'fhir/r4';
+import type { CurrentDoc } from '../storage';
+import type { AlertDeadlineDoc, AlertFlagDoc, AlertingState, AlertLatestDoc, AlertStateDoc } from '../storage/state/alerting';
+
+/** How the module reads and writes resources (the server's own commit path; see index.ts). */
+export interface ResourcePort {
+  /** The current version, undefined when absent or deleted. */
+  read(type: string, id: string): Promise<CurrentDoc | undefined>;
+  /**
+   * Server-side writes, each committed on its own and all at once (storage groups their inserts
+   * into a few round trips). Each replaces `current` (null: must not exist yet); one that lost a
+   * race to another writer is `'conflict'`, the others stand. Returns the new current documents.
+   */
+  commit(writes: { resource: Resource; current: CurrentDoc | null }[]): Promise<Array<CurrentDoc | 'conflict'>>;
+}
+
+interface PendingFlag {
+  resource: Resource;
+  current: CurrentDoc | null;
+  done(doc: CurrentDoc): void;
+  /** The commit lost a race: project this episode again on its own. */
+  retry(): Promise<unknown>;
+}
+
+/**
+ * Everything one outbox batch makes alerting write, in as few round trips as the work allows:
+ * episode states, NEWS2 inputs and deadlines each in one bulk replace, and beside them the
+ * batch's Flags and NEWS2 Observations committed together (one concurrent wave of single-version
+ * commits, whose intents and versions storage groups into one insert each). They need not be all
+ * or nothing: each Flag stands alone, and a replayed NEWS2 Observation that exists already must
+ * not hold back the batch's Flags. A journal commit would cost seven sequential round trips where
+ * this costs three. A crash in between is repaired by the replay (the outbox intents are still
+ * there; the keys say what was decided).
+ */
+export class DerivedBatch {
+  private states = new Map<string, AlertStateDoc>();
+  private latest = new Map<string, AlertLatestDoc>();
+  private deadlines = new Map<string, AlertDeadlineDoc>();
+  private flags = new Map<string, PendingFlag>();
+  private creates: Resource[] = [];
+  private flagIndex: AlertFlagDoc[] = [];
+
+  constructor(
+    private readonly st: AlertingState,
+    private readonly resources: ResourcePort,
+  ) {}
+
+  state(s: AlertStateDoc): void {
+    this.states.set(s._id, s);
+  }
+
+  latestInputs(d: AlertLatestDoc): void {
+    this.latest.set(d._id, d);
+  }
+
+  deadline(d: AlertDeadlineDoc): void {
+    this.deadlines.set(d._id, d);
+  }
+
+  /** A new resource (a NEWS2 Observation): its id is derived from its trigger, so a replay clashes and is skipped. */
+  create(r: Resource): void {
+    this.creates.push(r);
+  }
+
+  /** A new episode's Flag id -> episode entry (stored with the first wave, before its Flag is visible). */
+  indexFlag(d: AlertFlagDoc): void {
+    this.flagIndex.push(d);
+  }
+
+  /** The Flag of episode `episodeId`; a later one for the same episode in this batch replaces it. */
+  flag(episodeId: string, resource: Resource, current: CurrentDoc | null, done: (doc: CurrentDoc) => void, retry: () => Promise<unknown>): void {
+    this.flags.set(episodeId, { resource, current, done, retry });
+  }
+
+  /** Before a transition: a Flag this batch holds for the episode is committed first, as its own version. */
+  async flushIfHolds(episodeId: string): Promise<void> {
+    if (this.flags.has(episodeId)) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    const states = [...this.states.values()];
+    const latest = [...this.latest.values()];
+    const deadlines = [...this.deadlines.values()];
+    const flags = [...this.flags.values()];
+    const creates = this.creates;
+    const index = this.flagIndex;
+    this.flagIndex = [];
+    this.states.clear();
+    this.latest.clear();
+    this.deadlines.clear();
+    this.flags.clear();
+    this.creates = [];
+    const writes = [...creates.map((resource) => ({ resource, current: null })), ...flags.map((f) => ({ resource: f.resource, current: f.current }))];
+    const [results] = await Promise.all([
+      writes.length ? this.resources.commit(writes) : Promise.resolve([]),
+      this.st.putStates(states),
+      this.st.putLatest(latest),
+      this.st.putDeadlines(deadlines),
+      // Inserted in the same wave: a Flag's current version, what makes it readable, is the
+      // last of its commit's three steps, so the entry is there before anyone can acknowledge it.
+      ...index.map((d) => this.st.indexFlag(d)),
+    ]);
+    // A create that clashed is a replay (the NEWS2 Observation exists); a Flag that lost its
+    // If-Match (an acknowledgement, another instance) is projected again from the database.
+    for (let i = 0; i < flags.length; i++) {
+      const r = results[creates.length + i];
+      if (r === 'conflict') await flags[i].retry();
+      else flags[i].done(r);
+    }
+  }
+}
