@@ -51,7 +51,15 @@ export class ObservationDefinitions {
       if (page.length < PAGE) break;
       after = page[page.length - 1]._id;
     }
-    // Stored definitions override the shipped defaults for the same code.
-    this.index = new DefinitionIndex([...this.shipped, ...stored]);
+    // Stored definitions override the shipped defaults for the same code. The shipped ones are
+    // stored too (seeded under their own ids): a stored copy of a shipped id takes its place, and
+    // the others follow, oldest first, so the newest definition a client wrote wins (the index
+    // lets later definitions for a code override earlier ones; `_id` order would not say that).
+    const shippedIds = new Set(this.shipped.map((d) => d.id));
+    const byId = new Map(stored.map((d) => [d.id, d] as const));
+    const own = stored
+      .filter((d) => !shippedIds.has(d.id))
+      .sort((a, b) => (a.meta?.lastUpdated ?? '').localeCompare(b.meta?.lastUpdated ?? '') || (a.id ?? '').localeCompare(b.id ?? ''));
+    this.index = new DefinitionIndex([...this.shipped.map((d) => byId.get(d.id) ?? d), ...own]);
   }
 }
