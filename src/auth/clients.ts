@@ -1,9 +1,9 @@
-import { readFileSync } from 'node:fs';
 import type { Collection, Db } from 'mongodb';
 import { assertFetchableUrl, isJwks, type Jwks } from './jwks';
 import { publicKeyFromJwk } from './jwt';
 import { parseScope, splitScopes } from './scopes';
 import { hashSecret, isSecretHash } from './secrets';
+import { readRegistrationFile } from './registration-file';
 
 /** A registered client as stored in MongoDB (collection `auth_clients`). Secrets only as scrypt hashes. */
 export interface ClientDoc {
@@ -143,20 +143,7 @@ export function redirectUriProblem(u: string): string | undefined {
 
 /** Reads and validates SMART_CLIENTS_FILE. */
 export function readClientsFile(file: string): ClientRegistration[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`SMART_CLIENTS_FILE ${file}: ${(e as Error).message}`);
-  }
-  if (!Array.isArray(parsed)) throw new Error(`SMART_CLIENTS_FILE ${file}: must be a JSON array of clients`);
-  const regs = parsed.map((c, i) => validateRegistration(c, `SMART_CLIENTS_FILE ${file} entry ${i}`));
-  const ids = new Set<string>();
-  for (const r of regs) {
-    if (ids.has(r.client_id)) throw new Error(`SMART_CLIENTS_FILE ${file}: client_id ${r.client_id} appears twice`);
-    ids.add(r.client_id);
-  }
-  return regs;
+  return readRegistrationFile(file, 'SMART_CLIENTS_FILE', validateRegistration, { name: 'client_id', of: (r) => r.client_id });
 }
 
 /** Fields of a registration as stored (secret hashed), without bookkeeping. */

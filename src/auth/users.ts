@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import type { Collection, Db } from 'mongodb';
 import { hashSecret, isSecretHash, verifySecret } from './secrets';
+import { readRegistrationFile } from './registration-file';
 
 /**
  * People who sign in at the authorization endpoint (SMART App Launch), stored in MongoDB
@@ -69,20 +69,7 @@ export function validateUser(input: unknown, where: string): UserRegistration {
 
 /** Reads and validates SMART_USERS_FILE. */
 export function readUsersFile(file: string): UserRegistration[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`SMART_USERS_FILE ${file}: ${(e as Error).message}`);
-  }
-  if (!Array.isArray(parsed)) throw new Error(`SMART_USERS_FILE ${file}: must be a JSON array of users`);
-  const regs = parsed.map((u, i) => validateUser(u, `SMART_USERS_FILE ${file} entry ${i}`));
-  const seen = new Set<string>();
-  for (const r of regs) {
-    if (seen.has(r.username)) throw new Error(`SMART_USERS_FILE ${file}: username ${r.username} appears twice`);
-    seen.add(r.username);
-  }
-  return regs;
+  return readRegistrationFile(file, 'SMART_USERS_FILE', validateUser, { name: 'username', of: (r) => r.username });
 }
 
 export class UserStore {
