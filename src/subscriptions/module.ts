@@ -1,3 +1,4 @@
+import type { Resource } from 'fhir/r4';
 import type http from 'node:http';
 import type { Db } from 'mongodb';
 import type { Logger } from 'pino';
@@ -72,11 +73,25 @@ export async function createSubscriptionsModule(deps: SubscriptionsModuleDeps): 
     // The topics and default vital-sign ranges we ship (ig/) are stored like any resource,
     // so clients can read and search them; an unchanged one makes no new version.
     async prepare() {
-      for (const r of [...subs.shippedTopics(), ...subs.shippedObservationDefinitions()]) {
-        await store.update(r.resourceType, r.id!, r, { principal: anonymousPrincipal, internal: true });
-      }
+      for (const r of [...subs.shippedTopics(), ...subs.shippedObservationDefinitions()]) await storeShipped(store, r);
     },
     start: () => subs.start(),
     stop: () => subs.stop(),
   };
+}
+
+/**
+ * Stores a shipped resource. Instances starting together race on its version: the loser's
+ * commit is a 409 (the unique version insert), and its next try finds the winner's identical
+ * content and makes no version. Bounded: a third conflict in a row is a real problem.
+ */
+async function storeShipped(store: ResourcesModule['store'], r: Resource): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await store.update(r.resourceType, r.id!, r, { principal: anonymousPrincipal, internal: true });
+      return;
+    } catch (e) {
+      if (!isFhirError(e) || e.status !== 409 || attempt >= 3) throw e;
+    }
+  }
 }
