@@ -108,7 +108,7 @@ export class AuthorizationFlow {
     let launch: AuthRequestDoc['launch'];
     const launchValue = one(q, 'launch');
     if (launchValue !== undefined) {
-      const doc = await this.grants.launches.findOne({ _id: sha256(launchValue) });
+      const doc = await this.grants.rows.launch(sha256(launchValue));
       if (!doc || doc.expiresAt <= this.now()) return err('invalid_request', 'the launch value is unknown or expired');
       launch = doc.encounter ? { patient: doc.patient, encounter: doc.encounter } : { patient: doc.patient };
     }
@@ -116,7 +116,7 @@ export class AuthorizationFlow {
     const browserValue = browser && /^[A-Za-z0-9_-]{43}$/.test(browser) ? browser : randomToken();
     const rid = randomToken(24);
     const nonce = one(q, 'nonce');
-    await this.grants.requests.insertOne({
+    await this.grants.rows.addRequest({
       _id: rid,
       clientId: client._id,
       redirectUri,
@@ -168,10 +168,7 @@ export class AuthorizationFlow {
     } else if (r.launch) {
       patient = r.launch.patient;
     }
-    await this.grants.requests.updateOne(
-      { _id: r._id },
-      { $set: { user: user._id, fhirUser: user.fhirUser, ...(patient ? { patient } : {}) } },
-    );
+    await this.grants.rows.updateRequest(r._id, { user: user._id, fhirUser: user.fhirUser, ...(patient ? { patient } : {}) });
     const pick = type === 'Practitioner' && !patient && r.scopes.includes('launch/patient');
     return { kind: 'redirect', location: `/auth/${pick ? 'patient' : 'consent'}?rid=${r._id}` };
   }
@@ -191,7 +188,7 @@ export class AuthorizationFlow {
     if (!r || !r.user || !r.fhirUser?.startsWith('Practitioner/') || r.launch) return this.expired();
     const p = await this.patients.get(one(f, 'patient') ?? '');
     if (!p) return this.fail(400, 'Unknown patient', 'That patient does not exist.');
-    await this.grants.requests.updateOne({ _id: r._id }, { $set: { patient: p.id } });
+    await this.grants.rows.updateRequest(r._id, { patient: p.id });
     return { kind: 'redirect', location: `/auth/consent?rid=${r._id}` };
   }
 
@@ -218,7 +215,7 @@ export class AuthorizationFlow {
   async consent(f: Params, browser: string | undefined): Promise<Outcome> {
     const r = await this.request(one(f, 'rid'), browser, one(f, 'csrf'));
     if (!r || !r.user || !r.fhirUser) return this.expired();
-    await this.grants.requests.deleteOne({ _id: r._id });
+    await this.grants.rows.dropRequest(r._id);
     const decision = one(f, 'decision');
     if (decision !== 'allow') return this.deny(r, 'access_denied', 'the user denied access');
     const ticked = new Set(many(f, 'scope'));
@@ -226,7 +223,7 @@ export class AuthorizationFlow {
     if (granted.length === 0) return this.deny(r, 'access_denied', 'the user granted nothing');
     const now = this.now();
     const grantId = randomToken(16);
-    await this.grants.grants.insertOne({
+    await this.grants.rows.addGrant({
       _id: grantId,
       clientId: r.clientId,
       user: r.user,
@@ -241,7 +238,7 @@ export class AuthorizationFlow {
       createdAt: now,
     });
     const code = randomToken();
-    await this.grants.codes.insertOne({
+    await this.grants.rows.addCode({
       _id: sha256(code),
       grantId,
       clientId: r.clientId,
@@ -271,7 +268,7 @@ export class AuthorizationFlow {
 
   private async request(rid: string | undefined, browser: string | undefined, csrf?: string | null): Promise<AuthRequestDoc | undefined> {
     if (!rid || !RID_RE.test(rid) || !browser) return undefined;
-    const r = await this.grants.requests.findOne({ _id: rid });
+    const r = await this.grants.rows.request(rid);
     if (!r || r.expiresAt <= this.now() || r.browserHash !== sha256(browser)) return undefined;
     if (csrf !== undefined && csrf !== r.csrf) return undefined;
     const client = await this.clients.get(r.clientId);
@@ -283,7 +280,7 @@ export class AuthorizationFlow {
   }
 
   private deny(r: AuthRequestDoc, error: string, description: string): Outcome {
-    void this.grants.requests.deleteOne({ _id: r._id }).catch(() => undefined);
+    void this.grants.rows.dropRequest(r._id).catch(() => undefined);
     return oauthRedirect(r.redirectUri, { error, error_description: description, state: r.state });
   }
 

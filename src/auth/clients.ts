@@ -1,32 +1,13 @@
-import { readFileSync } from 'node:fs';
-import type { Collection, Db } from 'mongodb';
+import type { Db } from 'mongodb';
+import { AUTH_COLLECTIONS, ClientRows, type ClientDoc } from '../storage/state/auth';
 import { assertFetchableUrl, isJwks, type Jwks } from './jwks';
 import { publicKeyFromJwk } from './jwt';
 import { parseScope, splitScopes } from './scopes';
 import { hashSecret, isSecretHash } from './secrets';
+import { readRegistrationFile } from './registration-file';
 
-/** A registered client as stored in MongoDB (collection `auth_clients`). Secrets only as scrypt hashes. */
-export interface ClientDoc {
-  _id: string;
-  name: string;
-  /** Space-separated scopes the client may be granted. */
-  scope: string;
-  jwks?: Jwks;
-  jwks_uri?: string;
-  secretHash?: string;
-  /** Fixed patient id (device or app bound to one patient). */
-  patient?: string;
-  /** Exact redirect URIs for the authorization code flow (SMART App Launch). */
-  redirectUris?: string[];
-  /** A public app (no credential): it proves itself with PKCE alone. */
-  public?: boolean;
-  /** Writes per second this client may make (back-pressure answers 429 beyond); unset: no limit. */
-  rateLimit?: number;
-  disabled: boolean;
-  source: 'file' | 'admin';
-  createdAt: Date;
-  updatedAt: Date;
-}
+/** A registered client as stored (collection `auth_clients`, src/storage/state/auth.ts). */
+export type { ClientDoc } from '../storage/state/auth';
 
 /** One entry of SMART_CLIENTS_FILE, or what `admin clients add` receives. */
 export interface ClientRegistration {
@@ -49,7 +30,7 @@ export interface ClientRegistration {
   disabled?: boolean;
 }
 
-export const CLIENTS_COLLECTION = 'auth_clients';
+export const CLIENTS_COLLECTION = AUTH_COLLECTIONS.clients;
 
 const ID_RE = /^[A-Za-z0-9._~:-]{1,128}$/;
 const PATIENT_RE = /^[A-Za-z0-9\-.]{1,64}$/;
@@ -143,20 +124,7 @@ export function redirectUriProblem(u: string): string | undefined {
 
 /** Reads and validates SMART_CLIENTS_FILE. */
 export function readClientsFile(file: string): ClientRegistration[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`SMART_CLIENTS_FILE ${file}: ${(e as Error).message}`);
-  }
-  if (!Array.isArray(parsed)) throw new Error(`SMART_CLIENTS_FILE ${file}: must be a JSON array of clients`);
-  const regs = parsed.map((c, i) => validateRegistration(c, `SMART_CLIENTS_FILE ${file} entry ${i}`));
-  const ids = new Set<string>();
-  for (const r of regs) {
-    if (ids.has(r.client_id)) throw new Error(`SMART_CLIENTS_FILE ${file}: client_id ${r.client_id} appears twice`);
-    ids.add(r.client_id);
-  }
-  return regs;
+  return readRegistrationFile(file, 'SMART_CLIENTS_FILE', validateRegistration, { name: 'client_id', of: (r) => r.client_id });
 }
 
 /** Fields of a registration as stored (secret hashed), without bookkeeping. */
@@ -175,21 +143,25 @@ async function storedFields(reg: ClientRegistration): Promise<Omit<ClientDoc, '_
   };
 }
 
-/** The clients in MongoDB: file clients are upserted at start, admin clients added by the CLI. */
+/** The clients: file clients are saved at start, admin clients added by the CLI. */
 export class ClientStore {
-  readonly col: Collection<ClientDoc>;
+  private readonly rows: ClientRows;
 
   constructor(db: Db) {
-    this.col = db.collection<ClientDoc>(CLIENTS_COLLECTION);
+    this.rows = new ClientRows(db);
+  }
+
+  ensureIndexes(): Promise<void> {
+    return this.rows.ensureIndexes();
   }
 
   async get(clientId: string): Promise<ClientDoc | undefined> {
     if (!ID_RE.test(clientId)) return undefined;
-    return (await this.col.findOne({ _id: clientId })) ?? undefined;
+    return this.rows.get(clientId);
   }
 
-  async list(): Promise<ClientDoc[]> {
-    return this.col.find({}).sort({ _id: 1 }).toArray();
+  list(): Promise<ClientDoc[]> {
+    return this.rows.list();
   }
 
   /**
@@ -199,19 +171,10 @@ export class ClientStore {
   async loadFileClients(regs: ClientRegistration[], now: Date): Promise<void> {
     for (const reg of regs) {
       const fields = await storedFields(reg);
-      const unset: Record<string, ''> = {};
-      for (const k of ['jwks', 'jwks_uri', 'secretHash', 'patient', 'redirectUris', 'public', 'rateLimit'] as const) if (!(k in fields)) unset[k] = '';
+      const unset = (['jwks', 'jwks_uri', 'secretHash', 'patient', 'redirectUris', 'public', 'rateLimit'] as const).filter((k) => !(k in fields));
       const set: Partial<ClientDoc> = { ...fields, source: 'file', updatedAt: now };
       if (reg.disabled !== undefined) set.disabled = reg.disabled;
-      await this.col.updateOne(
-        { _id: reg.client_id },
-        {
-          $set: set,
-          ...(Object.keys(unset).length ? { $unset: unset } : {}),
-          $setOnInsert: reg.disabled === undefined ? { createdAt: now, disabled: false } : { createdAt: now },
-        },
-        { upsert: true },
-      );
+      await this.rows.saveFromFile(reg.client_id, { set, unset, onInsert: reg.disabled === undefined ? { createdAt: now, disabled: false } : { createdAt: now } });
     }
   }
 
@@ -225,22 +188,20 @@ export class ClientStore {
       createdAt: now,
       updatedAt: now,
     };
-    try {
-      await this.col.insertOne(doc);
-    } catch (e) {
-      if ((e as { code?: number }).code === 11000) throw new Error(`client ${reg.client_id} already exists`);
-      throw e;
-    }
+    if (!(await this.rows.insert(doc))) throw new Error(`client ${reg.client_id} already exists`);
     return doc;
   }
 
-  async setDisabled(clientId: string, disabled: boolean, now: Date): Promise<boolean> {
-    const r = await this.col.updateOne({ _id: clientId }, { $set: { disabled, updatedAt: now } });
-    return r.matchedCount === 1;
+  setDisabled(clientId: string, disabled: boolean, now: Date): Promise<boolean> {
+    return this.rows.setDisabled(clientId, disabled, now);
   }
 
-  async disabledIds(): Promise<Set<string>> {
-    const docs = await this.col.find({ disabled: true }, { projection: { _id: 1 } }).toArray();
-    return new Set(docs.map((d) => d._id));
+  disabledIds(): Promise<Set<string>> {
+    return this.rows.disabledIds();
+  }
+
+  /** Write rate limits (per second) by client id. */
+  rateLimits(): Promise<Map<string, number>> {
+    return this.rows.rateLimits();
   }
 }

@@ -83,7 +83,7 @@ export class CodeGrants {
     const refreshTtl = scopes.includes('offline_access') ? OFFLINE_REFRESH_TTL_MS : scopes.includes('online_access') ? ONLINE_REFRESH_TTL_MS : 0;
     if (refreshTtl) {
       const refreshUntil = new Date(this.d.now().getTime() + refreshTtl);
-      await this.d.grants.grants.updateOne({ _id: grant._id }, { $set: { refreshUntil } });
+      await this.d.grants.rows.setRefreshUntil(grant._id, refreshUntil);
       grant.refreshUntil = refreshUntil;
     }
     return this.issue(grant, scopes, true);
@@ -111,9 +111,9 @@ export class CodeGrants {
 
   /** RFC 7009: a refresh token or an access token; answers nothing about tokens of other clients. */
   async revokeToken(client: ClientDoc, token: string): Promise<void> {
-    const rt = await this.d.grants.refresh.findOne({ _id: sha256(token) });
+    const rt = await this.d.grants.rows.refreshToken(sha256(token));
     if (rt) {
-      const grant = await this.d.grants.grants.findOne({ _id: rt.grantId });
+      const grant = await this.d.grants.rows.grant(rt.grantId);
       if (grant?.clientId === client._id) await this.revoke(grant._id);
       return;
     }
@@ -132,9 +132,9 @@ export class CodeGrants {
 
   /** Introspection of an opaque refresh token; undefined when the token is not one of ours. */
   async introspectRefresh(token: string): Promise<Record<string, unknown> | undefined> {
-    const rt = await this.d.grants.refresh.findOne({ _id: sha256(token) });
+    const rt = await this.d.grants.rows.refreshToken(sha256(token));
     if (!rt) return undefined;
-    const grant = await this.d.grants.grants.findOne({ _id: rt.grantId });
+    const grant = await this.d.grants.rows.grant(rt.grantId);
     if (!grant || rt.used || rt.expiresAt <= this.d.now() || !(await this.usable(grant))) return { active: false };
     return {
       active: true,
@@ -157,7 +157,7 @@ export class CodeGrants {
   }
 
   private async liveGrant(grantId: string, client: ClientDoc): Promise<GrantDoc> {
-    const grant = await this.d.grants.grants.findOne({ _id: grantId });
+    const grant = await this.d.grants.rows.grant(grantId);
     if (!grant || grant.clientId !== client._id) throw new OAuthError(400, 'invalid_grant', 'unknown grant');
     if (!(await this.usable(grant))) throw new OAuthError(400, 'invalid_grant', 'the grant was revoked, or its user or client disabled');
     return grant;

@@ -1,5 +1,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, type JsonWebKey, type KeyObject } from 'node:crypto';
-import type { Collection, Db } from 'mongodb';
+import type { Db } from 'mongodb';
+import { AUTH_COLLECTIONS, KeyRows, type SigningKeyDoc } from '../storage/state/auth';
 import type { Jwks } from './jwks';
 
 /**
@@ -8,14 +9,7 @@ import type { Jwks } from './jwks';
  * thing they all share. Whoever can read that database can read every patient's data already,
  * so the keys add no new trust boundary; they are never in the repository and never logged.
  */
-export interface SigningKeyDoc {
-  _id: string; // kid
-  alg: 'RS384';
-  /** PKCS#8 PEM. */
-  privatePem: string;
-  publicJwk: JsonWebKey;
-  createdAt: Date;
-}
+export type { SigningKeyDoc } from '../storage/state/auth';
 
 export interface SigningKey {
   kid: string;
@@ -26,11 +20,12 @@ export interface SigningKey {
   createdAt: Date;
 }
 
-export const KEYS_COLLECTION = 'auth_keys';
+export const KEYS_COLLECTION = AUTH_COLLECTIONS.keys;
+/** The kid of the key a fresh database gets: instances starting together all try it, one insert wins. */
+export const FIRST_KID = 'initial';
 
-export function newSigningKeyDoc(now: Date): SigningKeyDoc {
+export function newSigningKeyDoc(now: Date, kid = `${now.toISOString().slice(0, 10)}-${randomUUID().slice(0, 8)}`): SigningKeyDoc {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const kid = `${now.toISOString().slice(0, 10)}-${randomUUID().slice(0, 8)}`;
   return {
     _id: kid,
     alg: 'RS384',
@@ -61,27 +56,30 @@ export class KeyRing {
   private keys: SigningKey[] = [];
   private loadedAt = 0;
   private lastMissReload = 0;
-  private readonly col: Collection<SigningKeyDoc>;
+  private readonly rows: KeyRows;
 
   constructor(
     db: Db,
     private readonly now: () => Date,
     private readonly reloadMs = 60_000,
   ) {
-    this.col = db.collection<SigningKeyDoc>(KEYS_COLLECTION);
+    this.rows = new KeyRows(db);
   }
 
-  /** Loads the keys, generating the first one when the database has none. */
+  /**
+   * Loads the keys, generating the first one when the database has none. Its kid is fixed, so of
+   * instances starting together on a fresh database one insert wins and all use that key.
+   */
   async init(): Promise<void> {
     await this.reload();
     if (this.keys.length === 0) {
-      await this.col.insertOne(newSigningKeyDoc(this.now()));
+      await this.rows.insert(newSigningKeyDoc(this.now(), FIRST_KID));
       await this.reload();
     }
   }
 
   async reload(): Promise<void> {
-    const docs = await this.col.find({}).sort({ createdAt: -1, _id: -1 }).toArray();
+    const docs = await this.rows.all();
     this.keys = docs.map(toKey);
     this.loadedAt = this.now().getTime();
   }
@@ -120,17 +118,17 @@ export class KeyRing {
 /** Admin operations on the key ring. */
 export async function rotateKey(db: Db, now = new Date()): Promise<string> {
   const doc = newSigningKeyDoc(now);
-  await db.collection<SigningKeyDoc>(KEYS_COLLECTION).insertOne(doc);
+  if (!(await new KeyRows(db).insert(doc))) throw new Error(`signing key ${doc._id} exists already`);
   return doc._id;
 }
 
 export async function listKeys(db: Db): Promise<{ kid: string; alg: string; createdAt: Date }[]> {
-  const docs = await db.collection<SigningKeyDoc>(KEYS_COLLECTION).find({}).sort({ createdAt: -1 }).toArray();
+  const docs = await new KeyRows(db).all();
   return docs.map((d) => ({ kid: d._id, alg: d.alg, createdAt: d.createdAt }));
 }
 
 export async function removeKey(db: Db, kid: string): Promise<boolean> {
-  const col = db.collection<SigningKeyDoc>(KEYS_COLLECTION);
-  if ((await col.countDocuments({})) <= 1) throw new Error('refusing to remove the only signing key; rotate first');
-  return (await col.deleteOne({ _id: kid })).deletedCount === 1;
+  const rows = new KeyRows(db);
+  if ((await rows.count()) <= 1) throw new Error('refusing to remove the only signing key; rotate first');
+  return rows.remove(kid);
 }

@@ -38,7 +38,7 @@ export function launchRouter(d: {
         throw Errors.notFound(`Patient/${patient} is not known`, 'MSG_AUTH_LAUNCH');
       }
       const launch = randomToken();
-      await d.grants.launches.insertOne({
+      await d.grants.rows.addLaunch({
         _id: sha256(launch),
         patient,
         ...(typeof encounter === 'string' ? { encounter } : {}),

@@ -105,7 +105,7 @@ export class AuthService {
     await keys.init();
     const svc = new AuthService(deps, keys, now);
     await svc.endpoint.clientAuth.replay.init();
-    await svc.endpoint.clientAuth.clients.col.createIndex({ disabled: 1 });
+    await svc.endpoint.clientAuth.clients.ensureIndexes();
     if (deps.config.smartClientsFile) {
       const regs = readClientsFile(deps.config.smartClientsFile);
       await svc.endpoint.clientAuth.clients.loadFileClients(regs, now());
@@ -116,7 +116,7 @@ export class AuthService {
       deps.logger.info({ count: regs.length }, 'SMART clients loaded from file');
     }
     await svc.endpoint.grants.init();
-    await svc.users.col.createIndex({ disabled: 1 });
+    await svc.users.ensureIndexes();
     if (deps.config.smartUsersFile) {
       const users = readUsersFile(deps.config.smartUsersFile);
       await svc.users.loadFileUsers(users, now());
@@ -267,9 +267,9 @@ export class AuthService {
   private async isActive(v: VerifiedToken): Promise<boolean> {
     if (!v.own) return true;
     const grants = this.endpoint.grants;
-    if (v.jti && (await grants.revoked.findOne({ _id: v.jti }))) return false;
+    if (v.jti && (await grants.rows.isJtiRevoked(v.jti))) return false;
     if (!v.gid) return true;
-    const grant = await grants.grants.findOne({ _id: v.gid });
+    const grant = await grants.rows.grant(v.gid);
     return Boolean(grant && (await this.endpoint.codeGrants.usable(grant)));
   }
 
@@ -286,8 +286,7 @@ export class AuthService {
   async clientRateLimit(clientId: string): Promise<number | undefined> {
     const t = this.now().getTime();
     if (!this.rates || t - this.rates.at > 30_000) {
-      const docs = await this.endpoint.clientAuth.clients.col.find({ rateLimit: { $gt: 0 } }, { projection: { rateLimit: 1 } }).toArray();
-      this.rates = { byId: new Map(docs.map((d) => [d._id, d.rateLimit!])), at: t };
+      this.rates = { byId: await this.endpoint.clientAuth.clients.rateLimits(), at: t };
     }
     return this.rates.byId.get(clientId);
   }

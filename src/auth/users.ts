@@ -1,25 +1,14 @@
-import { readFileSync } from 'node:fs';
-import type { Collection, Db } from 'mongodb';
+import type { Db } from 'mongodb';
+import { AUTH_COLLECTIONS, UserRows, type UserDoc } from '../storage/state/auth';
 import { hashSecret, isSecretHash, verifySecret } from './secrets';
+import { readRegistrationFile } from './registration-file';
 
 /**
  * People who sign in at the authorization endpoint (SMART App Launch), stored in MongoDB
  * (collection `auth_users`) so every instance sees the same accounts. Passwords only as scrypt
  * hashes; neither passwords nor hashes are ever logged.
  */
-export interface UserDoc {
-  /** The username typed on the login page. */
-  _id: string;
-  /** `Patient/<id>` or `Practitioner/<id>`: who the person is in FHIR terms. */
-  fhirUser: string;
-  passwordHash: string;
-  /** Display name for the pages (not PHI beyond what the person typed in). */
-  name?: string;
-  disabled: boolean;
-  source: 'file' | 'admin';
-  createdAt: Date;
-  updatedAt: Date;
-}
+export type { UserDoc } from '../storage/state/auth';
 
 /** One entry of SMART_USERS_FILE, or what `admin users add` receives. */
 export interface UserRegistration {
@@ -33,7 +22,7 @@ export interface UserRegistration {
   disabled?: boolean;
 }
 
-export const USERS_COLLECTION = 'auth_users';
+export const USERS_COLLECTION = AUTH_COLLECTIONS.users;
 const USERNAME_RE = /^[A-Za-z0-9._@+-]{1,128}$/;
 const FHIR_USER_RE = /^(Patient|Practitioner)\/[A-Za-z0-9\-.]{1,64}$/;
 export const MIN_PASSWORD_LENGTH = 10;
@@ -69,36 +58,27 @@ export function validateUser(input: unknown, where: string): UserRegistration {
 
 /** Reads and validates SMART_USERS_FILE. */
 export function readUsersFile(file: string): UserRegistration[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`SMART_USERS_FILE ${file}: ${(e as Error).message}`);
-  }
-  if (!Array.isArray(parsed)) throw new Error(`SMART_USERS_FILE ${file}: must be a JSON array of users`);
-  const regs = parsed.map((u, i) => validateUser(u, `SMART_USERS_FILE ${file} entry ${i}`));
-  const seen = new Set<string>();
-  for (const r of regs) {
-    if (seen.has(r.username)) throw new Error(`SMART_USERS_FILE ${file}: username ${r.username} appears twice`);
-    seen.add(r.username);
-  }
-  return regs;
+  return readRegistrationFile(file, 'SMART_USERS_FILE', validateUser, { name: 'username', of: (r) => r.username });
 }
 
 export class UserStore {
-  readonly col: Collection<UserDoc>;
+  private readonly rows: UserRows;
 
   constructor(db: Db) {
-    this.col = db.collection<UserDoc>(USERS_COLLECTION);
+    this.rows = new UserRows(db);
+  }
+
+  ensureIndexes(): Promise<void> {
+    return this.rows.ensureIndexes();
   }
 
   async get(username: string): Promise<UserDoc | undefined> {
     if (!USERNAME_RE.test(username)) return undefined;
-    return (await this.col.findOne({ _id: username })) ?? undefined;
+    return this.rows.get(username);
   }
 
-  async list(): Promise<UserDoc[]> {
-    return this.col.find({}).sort({ _id: 1 }).toArray();
+  list(): Promise<UserDoc[]> {
+    return this.rows.list();
   }
 
   /**
@@ -122,12 +102,7 @@ export class UserStore {
       createdAt: now,
       updatedAt: now,
     };
-    try {
-      await this.col.insertOne(doc);
-    } catch (e) {
-      if ((e as { code?: number }).code === 11000) throw new Error(`user ${reg.username} already exists`);
-      throw e;
-    }
+    if (!(await this.rows.insert(doc))) throw new Error(`user ${reg.username} already exists`);
     return doc;
   }
 
@@ -142,25 +117,19 @@ export class UserStore {
         ...(reg.name ? { name: reg.name } : {}),
       };
       if (reg.disabled !== undefined) set.disabled = reg.disabled;
-      await this.col.updateOne(
-        { _id: reg.username },
-        { $set: set, $setOnInsert: reg.disabled === undefined ? { createdAt: now, disabled: false } : { createdAt: now } },
-        { upsert: true },
-      );
+      await this.rows.saveFromFile(reg.username, { set, onInsert: reg.disabled === undefined ? { createdAt: now, disabled: false } : { createdAt: now } });
     }
   }
 
-  async setDisabled(username: string, disabled: boolean, now: Date): Promise<boolean> {
-    return (await this.col.updateOne({ _id: username }, { $set: { disabled, updatedAt: now } })).matchedCount === 1;
+  setDisabled(username: string, disabled: boolean, now: Date): Promise<boolean> {
+    return this.rows.change(username, { disabled, updatedAt: now });
   }
 
   async setPassword(username: string, password: string, now: Date): Promise<boolean> {
-    const passwordHash = await hashSecret(password);
-    return (await this.col.updateOne({ _id: username }, { $set: { passwordHash, updatedAt: now } })).matchedCount === 1;
+    return this.rows.change(username, { passwordHash: await hashSecret(password), updatedAt: now });
   }
 
-  async disabledIds(): Promise<Set<string>> {
-    const docs = await this.col.find({ disabled: true }, { projection: { _id: 1 } }).toArray();
-    return new Set(docs.map((d) => d._id));
+  disabledIds(): Promise<Set<string>> {
+    return this.rows.disabledIds();
   }
 }

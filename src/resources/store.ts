@@ -1,75 +1,15 @@
 import type { Resource } from 'fhir/r4';
-import { anonymousPrincipal, type AccessPolicy, type Principal } from '../auth/types';
+import { anonymousPrincipal, type AccessPolicy } from '../auth/types';
 import { Errors, FhirError } from '../errors';
-import type { CommitOptions, CurrentDoc, HistoryDoc, IndexEntries, PreparedWrite, ResourceRepository } from '../storage';
+import type { CommitOptions, CurrentDoc, HistoryDoc, PreparedWrite, ResourceRepository } from '../storage';
 import { jsonEqual } from './equality';
-import { typeDef } from './registry';
 import { attachDecimals, decimalsOf, sameDecimals } from '../json';
+import { checkIfMatch, normaliseQuery, requireWritableType, stripServerMeta } from './write-checks';
+import { existingResult, resultOf, type StoreDeps, type WriteCtx, type WriteResult } from './write-types';
 
-/** What the store needs from the search engine. */
-export interface Indexer {
-  index(resource: Resource): { idx: IndexEntries; comp: string[] };
-}
-export interface Matcher {
-  findMatches(type: string, query: string, policy: AccessPolicy, limit: number): Promise<CurrentDoc[]>;
-}
-export type Validator = (
-  resource: unknown,
-  opts: { expectedType: string; mode: 'create' | 'update'; id?: string },
-) => Resource;
-export type BeforeWrite = (
-  ctx: { principal: Principal; method: 'POST' | 'PUT' | 'PATCH' },
-  resource: Resource,
-  previous?: Resource,
-) => Promise<Resource>;
-
-export interface StoreDeps {
-  repository: ResourceRepository;
-  clock: () => Date;
-  newId: () => string;
-  indexer: Indexer;
-  matcher: Matcher;
-  validate: Validator;
-  /** Owned by subscriptions (checks and derives Subscription content); not run for server-side writes. */
-  beforeWrite?: BeforeWrite;
-}
-
-export interface WriteCtx {
-  principal: Principal;
-  /** Set when the write belongs to a transaction Bundle (see transaction.ts). */
-  txId?: string;
-  /** Server-side writes (audit trail, shipped topics) may write server-only types. */
-  internal?: boolean;
-}
-
-/** The outcome of a write, enough to build any response form. */
-export interface WriteResult {
-  status: 200 | 201 | 204;
-  type: string;
-  id: string;
-  vid: number;
-  ts: Date;
-  resource?: Resource;
-  comp: string[];
-  /** False when the write was a no-op (identical content, or an existing match for If-None-Exist). */
-  changed: boolean;
-}
-
-
-export function parseVersionTag(etag: string | undefined, header = 'If-Match'): number | undefined {
-  if (etag === undefined) return undefined;
-  const m = /^(?:W\/)?"?(\d+)"?$/.exec(etag.trim());
-  if (!m) throw Errors.badRequest(`Invalid ${header} header "${etag}": expected W/"<versionId>"`, 'MSG_BAD_ETAG');
-  return Number(m[1]);
-}
-
-export function requireWritableType(type: string): void {
-  const def = typeDef(type);
-  if (!def) throw Errors.notFound(`Resource type "${type}" is not supported`, 'MSG_UNKNOWN_TYPE');
-  if (!def.clientWritable) {
-    throw Errors.methodNotAllowed(`${type} resources are written by the server only`, 'MSG_OP_NOT_ALLOWED');
-  }
-}
+export { checkIfMatch, normaliseQuery, parseVersionTag, requireWritableType, stripServerMeta } from './write-checks';
+export { existingResult, resultOf } from './write-types';
+export type { BeforeWrite, Indexer, Matcher, StoreDeps, Validator, WriteCtx, WriteResult } from './write-types';
 
 /**
  * The write pipeline (validate, authorize, check If-Match, stamp meta, skip no-ops, index,
@@ -372,53 +312,3 @@ export class ResourceStore {
   }
 
 }
-
-export function checkIfMatch(type: string, id: string, current: CurrentDoc | null, ifMatch: number | undefined): void {
-  if (ifMatch === undefined) return;
-  if (!current || current.deleted) {
-    throw Errors.preconditionFailed(`If-Match W/"${ifMatch}" given but ${type}/${id} does not exist`, 'MSG_VERSION_AWARE_CONFLICT');
-  }
-  if (current.vid !== ifMatch) {
-    throw Errors.preconditionFailed(
-      `If-Match W/"${ifMatch}" does not match the current version W/"${current.vid}" of ${type}/${id}`,
-      'MSG_VERSION_AWARE_CONFLICT',
-    );
-  }
-}
-
-export function stripServerMeta<T extends Resource>(r: T): T {
-  if (!r.meta) return r;
-  const meta = { ...r.meta };
-  delete meta.versionId;
-  delete meta.lastUpdated;
-  const out = { ...r };
-  if (Object.keys(meta).length > 0) out.meta = meta;
-  else delete out.meta;
-  return out;
-}
-
-export function resultOf(w: PreparedWrite, status: WriteResult['status']): WriteResult {
-  const d = w.doc;
-  return {
-    status,
-    type: w.type,
-    id: w.id,
-    vid: d.vid,
-    ts: d.ts,
-    resource: d.deleted ? undefined : d.res,
-    comp: d.comp,
-    changed: !w.noop,
-  };
-}
-
-export function existingResult(type: string, doc: CurrentDoc): WriteResult {
-  return { status: 200, type, id: doc._id, vid: doc.vid, ts: doc.ts, resource: doc.res, comp: doc.comp, changed: false };
-}
-
-/** Canonical form of a condition so the same query in another order takes the same lock. */
-export function normaliseQuery(query: string): string {
-  const params = new URLSearchParams(query);
-  const pairs = [...params.entries()].sort(([a, av], [b, bv]) => (a === b ? av.localeCompare(bv) : a.localeCompare(b)));
-  return new URLSearchParams(pairs).toString();
-}
-

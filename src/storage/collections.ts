@@ -5,8 +5,7 @@ import type { CurrentDoc, HistoryDoc, JournalDoc, OutboxDoc } from './types';
 /**
  * Every collection the resource storage owns, by name, in one place. Nothing outside
  * `src/storage/` opens these; the search buckets and the `meta` keys live here too.
- * (Auth keeps its clients/keys/jti collections and subscriptions their notification rows,
- * see src/storage/README.md.)
+ * (Module state, such as auth's, is declared in src/storage/state/<module>.ts.)
  */
 export const COLLECTIONS = {
   history: 'history',

@@ -20,7 +20,8 @@ const ROOT = path.resolve(__dirname, '..', '..');
  * Starts the real server (src/server.ts through ts-node) as its own process against the test
  * run's database, for tests that kill and restart it. Resolves when it prints its ready line.
  */
-export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
+export async function startServerProcess(env: Record<string, string>, opts: { startTimeoutMs?: number } = {}): Promise<ServerProcess> {
+  const startTimeoutMs = opts.startTimeoutMs ?? 60_000;
   const uri = process.env.VIGIL_TEST_MONGODB_URI;
   if (!uri) throw new Error('VIGIL_TEST_MONGODB_URI is not set');
   const port = await freePort();
@@ -44,7 +45,7 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
   const exited = new Promise<string>((resolve) => proc.once('exit', (code, signal) => resolve(signal ?? String(code))));
   let output = '';
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start within 60 s:\n${output}`)), 60_000);
+    const timer = setTimeout(() => reject(new Error(`server did not start within ${startTimeoutMs / 1000} s:\n${output}`)), startTimeoutMs);
     const onData = (d: Buffer) => {
       output += d.toString();
       if (output.includes('ready: FHIR base')) {

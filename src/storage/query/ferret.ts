@@ -11,6 +11,7 @@ import type { CountQuery, Explanation, LastnQuery, LiveVersion, Maintenance, Pag
 import { DATE_SORT, keysetCond } from './keys';
 import { MongoExecutor, pointReads } from './mongo';
 import { reindexStale } from './reindex';
+import { upsertById } from '../upsert';
 
 /** `meta` key: the layout and Observation definitions the buckets were built with. */
 const BUCKETS_KEY = 'search.buckets';
@@ -138,6 +139,7 @@ export class FerretExecutor extends MongoExecutor {
       }
     }
     await this.buckets.record('Observation', batch);
-    await this.cols.meta.updateOne({ _id: BUCKETS_KEY }, { $set: { value: want } }, { upsert: true });
+    // Instances starting together both get here on a fresh database (FerretDB's upsert is not atomic).
+    await upsertById(this.cols.meta, BUCKETS_KEY, { set: { value: want } });
   }
 }

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { MongoClient } from 'mongodb';
 import type { Bundle, Flag } from 'fhir/r4';
-import { startServerProcess, type ServerProcess } from '../../support/server-process';
 import { heartRate } from '../../support/context';
+import { crashHarness, FAST_SUBSCRIPTIONS, fhirCall } from '../../support/crash-harness';
+import type { ServerProcess } from '../../support/server-process';
 import { topicSubscription } from '../subscriptions/fixtures';
-import { eventNumbers, typeOf, WebhookReceiver } from '../subscriptions/receiver';
+import { eventNumbers, typeOf } from '../subscriptions/receiver';
 import { ALERT_TOPIC, eventOf } from '../../support/alerting';
 
 /**
@@ -13,50 +13,16 @@ import { ALERT_TOPIC, eventOf } from '../../support/alerting';
  * episode, and after de-duplication by event number the subscriber was told "raised" once and,
  * when the readings return to normal, "resolved" once: nothing lost, nothing repeated.
  */
-const ENV = {
-  SUBSCRIPTION_LEASE_MS: '2000',
-  SUBSCRIPTION_POLL_MS: '100',
-  SUBSCRIPTION_BACKOFF_BASE_MS: '100',
-  SUBSCRIPTION_BACKOFF_MAX_MS: '500',
-  ALERT_QUIET_PERIOD_MIN: '0',
-};
-
 describe('SIGKILL during an open alert episode', () => {
-  const dbName = `vigil_test_alertcrash_${randomBytes(4).toString('hex')}`;
+  const h = crashHarness('alertcrash', { ...FAST_SUBSCRIPTIONS, ALERT_QUIET_PERIOD_MIN: '0' });
   const patient = `crash-${randomBytes(4).toString('hex')}`;
-  let hook: WebhookReceiver;
   let proc: ServerProcess | undefined;
-
-  beforeAll(async () => {
-    hook = await new WebhookReceiver().start();
-  });
-  afterAll(async () => {
-    await proc?.stop('SIGKILL');
-    await hook.close();
-    const c = await MongoClient.connect(process.env.VIGIL_TEST_MONGODB_URI!);
-    await c.db(dbName).dropDatabase().catch(() => undefined);
-    await c.close();
-  });
-
-  async function call(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; json?: unknown }> {
-    try {
-      const r = await fetch(`${base}/${path}`, {
-        method,
-        headers: { 'Content-Type': 'application/fhir+json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(10_000),
-      });
-      return { status: r.status, json: await r.json().catch(() => undefined) };
-    } catch {
-      return { status: 0 }; // connection refused or reset: not acknowledged
-    }
-  }
 
   async function stream(base: string, n: number, value: number, killAfter?: number): Promise<void> {
     const inFlight: Promise<unknown>[] = [];
     for (let i = 0; i < n; i++) {
       if (killAfter !== undefined && i === killAfter) await proc!.stop('SIGKILL');
-      inFlight.push(call(base, 'POST', 'Observation', heartRate(patient, value, new Date().toISOString())));
+      inFlight.push(fhirCall(base, 'POST', 'Observation', heartRate(patient, value, new Date().toISOString())));
       if (inFlight.length >= 3) await inFlight.shift();
     }
     await Promise.all(inFlight);
@@ -65,7 +31,7 @@ describe('SIGKILL during an open alert episode', () => {
   /** Flags told about, de-duplicated by event number (delivery is at least once). */
   function toldEvents(): string[] {
     const byNumber = new Map<number, Flag>();
-    for (const r of hook.events()) {
+    for (const r of h.hook.events()) {
       const flags = (r.bundle?.entry ?? []).slice(1).map((e) => e.resource as Flag);
       eventNumbers(r).forEach((n, k) => byNumber.set(n, flags[k]));
     }
@@ -73,24 +39,24 @@ describe('SIGKILL during an open alert episode', () => {
   }
 
   it('keeps exactly one episode and loses no event', async () => {
-    proc = await startServerProcess({ MONGODB_DB: dbName, ...ENV });
-    const sub = topicSubscription(hook.url, ALERT_TOPIC, [`Flag?patient=Patient/${patient}`]);
-    expect((await call(proc.baseUrl, 'POST', 'Subscription', sub)).status).toBe(201);
-    await hook.waitFor((r) => r.some((x) => typeOf(x) === 'handshake'));
+    proc = await h.start();
+    const sub = topicSubscription(h.hook.url, ALERT_TOPIC, [`Flag?patient=Patient/${patient}`]);
+    expect((await fhirCall(proc.baseUrl, 'POST', 'Subscription', sub)).status).toBe(201);
+    await h.hook.waitFor((r) => r.some((x) => typeOf(x) === 'handshake'));
 
     await stream(proc.baseUrl, 4, 120);
-    await hook.waitFor(() => toldEvents().includes('raised'), 30_000);
+    await h.hook.waitFor(() => toldEvents().includes('raised'), 30_000);
     // Killed mid-stream with requests in flight, the episode open.
     await stream(proc.baseUrl, 10, 120, 5);
-    proc = await startServerProcess({ MONGODB_DB: dbName, ...ENV });
+    proc = await h.start();
     await stream(proc.baseUrl, 6, 120);
     for (let i = 0; i < 2; i++) {
-      const r = await call(proc.baseUrl, 'POST', 'Observation', heartRate(patient, 70, new Date().toISOString()));
+      const r = await fhirCall(proc.baseUrl, 'POST', 'Observation', heartRate(patient, 70, new Date().toISOString()));
       expect(r.status).toBe(201);
     }
-    await hook.waitFor(() => toldEvents().includes('resolved'), 60_000);
+    await h.hook.waitFor(() => toldEvents().includes('resolved'), 60_000);
     expect(toldEvents()).toEqual(['raised', 'resolved']);
-    const flags = (await call(proc.baseUrl, 'GET', `Flag?patient=Patient/${patient}`)).json as Bundle;
+    const flags = (await fhirCall(proc.baseUrl, 'GET', `Flag?patient=Patient/${patient}`)).json as Bundle;
     expect(flags.entry).toHaveLength(1);
     expect((flags.entry![0].resource as Flag).status).toBe('inactive');
   }, 180_000);

@@ -1,8 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import type { Browser, Page } from 'puppeteer-core';
-import { launchChromium } from './browser';
+import type { Page } from 'puppeteer-core';
+import { click, signIn, startChromium, type TestBrowser } from '../../support/chromium';
 import { FHIR_JSON } from '../../support/context';
 import { authorizeUrl, codeToken, ehrLaunch, smartWorld, type SmartWorld } from './smart-helpers';
 
@@ -12,51 +9,27 @@ import { authorizeUrl, codeToken, ehrLaunch, smartWorld, type SmartWorld } from 
  * user, standalone and EHR launch. One browser for the file, a fresh context per test.
  */
 let w: SmartWorld;
-let browser: Browser;
-const profile = mkdtempSync(path.join(os.tmpdir(), 'vigil-chromium-'));
+let chromium: TestBrowser;
 
 beforeAll(async () => {
   w = await smartWorld();
-  browser = await launchChromium(profile);
+  chromium = await startChromium();
 }, 60_000);
 afterAll(async () => {
-  await browser?.close();
+  await chromium?.close();
   await w?.close();
-  rmSync(profile, { recursive: true, force: true });
 });
-
-async function click(page: Page, selector: string): Promise<void> {
-  await page.waitForSelector(selector);
-  await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click(selector)]);
-}
 
 /** Drives the pages as a person would; returns the URL the browser landed on. */
 async function flow(page: Page, url: string, username: string, pick?: { name: string; id: string }): Promise<URL> {
-  await page.goto(url, { waitUntil: 'load' });
-  await page.waitForSelector('#username');
-  await page.type('#username', username);
-  await page.type('#password', w.users.password);
-  await click(page, '#sign-in');
-  if (pick) {
-    await page.waitForSelector('#name');
-    await page.type('#name', pick.name);
-    await click(page, '#search');
-    await click(page, `button[data-patient="${pick.id}"]`);
-  }
-  await page.waitForSelector('#allow');
+  await signIn(page, url, { username, password: w.users.password }, pick);
   await click(page, '#allow');
   await page.waitForSelector('#landed');
   return new URL(page.url());
 }
 
-async function withPage<T>(fn: (page: Page) => Promise<T>): Promise<T> {
-  const context = await browser.createBrowserContext();
-  try {
-    const page = await context.newPage();
-    return await fn(page);
-  } finally {
-    await context.close();
-  }
+function withPage<T>(fn: (page: Page) => Promise<T>): Promise<T> {
+  return chromium.withPage(fn);
 }
 
 async function tokenFrom(landed: URL, state: string, verifier: string) {

@@ -1,12 +1,8 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import smart from 'fhirclient';
-import type { Browser, Page } from 'puppeteer-core';
-import { launchChromium } from './browser';
+import { click, signIn, startChromium, type TestBrowser } from '../../support/chromium';
 import { ehrLaunch, smartWorld, type SmartWorld } from './smart-helpers';
 
 /**
@@ -16,10 +12,9 @@ import { ehrLaunch, smartWorld, type SmartWorld } from './smart-helpers';
  * private_key_jwt app, standalone and EHR launch.
  */
 let w: SmartWorld;
-let browser: Browser;
+let chromium: TestBrowser;
 let app: http.Server;
 let appOrigin = '';
-const profile = mkdtempSync(path.join(os.tmpdir(), 'vigil-chromium-fc-'));
 const secret = `fc-secret-${Date.now()}-0123456789`;
 const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
 const privateJwk = { ...privateKey.export({ format: 'jwk' }), kid: 'fc-1', alg: 'ES384' };
@@ -99,47 +94,27 @@ beforeAll(async () => {
       { client_id: 'fc-jwt', name: 'fhirclient jwt', ...common, redirect_uris: [`${appOrigin}/callback/fc-jwt`], jwks: { keys: [publicJwk] } },
     ],
   });
-  browser = await launchChromium(profile);
+  chromium = await startChromium();
 }, 60_000);
 afterAll(async () => {
-  await browser?.close();
+  await chromium?.close();
   await w?.close();
   await new Promise<void>((r) => {
     app?.closeAllConnections();
     app ? app.close(() => r()) : r();
   });
-  rmSync(profile, { recursive: true, force: true });
 });
-
-async function click(page: Page, selector: string): Promise<void> {
-  await page.waitForSelector(selector);
-  await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click(selector)]);
-}
 
 /** A person opens the app, signs in and allows; returns what the app shows. */
 async function visit(url: string, username: string, pick?: { name: string; id: string }): Promise<{ patient: string; fhirUser: string; failed?: string }> {
-  const context = await browser.createBrowserContext();
-  try {
-    const page = await context.newPage();
-    await page.goto(url, { waitUntil: 'load' });
-    await page.waitForSelector('#username');
-    await page.type('#username', username);
-    await page.type('#password', w.users.password);
-    await click(page, '#sign-in');
-    if (pick) {
-      await page.waitForSelector('#name');
-      await page.type('#name', pick.name);
-      await click(page, '#search');
-      await click(page, `button[data-patient="${pick.id}"]`);
-    }
+  return chromium.withPage(async (page) => {
+    await signIn(page, url, { username, password: w.users.password }, pick);
     await click(page, '#allow');
     await page.waitForSelector('#patient, #failed');
     const text = async (sel: string) => ((await page.$(sel)) ? ((await page.$eval(sel, (e) => e.textContent)) ?? '') : '');
     const failed = await text('#failed');
     return { patient: await text('#patient'), fhirUser: await text('#fhir-user'), ...(failed ? { failed } : {}) };
-  } finally {
-    await context.close();
-  }
+  });
 }
 
 it.each(['fc-public', 'fc-secret', 'fc-jwt'])('%s: standalone launch of a Patient user completes and reads their Patient', async (name) => {

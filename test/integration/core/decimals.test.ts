@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Bundle, Observation } from 'fhir/r4';
 import { createTestContext, FHIR_JSON, type TestContext } from '../../support/context';
+import { minify, resourceText } from '../../support/json-text';
 
 /**
  * Decimals keep the sender's text on the wire (raw response text, never re-parsed JSON) through
@@ -8,42 +9,6 @@ import { createTestContext, FHIR_JSON, type TestContext } from '../../support/co
  */
 
 const EXAMPLE = readFileSync(require.resolve('hl7.fhir.r4.examples/Observation-decimal.json'), 'utf8');
-
-/** JSON text without insignificant whitespace, every number token kept as written. */
-function minify(text: string): string {
-  let out = '';
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (inString) {
-      out += c;
-      if (c === '\\') out += text[++i];
-      else if (c === '"') inString = false;
-    } else if (c === '"') {
-      inString = true;
-      out += c;
-    } else if (!/\s/.test(c)) out += c;
-  }
-  return out;
-}
-
-/** The raw text of the one resource in `text` whose id is `id` (a resource object, matched by braces). */
-function resourceText(text: string, id: string): string {
-  const start = text.indexOf(`{"resourceType":"Observation","id":"${id}"`);
-  expect(start).toBeGreaterThanOrEqual(0);
-  let depth = 0;
-  let inString = false;
-  for (let i = start; i < text.length; i++) {
-    const c = text[i];
-    if (inString) {
-      if (c === '\\') i++;
-      else if (c === '"') inString = false;
-    } else if (c === '"') inString = true;
-    else if (c === '{') depth++;
-    else if (c === '}' && --depth === 0) return text.slice(start, i + 1);
-  }
-  throw new Error('unterminated resource');
-}
 
 /** What the server must answer for `sent` (minified) once it is stored as id/vid. */
 function expected(sent: string, id: string, meta: unknown): string {
@@ -99,8 +64,8 @@ describe('decimals round-trip exactly', () => {
     expect(created.text).toBe(want);
     expect((await ctx.request.get(`/fhir/Observation/${id}`)).text).toBe(want);
     expect((await ctx.request.get(`/fhir/Observation/${id}/_history/1`)).text).toBe(want);
-    expect(resourceText((await ctx.request.get(`/fhir/Observation/${id}/_history`)).text, id)).toBe(want);
-    expect(resourceText((await ctx.request.get(`/fhir/Observation?_id=${id}`)).text, id)).toBe(want);
+    expect(resourceText((await ctx.request.get(`/fhir/Observation/${id}/_history`)).text, 'Observation', id)).toBe(want);
+    expect(resourceText((await ctx.request.get(`/fhir/Observation?_id=${id}`)).text, 'Observation', id)).toBe(want);
     const shaped = (await ctx.request.get(`/fhir/Observation/${id}?_elements=component`)).text;
     expect(shaped).toContain(minify(EXAMPLE).slice(minify(EXAMPLE).indexOf('"component":')));
   });
@@ -135,13 +100,13 @@ describe('decimals round-trip exactly', () => {
     for (const q of ['value-quantity=6', 'value-quantity=6.0', 'value-quantity=gt5.99', 'value-quantity=lt6.01']) {
       const found = await ctx.request.get(`/fhir/Observation?subject=Patient/${patient}&${q}`);
       expect(found.status).toBe(200);
-      expect(resourceText(found.text, obs.id!)).toBe(want);
+      expect(resourceText(found.text, 'Observation', obs.id!)).toBe(want);
     }
     for (const q of ['value-quantity=6.1', 'value-quantity=gt6.05', 'value-quantity=6.00']) {
       const none = JSON.parse((await ctx.request.get(`/fhir/Observation?subject=Patient/${patient}&${q}`)).text) as Bundle;
       expect({ q, total: none.entry?.length ?? 0 }).toEqual({ q, total: q === 'value-quantity=6.00' ? 1 : 0 });
     }
-    expect(resourceText((await ctx.request.get(`/fhir/Observation/$lastn?patient=${patient}&max=1`)).text, obs.id!)).toBe(want);
+    expect(resourceText((await ctx.request.get(`/fhir/Observation/$lastn?patient=${patient}&max=1`)).text, 'Observation', obs.id!)).toBe(want);
     const data = (await ctx.request.get(`/fhir/Observation/${obs.id}?_summary=data`)).text;
     expect(data).toContain(minify(body).slice(minify(body).indexOf('"valueQuantity":')));
   });
@@ -210,7 +175,7 @@ describe('decimals round-trip exactly', () => {
     const created = b.entry![1].resource as Observation;
     const sent = obs.replace('urn:uuid:9d1b3c2a-0000-4000-8000-000000000001', created.subject!.reference!);
     const want = expected(sent, created.id!, created.meta);
-    expect(resourceText(r.text, created.id!)).toBe(want);
+    expect(resourceText(r.text, 'Observation', created.id!)).toBe(want);
     expect((await ctx.request.get(`/fhir/Observation/${created.id}`)).text).toBe(want);
 
     const batch = `{"resourceType":"Bundle","type":"batch","entry":[
@@ -220,7 +185,7 @@ describe('decimals round-trip exactly', () => {
     expect(br.status).toBe(200);
     const bb = JSON.parse(br.text) as Bundle;
     const made = bb.entry![0].resource as Observation;
-    expect(resourceText(br.text, made.id!)).toBe(expected(OWN(patient), made.id!, made.meta));
-    expect(resourceText(br.text, created.id!)).toBe(want);
+    expect(resourceText(br.text, 'Observation', made.id!)).toBe(expected(OWN(patient), made.id!, made.meta));
+    expect(resourceText(br.text, 'Observation', created.id!)).toBe(want);
   });
 });

@@ -35,4 +35,4 @@ it('runs on its embedded database, keeps data across a restart and shuts down gr
   } finally {
     expect(await second.stop('SIGTERM')).toBe('0');
   }
-});
+}, 180_000); // two process starts (and an embedded database) on a loaded machine

@@ -1,6 +1,7 @@
 import type { Observation, Parameters, Subscription } from 'fhir/r4';
 import WebSocket from 'ws';
 import { createTestContext, FHIR_JSON, type TestContext } from '../../support/context';
+import { resourceText } from '../../support/json-text';
 import { ABNORMAL, BACKPORT, topicSubscription } from './fixtures';
 import { paramValue, typeOf, WebhookReceiver } from './receiver';
 
@@ -17,24 +18,6 @@ afterAll(async () => {
   await hook.close();
   await ctx.close();
 });
-
-/** The raw text of the resource object with this id inside `text` (matched by braces). */
-function resourceText(text: string, type: string, id: string): string | undefined {
-  const start = text.indexOf(`{"resourceType":"${type}","id":"${id}"`);
-  if (start < 0) return undefined;
-  let depth = 0;
-  let inString = false;
-  for (let i = start; i < text.length; i++) {
-    const c = text[i];
-    if (inString) {
-      if (c === '\\') i++;
-      else if (c === '"') inString = false;
-    } else if (c === '"') inString = true;
-    else if (c === '{') depth++;
-    else if (c === '}' && --depth === 0) return text.slice(start, i + 1);
-  }
-  return undefined;
-}
 
 async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>): Promise<T> {
   for (let i = 0; i < 400; i++) {
