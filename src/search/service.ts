@@ -90,6 +90,8 @@ export class SearchService implements SearchContext {
     executor?: QueryExecutor;
     engine?: Engine;
     cursors?: CursorCodec;
+    /** Resources a page of an unserved query may examine (tests make it small; see src/storage/query/scan.ts). */
+    scanBudget?: number;
   }): Promise<SearchService> {
     const types = deps.types ?? DEFAULT_TYPES;
     const registry = buildRegistry(types);
@@ -97,7 +99,7 @@ export class SearchService implements SearchContext {
     const svc = new SearchService(registry, deps.config, cursors, types, deps.executor);
     if (!deps.executor) {
       const engine = deps.engine ?? (await detectEngine(deps.db));
-      svc.executorRef = createExecutor(engine, deps.db, (r) => svc.indexOnce(r));
+      svc.executorRef = createExecutor(engine, deps.db, (r) => svc.indexOnce(r), { scanBudget: deps.scanBudget });
     }
     return svc;
   }
@@ -154,6 +156,11 @@ export class SearchService implements SearchContext {
     if (resource.resourceType !== criteria.resourceType) return false;
     const { idx, comp } = this.indexOnce(resource);
     return evaluate(criteria.cond, { _id: resource.id, idx, comp });
+  }
+
+  /** The condition of compiled criteria (scope restrictions are refused unless exact). */
+  criteriaCond(criteria: CompiledCriteria): Cond {
+    return criteria.cond;
   }
 
   /**
