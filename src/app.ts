@@ -198,7 +198,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   const erasure = new Eraser({
     db,
     served: SERVED_TYPES,
-    eraseCandidates: (resources, ids, patients) => search.eraseCandidates(resources, ids, patients),
+    eraseCandidates: (targets, patients) => search.eraseCandidates(targets, patients),
     jobs: bulk.jobs,
     persistAudit,
     flushAudit: () => audit.flush(),

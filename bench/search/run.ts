@@ -18,7 +18,11 @@ import { allowAllPolicy } from '../../src/auth/types';
 import { loadConfig } from '../../src/config';
 import { startEmbeddedDatabase } from '../../src/storage/embedded';
 import { SearchService, type SearchRequest } from '../../src/search';
+import { Collections } from '../../src/storage/collections';
+import { HistoryPlan } from '../../src/storage/history-plan';
+import type { Explanation } from '../../src/storage/query';
 import type { BucketSource } from '../../src/storage/query/buckets';
+import { Versions } from '../../src/storage/versions';
 import { VITALS, generateObservations, generatePatient, rng } from './generate';
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
@@ -57,31 +61,43 @@ function indexUsed(plan: Document): string {
   return `ferretdb: ${sqlite || 'unknown'} (filterPushdown=${plan.filterPushdown}, sortPushdown=${plan.sortPushdown})`;
 }
 
+/** Patients loaded per bulk step: their documents, history versions and bucket entries are written together. */
+const PATIENTS_PER_STEP = 100;
+
+/**
+ * Bulk load of prepared documents: per step of PATIENTS_PER_STEP patients, one `insertMany` per
+ * collection (current documents and their history versions) and one bucket update per bucket key
+ * (FerretDB; a no-op on MongoDB). Each version is stamped at its effective time, as a live ingest
+ * would, so history by time has something to walk.
+ */
 async function load(db: Db, service: SearchService, observations: number): Promise<number> {
   const patients = Math.max(1, Math.round(observations / OBS_PER_PATIENT));
   const t0 = Date.now();
   const rand = rng(42);
-  const sources: BucketSource[] = [];
-  const dateOf = (d: BucketSource) => ((d.idx.date as { l?: Date } | undefined)?.l?.getTime() ?? 0);
-  const toDoc = (r: Resource) => {
-    const res = { ...r, meta: { versionId: '1', lastUpdated: new Date(START).toISOString() } } as Resource;
+  const toDoc = (r: Resource, ts: Date) => {
+    const res = { ...r, meta: { versionId: '1', lastUpdated: ts.toISOString() } } as Resource;
     const { idx, comp } = service.index(res);
-    return { _id: r.id as unknown as never, res, vid: 1, ts: new Date(START), deleted: false, idx, comp };
+    return { _id: r.id as unknown as never, res, vid: 1, ts, deleted: false, idx, comp };
   };
-  for (let p = 1; p <= patients; p++) {
-    const [patient, device] = generatePatient(p, rand);
-    await db.collection('Patient').insertOne(toDoc(patient));
-    await db.collection('Device').insertOne(toDoc(device));
-    for (let i = 0; i < OBS_PER_PATIENT; i += 250) {
-      const docs = generateObservations(p, Math.min(250, OBS_PER_PATIENT - i), rand, START, STEP, i).map(toDoc);
-      await db.collection('Observation').insertMany(docs, { ordered: false });
-      for (const d of docs) sources.push({ _id: d._id as unknown as string, idx: d.idx, comp: d.comp });
+  const historyOf = (type: string, d: ReturnType<typeof toDoc>) => ({ _id: `${type}/${d._id}/1` as never, type, id: d._id, vid: 1, ts: d.ts, deleted: false, method: 'POST', res: d.res, comp: d.comp });
+  const sourceOf = (d: ReturnType<typeof toDoc>): BucketSource => ({ _id: d._id as unknown as string, idx: d.idx, comp: d.comp, vid: 1, ts: d.ts });
+  for (let first = 1; first <= patients; first += PATIENTS_PER_STEP) {
+    const docs: Record<string, ReturnType<typeof toDoc>[]> = { Patient: [], Device: [], Observation: [] };
+    for (let p = first; p < Math.min(patients + 1, first + PATIENTS_PER_STEP); p++) {
+      const [patient, device] = generatePatient(p, rand);
+      docs.Patient.push(toDoc(patient, new Date(START)));
+      docs.Device.push(toDoc(device, new Date(START)));
+      for (const o of generateObservations(p, OBS_PER_PATIENT, rand, START, STEP, 0)) docs.Observation.push(toDoc(o, new Date(o.effectiveDateTime ?? START)));
+    }
+    for (const [type, list] of Object.entries(docs)) {
+      for (let i = 0; i < list.length; i += 5000) {
+        const chunk = list.slice(i, i + 5000);
+        await db.collection(type).insertMany(chunk, { ordered: false });
+        await db.collection('history').insertMany(chunk.map((d) => historyOf(type, d)), { ordered: false });
+      }
+      await service.recordCandidates(type, list.map(sourceOf));
     }
   }
-  // Candidate buckets (FerretDB; a no-op on MongoDB) as the outbox stores them under live ingest:
-  // in commit order, i.e. by time across patients, a batch at a time.
-  sources.sort((a, b) => dateOf(a) - dateOf(b));
-  for (let i = 0; i < sources.length; i += 1000) await service.recordCandidates('Observation', sources.slice(i, i + 1000));
   return Date.now() - t0;
 }
 
@@ -89,6 +105,8 @@ interface Case {
   name: string;
   request: (rand: () => number) => SearchRequest;
   lastn?: boolean;
+  /** History by time (storage's history plan) rather than a search. */
+  history?: boolean;
 }
 
 function cases(patients: number): Case[] {
@@ -124,7 +142,55 @@ function cases(patients: number): Case[] {
       request: () => req('Observation', `code=http://loinc.org|${VITALS[1].code}&value-quantity=lt90|http://unitsofmeasure.org|%&_count=50`),
     },
     { name: 'patient observations, newest first (first page)', request: (r) => req('Observation', `patient=${somePatient(r)}&_sort=-date&_count=20`) },
+    { name: 'device identifier lookup', request: (r) => req('Device', `identifier=http://devices.example.org/serial|SN-${1 + Math.floor(r() * patients)}`) },
+    // No patient, code, token or id pinned: FerretDB answers with a bounded scan (a page may be short).
+    { name: 'unserved: any Observation with a value above 140 (first page)', request: () => req('Observation', 'value-quantity=gt140&_count=20') },
+    {
+      name: 'Observation/_history?_since= (last hour of the data, first page of 20)',
+      request: () => req('Observation', `_since=${new Date(START + span - 3_600_000).toISOString()}`),
+      history: true,
+    },
   ];
+}
+
+/** What serves a search: MongoDB's index, the FerretDB buckets, or the bounded scan. */
+function describePlan(plan: Explanation, database: string): string {
+  const b = plan.buckets;
+  if (b) return `candidate buckets by ${b.patients ? 'patient and day' : b.codes ? 'code and hour' : b.tokens ? 'token list' : 'pinned ids'} (_id point reads)`;
+  if (database !== 'mongodb') return 'bounded scan: time buckets oldest first, _id point reads (FerretDB)';
+  return indexUsed(plan.plan);
+}
+
+/** `[type]/_history?_since=`: storage's history plan against the raw filter on the history collection. */
+async function measureHistory(db: Db, service: SearchService, r: SearchRequest, iterations: number, warmup: number): Promise<Record<string, unknown>> {
+  const cols = new Collections(db);
+  const plan = new HistoryPlan(cols, new Versions(cols, (res) => service.index(res)), service.executor);
+  const since = new Date(r.params.find(([n]) => n === '_since')?.[1] ?? 0);
+  const times: number[] = [];
+  const raw: number[] = [];
+  let results = 0;
+  for (let i = 0; i < iterations + warmup; i++) {
+    const t = process.hrtime.bigint();
+    const page = await plan.page({ type: r.type, since, limit: 21 });
+    if (i >= warmup) times.push(Number(process.hrtime.bigint() - t) / 1e6);
+    if (i >= warmup) results += page.versions.length;
+    if (i >= warmup && raw.length < Math.min(iterations, scanIterations)) {
+      const t2 = process.hrtime.bigint();
+      await db.collection('history').find({ type: r.type, ts: { $gte: since } }, { sort: { ts: -1, _id: -1 }, limit: 21 }).toArray();
+      raw.push(Number(process.hrtime.bigint() - t2) / 1e6);
+    }
+  }
+  times.sort((a, b) => a - b);
+  raw.sort((a, b) => a - b);
+  return {
+    p50: pct(times, 50),
+    p95: pct(times, 95),
+    p99: pct(times, 99),
+    rawP50: pct(raw, 50),
+    rawP99: pct(raw, 99),
+    meanResults: Number((results / iterations).toFixed(1)),
+    index: service.executor.engine === 'mongodb' ? 'history (type, ts, _id)' : 'time buckets newest first, _id point reads (FerretDB)',
+  };
 }
 
 async function main(): Promise<void> {
@@ -138,6 +204,7 @@ async function main(): Promise<void> {
       const db = client.db(`vigil_bench_search_${size}_${Date.now()}`);
       const config = { ...loadConfig({ BASE_URL: BASE, AUTH_ENABLED: 'false' }), cursorSecret: 'bench' };
       const service = await SearchService.create({ db, config, types: ['Patient', 'Device', 'Observation'] });
+      await service.reindexIfNeeded(); // marks the (empty) buckets built, as a server's start-up does
       await service.ensureIndexes();
       const loadMs = await load(db, service, size);
       const observations = await db.collection('Observation').estimatedDocumentCount();
@@ -149,12 +216,17 @@ async function main(): Promise<void> {
         const raw: number[] = [];
         let results = 0;
         let index = '';
+        if (c.history) {
+          const h = await measureHistory(db, service, c.request(rand), iterations, warmup);
+          emit({ database, observations, query: c.name, iterations, ...h });
+          continue;
+        }
         // Queries that scan (no bucket, FerretDB) take seconds at 100k: fewer iterations for them.
         const first = c.lastn ? undefined : await service.explain(c.request(rng(7)));
         const scans = database !== 'mongodb' && !c.lastn && !first?.buckets;
-        const runs = scans ? Math.min(iterations, scanIterations) : iterations;
+        const runsOf = scans ? Math.min(iterations, scanIterations) : iterations;
         const warm = scans ? Math.min(warmup, 1) : warmup;
-        for (let i = 0; i < runs + warm; i++) {
+        for (let i = 0; i < runsOf + warm; i++) {
           const r = c.request(rand);
           const t = process.hrtime.bigint();
           const b = c.lastn ? await service.lastn(r) : await service.search(r);
@@ -165,14 +237,15 @@ async function main(): Promise<void> {
           }
           if (c.lastn) continue;
           const plan = await service.explain(r);
-          if (!index) index = plan.buckets ? `candidate buckets by ${plan.buckets.patients ? 'patient and day' : 'code and hour'} (_id point reads)` : indexUsed(plan.plan);
+          if (!index) index = describePlan(plan, database);
           // The raw database baseline: the same find, without parsing, re-checking and Bundle building
           // (on FerretDB a scan where our buckets serve the query: measured a few times only).
-          if (plan.buckets && (i < warm || raw.length >= Math.min(runs, scanIterations))) continue;
+          if ((plan.buckets || scans) && (i < warm || raw.length >= Math.min(runsOf, scanIterations))) continue;
           const t2 = process.hrtime.bigint();
           await db.collection(r.type ?? '').find(plan.filter, { sort: plan.sort, limit: plan.limit }).toArray();
           if (i >= warm) raw.push(Number(process.hrtime.bigint() - t2) / 1e6);
         }
+        const runs = runsOf;
         times.sort((a, b) => a - b);
         raw.sort((a, b) => a - b);
         emit({

@@ -170,7 +170,8 @@ export class FerretExecutor extends MongoExecutor {
   }
 
   override async erase(type: string, docs: readonly BucketSource[], ids: ReadonlySet<string>, patients: readonly string[]): Promise<number> {
-    return this.buckets.erase(type, docs, ids, patients);
+    const timed = await this.store.eraseEntries(this.time.opsOf(type, docs).buckets.keys(), ids);
+    return timed + (await this.buckets.erase(type, docs, ids, patients));
   }
 
   override async record(type: string, docs: readonly BucketSource[]): Promise<void> {
