@@ -61,42 +61,55 @@ function indexUsed(plan: Document): string {
   return `ferretdb: ${sqlite || 'unknown'} (filterPushdown=${plan.filterPushdown}, sortPushdown=${plan.sortPushdown})`;
 }
 
-/** Patients loaded per bulk step: their documents, history versions and bucket entries are written together. */
-const PATIENTS_PER_STEP = 100;
+/** Readings per patient generated per bulk step: a slice of time across every patient. */
+const READINGS_PER_STEP = 50;
+/** Bucket updates in flight during the load (distinct buckets; nothing else runs beside it). */
+const LOAD_CONCURRENCY = 8;
 
 /**
- * Bulk load of prepared documents: per step of PATIENTS_PER_STEP patients, one `insertMany` per
- * collection (current documents and their history versions) and one bucket update per bucket key
- * (FerretDB; a no-op on MongoDB). Each version is stamped at its effective time, as a live ingest
- * would, so history by time has something to walk.
+ * Bulk load of prepared documents, a slice of time at a time across all patients (as a live
+ * ingest commits them): per slice one `insertMany` per 5,000 current documents and their history
+ * versions, and one bucket update per bucket key touched (FerretDB; a no-op on MongoDB), so
+ * each bucket is written about once. Each version is stamped at its effective time, so history
+ * by time has something to walk.
  */
 async function load(db: Db, service: SearchService, observations: number): Promise<number> {
   const patients = Math.max(1, Math.round(observations / OBS_PER_PATIENT));
   const t0 = Date.now();
-  const rand = rng(42);
   const toDoc = (r: Resource, ts: Date) => {
     const res = { ...r, meta: { versionId: '1', lastUpdated: ts.toISOString() } } as Resource;
     const { idx, comp } = service.index(res);
     return { _id: r.id as unknown as never, res, vid: 1, ts, deleted: false, idx, comp };
   };
-  const historyOf = (type: string, d: ReturnType<typeof toDoc>) => ({ _id: `${type}/${d._id}/1` as never, type, id: d._id, vid: 1, ts: d.ts, deleted: false, method: 'POST', res: d.res, comp: d.comp });
-  const sourceOf = (d: ReturnType<typeof toDoc>): BucketSource => ({ _id: d._id as unknown as string, idx: d.idx, comp: d.comp, vid: 1, ts: d.ts });
-  for (let first = 1; first <= patients; first += PATIENTS_PER_STEP) {
-    const docs: Record<string, ReturnType<typeof toDoc>[]> = { Patient: [], Device: [], Observation: [] };
-    for (let p = first; p < Math.min(patients + 1, first + PATIENTS_PER_STEP); p++) {
-      const [patient, device] = generatePatient(p, rand);
-      docs.Patient.push(toDoc(patient, new Date(START)));
-      docs.Device.push(toDoc(device, new Date(START)));
-      for (const o of generateObservations(p, OBS_PER_PATIENT, rand, START, STEP, 0)) docs.Observation.push(toDoc(o, new Date(o.effectiveDateTime ?? START)));
+  type Doc = ReturnType<typeof toDoc>;
+  const historyOf = (type: string, d: Doc) => ({ _id: `${type}/${d._id}/1` as never, type, id: d._id, vid: 1, ts: d.ts, deleted: false, method: 'POST', res: d.res, comp: d.comp });
+  const sourceOf = (d: Doc): BucketSource => ({ _id: d._id as unknown as string, idx: d.idx, comp: d.comp, vid: 1, ts: d.ts });
+  const store = async (type: string, list: Doc[]) => {
+    for (let i = 0; i < list.length; i += 5000) {
+      const chunk = list.slice(i, i + 5000);
+      await db.collection(type).insertMany(chunk, { ordered: false });
+      await db.collection('history').insertMany(chunk.map((d) => historyOf(type, d)), { ordered: false });
     }
-    for (const [type, list] of Object.entries(docs)) {
-      for (let i = 0; i < list.length; i += 5000) {
-        const chunk = list.slice(i, i + 5000);
-        await db.collection(type).insertMany(chunk, { ordered: false });
-        await db.collection('history').insertMany(chunk.map((d) => historyOf(type, d)), { ordered: false });
-      }
-      await service.recordCandidates(type, list.map(sourceOf));
+    await service.recordCandidates(type, list.map(sourceOf), LOAD_CONCURRENCY);
+  };
+  const rands = new Map<number, () => number>();
+  const people: Doc[] = [];
+  const devices: Doc[] = [];
+  for (let p = 1; p <= patients; p++) {
+    rands.set(p, rng(42 + p));
+    const [patient, device] = generatePatient(p, rands.get(p));
+    people.push(toDoc(patient, new Date(START)));
+    devices.push(toDoc(device, new Date(START)));
+  }
+  await store('Patient', people);
+  await store('Device', devices);
+  for (let first = 0; first < OBS_PER_PATIENT; first += READINGS_PER_STEP) {
+    const slice: Doc[] = [];
+    const n = Math.min(READINGS_PER_STEP, OBS_PER_PATIENT - first);
+    for (let p = 1; p <= patients; p++) {
+      for (const o of generateObservations(p, n, rands.get(p) ?? rng(p), START, STEP, first)) slice.push(toDoc(o, new Date(o.effectiveDateTime ?? START)));
     }
+    await store('Observation', slice);
   }
   return Date.now() - t0;
 }

@@ -261,7 +261,7 @@ export class SearchService implements SearchContext {
   }
 
   /** Loaders and tests writing current documents around storage: their engine-side entries. */
-  async recordCandidates(type: string, docs: readonly BucketSource[]): Promise<void> {
-    await this.executor.record(type, docs);
+  async recordCandidates(type: string, docs: readonly BucketSource[], concurrency?: number): Promise<void> {
+    await this.executor.record(type, docs, concurrency);
   }
 }

@@ -94,24 +94,27 @@ export class BucketStore {
     }
   }
 
-  /** Stores entries (one update per bucket) and unstages them. */
-  record(ops: Ops): Promise<void> {
-    const run = this.chain.then(() => this.store(ops));
+  /**
+   * Stores entries (one update per bucket) and unstages them. `concurrency` > 1 (bulk loaders
+   * only, with no request traffic beside them) updates that many distinct buckets at once.
+   */
+  record(ops: Ops, concurrency = 1): Promise<void> {
+    const run = this.chain.then(() => this.store(ops, concurrency));
     this.chain = run.catch(() => undefined);
     return run;
   }
 
-  private async store(ops: Ops): Promise<void> {
+  private async store(ops: Ops, concurrency: number): Promise<void> {
     // One update at a time: FerretDB 1.24 stalled (every connection, for good) when a multi-update
     // `bulkWrite` ran beside the request path's inserts; single updates off the request path are fine.
-    for (const [key, entries] of ops.buckets) {
-      await this.col.updateOne({ _id: key }, { $push: { e: { $each: entries } } }, { upsert: true });
-    }
+    const updates: (() => Promise<unknown>)[] = [];
+    for (const [key, entries] of ops.buckets) updates.push(() => this.col.updateOne({ _id: key }, { $push: { e: { $each: entries } } }, { upsert: true }));
     for (const [key, units] of ops.dirs) {
       const add: Record<string, { $each: string[] }> = {};
       for (const [u, codes] of units) add[`d.${u}`] = { $each: [...codes] };
-      await this.dirs.updateOne({ _id: key }, { $addToSet: add } as never, { upsert: true });
+      updates.push(() => this.dirs.updateOne({ _id: key }, { $addToSet: add } as never, { upsert: true }));
     }
+    for (let i = 0; i < updates.length; i += concurrency) await Promise.all(updates.slice(i, i + concurrency).map((u) => u()));
     for (const [key, entries] of ops.buckets) {
       const m = this.staged.get(key);
       if (!m) continue;

@@ -131,8 +131,11 @@ export interface QueryExecutor {
   atCommitPoint(versions: readonly LiveVersion[]): void;
   /** Outbox consumer: engine-side structures of committed versions, stored durably. */
   onCommitted(events: readonly CommittedEvent[]): Promise<void>;
-  /** Loaders and tests: stores engine-side entries of documents written around storage. */
-  record(type: string, docs: readonly BucketSource[]): Promise<void>;
+  /**
+   * Loaders and tests: stores engine-side entries of documents written around storage
+   * (`concurrency`: distinct buckets updated at once, for bulk loads with no traffic beside them).
+   */
+  record(type: string, docs: readonly BucketSource[], concurrency?: number): Promise<void>;
   /**
    * Erasure: removes engine-side entries of resources `ids` (their versions `docs`) and the
    * structures kept per patient of `patients`; returns how many entries went.

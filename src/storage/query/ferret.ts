@@ -20,7 +20,7 @@ const BUCKETS_KEY = 'search.buckets';
 /** Up to this many ids, point reads beat one `$in` filter (which FerretDB answers with a scan). */
 const MAX_POINT_READS = 50;
 /** Resources a search page of an unserved query examines at most (see scan.ts). */
-export const DEFAULT_SCAN_BUDGET = 1000;
+export const DEFAULT_SCAN_BUDGET = 500;
 
 type WalkMode = 'none' | 'asc' | 'desc';
 
@@ -174,8 +174,8 @@ export class FerretExecutor extends MongoExecutor {
     return timed + (await this.buckets.erase(type, docs, ids, patients));
   }
 
-  override async record(type: string, docs: readonly BucketSource[]): Promise<void> {
-    await this.store.record(this.opsOf(type, docs));
+  override async record(type: string, docs: readonly BucketSource[], concurrency = 1): Promise<void> {
+    await this.store.record(this.opsOf(type, docs), concurrency);
   }
 
   /**

@@ -176,7 +176,7 @@ export class MongoExecutor implements QueryExecutor {
     return 0;
   }
 
-  async record(_type: string, _docs: readonly BucketSource[]): Promise<void> {
+  async record(_type: string, _docs: readonly BucketSource[], _concurrency?: number): Promise<void> {
     // Nothing beside the current documents.
   }
 }
