@@ -190,7 +190,9 @@ export class FerretExecutor extends MongoExecutor {
       const col = this.cols.current(type);
       const total = await col.countDocuments({});
       if (total > 0) m.progress(`building search buckets for ${total} ${type} resources`);
-      await this.inBatches(col.find({ deleted: false }, { projection: { idx: 1, comp: 1 }, batchSize: 1000 }), (batch) => this.store.record(this.buckets.opsOf(type, batch)));
+      // Current documents list their own version too (the scan's key order needs every one,
+      // including those written around storage); a version met again in history reads once.
+      await this.inBatches(col.find({}, { projection: { idx: 1, comp: 1, vid: 1, ts: 1, deleted: 1 }, batchSize: 1000 }), (batch) => this.store.record(this.opsOf(type, batch)));
     }
     m.progress('building history time buckets');
     const versions = this.cols.history.find({}, { projection: { type: 1, id: 1, vid: 1, ts: 1 }, batchSize: 1000 });
