@@ -253,8 +253,9 @@ describe.each(TYPES)('%s: both storage executors and in-memory matching agree', 
  */
 describe('history plans give exactly the stored versions, in order', () => {
   let ctx: TestContext;
-  /** Filters on the history collection other than `{ _id }` (each a scan on FerretDB). */
-  const historyScans: string[] = [];
+  /** Finds with a filter other than `{ _id }` (each a scan on FerretDB), by collection. */
+  const scans: string[] = [];
+  const scansOf = (col: string) => scans.filter((x) => x.startsWith(`${col} `));
   let upTo = '';
   let stored: { _id: string; type: string; id: string; vid: number; ts: Date }[] = [];
   beforeAll(async () => {
@@ -265,7 +266,7 @@ describe('history plans give exactly the stored versions, in order', () => {
       clock: () => new Date((t += 61_000)),
       onCommand: (e) => {
         const cmd = e.command as { find?: string; filter?: Record<string, unknown> };
-        if (cmd.find === 'history' && Object.keys(cmd.filter ?? {}).join() !== '_id') historyScans.push(JSON.stringify(cmd.filter));
+        if (cmd.find && Object.keys(cmd.filter ?? {}).join() !== '_id') scans.push(`${cmd.find} ${JSON.stringify(cmd.filter)}`);
       },
     });
     const tag = randomUUID().slice(0, 8);
@@ -298,7 +299,7 @@ describe('history plans give exactly the stored versions, in order', () => {
   }
 
   test('type and system level, with and without _since', async () => {
-    historyScans.length = 0;
+    scans.length = 0;
     const since = stored[Math.floor(stored.length / 2)].ts.toISOString();
     const cases: [string, (h: (typeof stored)[number]) => boolean][] = [
       [`/fhir/Patient/_history?_at=${upTo}&_count=4`, (h) => h.type === 'Patient'],
@@ -311,7 +312,7 @@ describe('history plans give exactly the stored versions, in order', () => {
       const expected = stored.filter(keep).map((h) => h._id);
       expect({ path, got: await pages(path) }).toEqual({ path, got: expected });
     }
-    expect(historyScans).toEqual([]);
+    expect(scansOf('history')).toEqual([]);
   });
 
   test('instance level, newest first', async () => {
@@ -319,9 +320,21 @@ describe('history plans give exactly the stored versions, in order', () => {
     expect(one).toBeDefined();
     const expected = stored.filter((h) => h.type === 'Patient' && h.id === one!.id).map((h) => h._id);
     expect(expected).toHaveLength(3);
-    historyScans.length = 0;
+    scans.length = 0;
     expect(await pages(`/fhir/Patient/${one!.id}/_history?_count=1`)).toEqual(expected);
     expect(await pages(`/fhir/Patient/${one!.id}/_history?_since=${expected.length ? stored.find((h) => h._id === expected[1])!.ts.toISOString() : ''}`)).toEqual(expected.slice(0, 2));
-    expect(historyScans).toEqual([]);
+    expect(scansOf('history')).toEqual([]);
+  });
+
+  test('conditional creates (If-None-Exist identifier) and identifier searches read the token lists, not scans', async () => {
+    const value = `MRN-${randomUUID()}`;
+    const body = { resourceType: 'Patient', identifier: [{ system: 'http://hospital.example/mrn', value }] };
+    scans.length = 0;
+    const first = await ctx.request.post('/fhir/Patient').set('If-None-Exist', `identifier=http://hospital.example/mrn|${value}`).send(body).expect(201);
+    const again = await ctx.request.post('/fhir/Patient').set('If-None-Exist', `identifier=http://hospital.example/mrn|${value}`).send(body).expect(200);
+    expect(again.body.id).toBe(first.body.id);
+    const found: { body: Bundle } = await ctx.request.get(`/fhir/Patient?identifier=${encodeURIComponent(value)}`).expect(200);
+    expect(found.body.entry?.map((e) => e.resource?.id)).toEqual([first.body.id]);
+    expect(scansOf('Patient')).toEqual([]);
   });
 });
