@@ -6,7 +6,9 @@
  *
  *   node -r ts-node/register/transpile-only bench/search/run.ts [--sizes=10000,100000] [--large] [--iterations=100]
  *
- * `--warmup=N` (default 5) unmeasured runs first. `--large` adds 1,000,000 Observations (for a bigger machine). MONGODB_URI points it at a real
+ * `--warmup=N` (default 5) unmeasured runs first. `--scan-iterations=N` (default 10) caps the
+ * runs of queries that scan on FerretDB; `--raw-iterations=N` (default: the same) the raw-database
+ * baselines there, each a full collection scan (0 leaves them out, for 1M). `--large` adds 1,000,000 Observations (for a bigger machine). MONGODB_URI points it at a real
  * MongoDB; otherwise an embedded FerretDB is started in a temporary directory.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,7 +20,11 @@ import { allowAllPolicy } from '../../src/auth/types';
 import { loadConfig } from '../../src/config';
 import { startEmbeddedDatabase } from '../../src/storage/embedded';
 import { SearchService, type SearchRequest } from '../../src/search';
+import { Collections } from '../../src/storage/collections';
+import { HistoryPlan } from '../../src/storage/history-plan';
+import type { Explanation } from '../../src/storage/query';
 import type { BucketSource } from '../../src/storage/query/buckets';
+import { Versions } from '../../src/storage/versions';
 import { VITALS, generateObservations, generatePatient, rng } from './generate';
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
@@ -27,6 +33,8 @@ if (args.has('large')) sizes.push(1_000_000);
 const iterations = Number(args.get('iterations') ?? 100);
 const warmup = Number(args.get('warmup') ?? 5);
 const scanIterations = Number(args.get('scan-iterations') ?? 10);
+/** Raw-database baselines per query where the raw query scans (FerretDB): each is a full scan. */
+const rawIterations = Number(args.get('raw-iterations') ?? scanIterations);
 const OBS_PER_PATIENT = 500;
 const START = Date.parse('2024-01-01T00:00:00Z');
 const STEP = 10 * 60000;
@@ -57,31 +65,56 @@ function indexUsed(plan: Document): string {
   return `ferretdb: ${sqlite || 'unknown'} (filterPushdown=${plan.filterPushdown}, sortPushdown=${plan.sortPushdown})`;
 }
 
+/** Readings per patient generated per bulk step: a slice of time across every patient. */
+const READINGS_PER_STEP = 50;
+/** Bucket updates in flight during the load (distinct buckets; nothing else runs beside it). */
+const LOAD_CONCURRENCY = 8;
+
+/**
+ * Bulk load of prepared documents, a slice of time at a time across all patients (as a live
+ * ingest commits them): per slice one `insertMany` per 5,000 current documents and their history
+ * versions, and one bucket update per bucket key touched (FerretDB; a no-op on MongoDB), so
+ * each bucket is written about once. Each version is stamped at its effective time, so history
+ * by time has something to walk.
+ */
 async function load(db: Db, service: SearchService, observations: number): Promise<number> {
   const patients = Math.max(1, Math.round(observations / OBS_PER_PATIENT));
   const t0 = Date.now();
-  const rand = rng(42);
-  const sources: BucketSource[] = [];
-  const dateOf = (d: BucketSource) => ((d.idx.date as { l?: Date } | undefined)?.l?.getTime() ?? 0);
-  const toDoc = (r: Resource) => {
-    const res = { ...r, meta: { versionId: '1', lastUpdated: new Date(START).toISOString() } } as Resource;
+  const toDoc = (r: Resource, ts: Date) => {
+    const res = { ...r, meta: { versionId: '1', lastUpdated: ts.toISOString() } } as Resource;
     const { idx, comp } = service.index(res);
-    return { _id: r.id as unknown as never, res, vid: 1, ts: new Date(START), deleted: false, idx, comp };
+    return { _id: r.id as unknown as never, res, vid: 1, ts, deleted: false, idx, comp };
   };
-  for (let p = 1; p <= patients; p++) {
-    const [patient, device] = generatePatient(p, rand);
-    await db.collection('Patient').insertOne(toDoc(patient));
-    await db.collection('Device').insertOne(toDoc(device));
-    for (let i = 0; i < OBS_PER_PATIENT; i += 250) {
-      const docs = generateObservations(p, Math.min(250, OBS_PER_PATIENT - i), rand, START, STEP, i).map(toDoc);
-      await db.collection('Observation').insertMany(docs, { ordered: false });
-      for (const d of docs) sources.push({ _id: d._id as unknown as string, idx: d.idx, comp: d.comp });
+  type Doc = ReturnType<typeof toDoc>;
+  const historyOf = (type: string, d: Doc) => ({ _id: `${type}/${d._id}/1` as never, type, id: d._id, vid: 1, ts: d.ts, deleted: false, method: 'POST', res: d.res, comp: d.comp });
+  const sourceOf = (d: Doc): BucketSource => ({ _id: d._id as unknown as string, idx: d.idx, comp: d.comp, vid: 1, ts: d.ts });
+  const store = async (type: string, list: Doc[]) => {
+    for (let i = 0; i < list.length; i += 5000) {
+      const chunk = list.slice(i, i + 5000);
+      await db.collection(type).insertMany(chunk, { ordered: false });
+      await db.collection('history').insertMany(chunk.map((d) => historyOf(type, d)), { ordered: false });
     }
+    await service.recordCandidates(type, list.map(sourceOf), LOAD_CONCURRENCY);
+  };
+  const rands = new Map<number, () => number>();
+  const people: Doc[] = [];
+  const devices: Doc[] = [];
+  for (let p = 1; p <= patients; p++) {
+    rands.set(p, rng(42 + p));
+    const [patient, device] = generatePatient(p, rands.get(p));
+    people.push(toDoc(patient, new Date(START)));
+    devices.push(toDoc(device, new Date(START)));
   }
-  // Candidate buckets (FerretDB; a no-op on MongoDB) as the outbox stores them under live ingest:
-  // in commit order, i.e. by time across patients, a batch at a time.
-  sources.sort((a, b) => dateOf(a) - dateOf(b));
-  for (let i = 0; i < sources.length; i += 1000) await service.recordCandidates('Observation', sources.slice(i, i + 1000));
+  await store('Patient', people);
+  await store('Device', devices);
+  for (let first = 0; first < OBS_PER_PATIENT; first += READINGS_PER_STEP) {
+    const slice: Doc[] = [];
+    const n = Math.min(READINGS_PER_STEP, OBS_PER_PATIENT - first);
+    for (let p = 1; p <= patients; p++) {
+      for (const o of generateObservations(p, n, rands.get(p) ?? rng(p), START, STEP, first)) slice.push(toDoc(o, new Date(o.effectiveDateTime ?? START)));
+    }
+    await store('Observation', slice);
+  }
   return Date.now() - t0;
 }
 
@@ -89,6 +122,8 @@ interface Case {
   name: string;
   request: (rand: () => number) => SearchRequest;
   lastn?: boolean;
+  /** History by time (storage's history plan) rather than a search. */
+  history?: boolean;
 }
 
 function cases(patients: number): Case[] {
@@ -124,7 +159,54 @@ function cases(patients: number): Case[] {
       request: () => req('Observation', `code=http://loinc.org|${VITALS[1].code}&value-quantity=lt90|http://unitsofmeasure.org|%&_count=50`),
     },
     { name: 'patient observations, newest first (first page)', request: (r) => req('Observation', `patient=${somePatient(r)}&_sort=-date&_count=20`) },
+    { name: 'device identifier lookup', request: (r) => req('Device', `identifier=http://devices.example.org/serial|SN-${1 + Math.floor(r() * patients)}`) },
+    // No patient, code, token or id pinned: FerretDB answers with a bounded scan (a page may be short).
+    { name: 'unserved: any Observation with a value above 140 (first page)', request: () => req('Observation', 'value-quantity=gt140&_count=20') },
+    {
+      name: 'Observation/_history?_since= (last hour of the data, first page of 20)',
+      request: () => req('Observation', `_since=${new Date(START + span - 3_600_000).toISOString()}`),
+      history: true,
+    },
   ];
+}
+
+/** What serves a search: MongoDB's index, the FerretDB buckets, or the bounded scan. */
+function describePlan(plan: Explanation, database: string): string {
+  const b = plan.buckets;
+  if (b) return `candidate buckets by ${b.patients ? 'patient and day' : b.codes ? 'code and hour' : b.tokens ? 'token list' : 'pinned ids'} (_id point reads)`;
+  if (database !== 'mongodb') return 'bounded scan: time buckets oldest first, _id point reads (FerretDB)';
+  return indexUsed(plan.plan);
+}
+
+/** `[type]/_history?_since=`: storage's history plan against the raw filter on the history collection. */
+async function measureHistory(db: Db, service: SearchService, r: SearchRequest, iterations: number, warmup: number): Promise<Record<string, unknown>> {
+  const cols = new Collections(db);
+  const plan = new HistoryPlan(cols, new Versions(cols, (res) => service.index(res)), service.executor);
+  const since = new Date(r.params.find(([n]) => n === '_since')?.[1] ?? 0);
+  const times: number[] = [];
+  const raw: number[] = [];
+  let results = 0;
+  for (let i = 0; i < iterations + warmup; i++) {
+    const t = process.hrtime.bigint();
+    const page = await plan.page({ type: r.type, since, limit: 21 });
+    if (i >= warmup) times.push(Number(process.hrtime.bigint() - t) / 1e6);
+    if (i >= warmup) results += page.versions.length;
+    if (i >= warmup && raw.length < Math.min(iterations, service.executor.engine === 'mongodb' ? iterations : rawIterations)) {
+      const t2 = process.hrtime.bigint();
+      await db.collection('history').find({ type: r.type, ts: { $gte: since } }, { sort: { ts: -1, _id: -1 }, limit: 21 }).toArray();
+      raw.push(Number(process.hrtime.bigint() - t2) / 1e6);
+    }
+  }
+  times.sort((a, b) => a - b);
+  raw.sort((a, b) => a - b);
+  return {
+    p50: pct(times, 50),
+    p95: pct(times, 95),
+    p99: pct(times, 99),
+    ...(raw.length ? { rawP50: pct(raw, 50), rawP99: pct(raw, 99) } : {}),
+    meanResults: Number((results / iterations).toFixed(1)),
+    index: service.executor.engine === 'mongodb' ? 'history (type, ts, _id)' : 'time buckets newest first, _id point reads (FerretDB)',
+  };
 }
 
 async function main(): Promise<void> {
@@ -138,6 +220,7 @@ async function main(): Promise<void> {
       const db = client.db(`vigil_bench_search_${size}_${Date.now()}`);
       const config = { ...loadConfig({ BASE_URL: BASE, AUTH_ENABLED: 'false' }), cursorSecret: 'bench' };
       const service = await SearchService.create({ db, config, types: ['Patient', 'Device', 'Observation'] });
+      await service.reindexIfNeeded(); // marks the (empty) buckets built, as a server's start-up does
       await service.ensureIndexes();
       const loadMs = await load(db, service, size);
       const observations = await db.collection('Observation').estimatedDocumentCount();
@@ -149,12 +232,17 @@ async function main(): Promise<void> {
         const raw: number[] = [];
         let results = 0;
         let index = '';
+        if (c.history) {
+          const h = await measureHistory(db, service, c.request(rand), iterations, warmup);
+          emit({ database, observations, query: c.name, iterations, ...h });
+          continue;
+        }
         // Queries that scan (no bucket, FerretDB) take seconds at 100k: fewer iterations for them.
         const first = c.lastn ? undefined : await service.explain(c.request(rng(7)));
         const scans = database !== 'mongodb' && !c.lastn && !first?.buckets;
-        const runs = scans ? Math.min(iterations, scanIterations) : iterations;
+        const runsOf = scans ? Math.min(iterations, scanIterations) : iterations;
         const warm = scans ? Math.min(warmup, 1) : warmup;
-        for (let i = 0; i < runs + warm; i++) {
+        for (let i = 0; i < runsOf + warm; i++) {
           const r = c.request(rand);
           const t = process.hrtime.bigint();
           const b = c.lastn ? await service.lastn(r) : await service.search(r);
@@ -165,14 +253,16 @@ async function main(): Promise<void> {
           }
           if (c.lastn) continue;
           const plan = await service.explain(r);
-          if (!index) index = plan.buckets ? `candidate buckets by ${plan.buckets.patients ? 'patient and day' : 'code and hour'} (_id point reads)` : indexUsed(plan.plan);
+          if (!index) index = describePlan(plan, database);
           // The raw database baseline: the same find, without parsing, re-checking and Bundle building
           // (on FerretDB a scan where our buckets serve the query: measured a few times only).
-          if (plan.buckets && (i < warm || raw.length >= Math.min(runs, scanIterations))) continue;
+          const rawScans = database !== 'mongodb';
+          if (i < warm || (rawScans && raw.length >= Math.min(runsOf, rawIterations))) continue;
           const t2 = process.hrtime.bigint();
           await db.collection(r.type ?? '').find(plan.filter, { sort: plan.sort, limit: plan.limit }).toArray();
           if (i >= warm) raw.push(Number(process.hrtime.bigint() - t2) / 1e6);
         }
+        const runs = runsOf;
         times.sort((a, b) => a - b);
         raw.sort((a, b) => a - b);
         emit({

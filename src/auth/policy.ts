@@ -1,6 +1,6 @@
 import type { Resource } from 'fhir/r4';
-import type { Document, Filter } from 'mongodb';
 import { Errors, isFhirError } from '../errors';
+import { type Cond, FALSE, and, or } from '../search/cond';
 import { formatScope, lettersFor, type Permission, type ResourceScope } from './scopes';
 import type { AccessPolicy, CriteriaPort, Interaction } from './types';
 
@@ -11,7 +11,7 @@ interface CompiledScope {
 }
 
 /** Matches no document: used for types the caller may not read at all. */
-export const MATCH_NOTHING: Filter<Document> = { _id: { $in: [] } };
+export const MATCH_NOTHING: Cond = FALSE;
 
 const READ_LETTERS: Permission[] = ['r', 's'];
 const WRITE_LETTERS: Permission[] = ['c', 'u', 'd'];
@@ -74,8 +74,8 @@ export class ScopePolicy implements AccessPolicy {
     );
   }
 
-  readFilter(type: string, interaction?: Interaction): Filter<Document> | undefined {
-    return this.filterFor(type, interaction ? lettersFor(interaction) : READ_LETTERS);
+  readCond(type: string, interaction?: Interaction): Cond | undefined {
+    return this.condFor(type, interaction ? lettersFor(interaction) : READ_LETTERS);
   }
 
   canRead(resource: Resource, comp: string[], interaction?: Interaction): boolean {
@@ -92,22 +92,21 @@ export class ScopePolicy implements AccessPolicy {
     );
   }
 
-  private filterFor(type: string, letters: Permission[]): Filter<Document> | undefined {
-    const branches: Filter<Document>[] = [];
+  private condFor(type: string, letters: Permission[]): Cond | undefined {
+    const branches: Cond[] = [];
     for (const s of this.granting(type, letters)) {
-      const parts: Filter<Document>[] = [];
-      if (s.scope.context === 'patient') parts.push(this.compartmentFilter(type));
-      if (s.criteria !== undefined) parts.push(this.criteria.criteriaFilter(s.criteria));
-      // One unrestricted scope makes the whole type readable: no filter at all.
+      const parts: Cond[] = [];
+      if (s.scope.context === 'patient') parts.push(this.compartmentCond(type));
+      if (s.criteria !== undefined) parts.push(this.criteria.criteriaCond(s.criteria));
+      // One unrestricted scope makes the whole type readable: no condition at all.
       if (parts.length === 0) return undefined;
-      branches.push(parts.length === 1 ? parts[0] : { $and: parts });
+      branches.push(and(parts));
     }
-    if (branches.length === 0) return MATCH_NOTHING;
-    return branches.length === 1 ? branches[0] : { $or: branches };
+    return branches.length === 0 ? MATCH_NOTHING : or(branches);
   }
 
-  private compartmentFilter(type: string): Filter<Document> {
-    return type === 'Patient' ? { _id: this.patient as unknown as Document['_id'] } : { comp: `Patient/${this.patient}` };
+  private compartmentCond(type: string): Cond {
+    return type === 'Patient' ? { k: 'eq', f: '_id', v: this.patient ?? null } : { k: 'eq', f: 'comp', v: `Patient/${this.patient}` };
   }
 
   private allows(resource: Resource, comp: string[], letters: Permission[]): boolean {

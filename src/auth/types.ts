@@ -1,5 +1,5 @@
 import type { Resource } from 'fhir/r4';
-import type { Filter, Document } from 'mongodb';
+import type { Cond } from '../search/cond';
 
 /** What a request does to a resource type; scopes and policies speak in these terms. */
 export type Interaction =
@@ -21,13 +21,14 @@ export interface AccessPolicy {
   /** Throws a 403 FhirError when the interaction on this type is not granted at all. */
   assertAllowed(interaction: Interaction, type: string): void;
   /**
-   * A MongoDB filter on the current-document shape (`comp`, `idx`) that limits what of this
-   * type may be read; undefined when everything granted is readable. A type the caller may not
-   * read at all yields a filter that matches nothing. Given `interaction` (read, search...),
-   * only scopes granting that interaction count; without it, scopes granting read or search do.
+   * A condition (src/search/cond.ts) on the current-document shape (`_id`, `comp`, `idx`) that
+   * limits what of this type may be read; storage's executors compose it with the query's own.
+   * Undefined when everything granted is readable; a type the caller may not read at all yields
+   * FALSE. Given `interaction` (read, search...), only scopes granting that interaction count;
+   * without it, scopes granting read or search do.
    */
-  readFilter(type: string, interaction?: Interaction): Filter<Document> | undefined;
-  /** In-memory twin of readFilter, for a resource already at hand. */
+  readCond(type: string, interaction?: Interaction): Cond | undefined;
+  /** In-memory twin of readCond, for a resource already at hand (indexed afresh). */
   canRead(resource: Resource, comp: string[], interaction?: Interaction): boolean;
   /**
    * Whether the caller may write this resource (as it would be stored). Given `interaction`
@@ -59,7 +60,7 @@ export interface Principal {
 /** Policy used when authentication is switched off for local experiments. */
 export const allowAllPolicy: AccessPolicy = {
   assertAllowed() {},
-  readFilter() {
+  readCond() {
     return undefined;
   },
   canRead() {
@@ -85,6 +86,6 @@ export interface CriteriaPort {
   compileCriteria(type: string, query: string): unknown;
   /** Whether a resource matches compiled criteria. */
   matches(criteria: unknown, resource: Resource): boolean;
-  /** The MongoDB filter for compiled criteria, on the CurrentDoc shape. */
-  criteriaFilter(criteria: unknown): Filter<Document>;
+  /** The condition of compiled criteria, on the CurrentDoc shape (exact: inexact restrictions are refused). */
+  criteriaCond(criteria: unknown): Cond;
 }

@@ -3,6 +3,7 @@ import type { Db, Document, Filter } from 'mongodb';
 import type { AccessPolicy } from '../auth/types';
 import { restoreDecimals } from '../json';
 import type { CompiledCriteria } from '../search';
+import { toMongo } from '../search/cond';
 import type { ExportSpec } from './types';
 
 /** What the export needs from the search engine: the `_typeFilter` criteria, both ways. */
@@ -37,8 +38,8 @@ export async function* exportRows(
   const criteria = (spec.typeFilters[type] ?? []).map((q) => filters.compileCriteria(type, q));
   const parts: Filter<Document>[] = [{ deleted: false }];
   if (spec.since) parts.push({ ts: { $gte: spec.since } });
-  const pf = policy.readFilter(type, 'search');
-  if (pf && Object.keys(pf).length > 0) parts.push(pf);
+  const pc = policy.readCond(type, 'search');
+  if (pc) parts.push(toMongo(pc));
   if (criteria.length === 1) parts.push(filters.criteriaFilter(criteria[0]));
   else if (criteria.length > 1) parts.push({ $or: criteria.map((c) => filters.criteriaFilter(c)) });
   if (members) parts.push(type === 'Patient' ? ({ _id: { $in: members } } as unknown as Filter<Document>) : { comp: { $in: members.map((m) => `Patient/${m}`) } });

@@ -12,7 +12,7 @@ export interface EraserDeps {
   db: Db;
   served: readonly string[];
   /** Removes search candidate entries (the buckets) of erased resources. */
-  eraseCandidates(resources: readonly Resource[], ids: ReadonlySet<string>, patients: readonly string[]): Promise<number>;
+  eraseCandidates(targets: readonly Target[], patients: readonly string[]): Promise<number>;
   jobs: JobStore;
   /** Stores AuditEvents durably (the audit trail's own write path). */
   persistAudit(events: AuditEvent[]): Promise<void>;
@@ -95,8 +95,7 @@ export class Eraser {
       }
       await this.d.db.collection<CurrentDoc>(t.type).deleteOne({ _id: t.id });
     }
-    const obs = targets.filter((t) => t.type === 'Observation');
-    report.candidates += await this.d.eraseCandidates(obs.flatMap((t) => t.bodies), new Set(obs.map((t) => t.id)), patients);
+    report.candidates += await this.d.eraseCandidates(targets, patients);
   }
 
   /** Notification rows keep their numbers (gap-free) but lose what they said about erased resources. */

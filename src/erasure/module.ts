@@ -16,7 +16,7 @@ export function createErasureModule(deps: { db: Db; core: ResourcesModule; bulk:
   const service = new Eraser({
     db: deps.db,
     served: SERVED_TYPES,
-    eraseCandidates: (resources, ids, patients) => core.search.eraseCandidates(resources, ids, patients),
+    eraseCandidates: (targets, patients) => core.search.eraseCandidates(targets, patients),
     jobs: deps.bulk.service.jobs,
     persistAudit: audit.persist,
     flushAudit: () => audit.trail.flush(),

@@ -18,6 +18,8 @@ export interface Target {
   versions: string[];
   /** Resource bodies of its versions (to find the index entries they produced). */
   bodies: Resource[];
+  /** Version numbers and times of its versions (deletions included: the time buckets list them). */
+  times: { vid: number; ts: Date }[];
 }
 
 /**
@@ -26,7 +28,7 @@ export interface Target {
  */
 export async function collectTarget(db: Db, type: string, id: string, knownVid: number): Promise<Target> {
   const history = db.collection<HistoryDoc>(COLLECTIONS.history);
-  const t: Target = { type, id, versions: [], bodies: [] };
+  const t: Target = { type, id, versions: [], bodies: [], times: [] };
   for (let v = 1; ; v++) {
     const h = await history.findOne({ _id: historyId(type, id, v) });
     if (!h) {
@@ -34,6 +36,7 @@ export async function collectTarget(db: Db, type: string, id: string, knownVid: 
       continue;
     }
     t.versions.push(h._id);
+    t.times.push({ vid: h.vid, ts: h.ts });
     if (h.res) t.bodies.push(h.res);
   }
   const cur = await db.collection<CurrentDoc>(type).findOne({ _id: id });

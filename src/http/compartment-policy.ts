@@ -1,6 +1,6 @@
-import type { Filter, Document } from 'mongodb';
 import type { AccessPolicy } from '../auth/types';
 import { SERVED_TYPES } from '../resources/registry';
+import { type Cond, TRUE, and } from '../search/cond';
 import { compartmentParams } from '../search/indexer';
 
 /**
@@ -8,10 +8,6 @@ import { compartmentParams } from '../search/indexer';
  * Device.patient, see src/search/indexer.ts). The Patient itself is in its own compartment.
  */
 export const PATIENT_COMPARTMENT_TYPES: readonly string[] = SERVED_TYPES.filter((t) => t === 'Patient' || compartmentParams(t).length > 0);
-
-function and(a: Filter<Document> | undefined, b: Filter<Document>): Filter<Document> {
-  return a && Object.keys(a).length > 0 ? { $and: [a, b] } : b;
-}
 
 /**
  * The caller's policy, narrowed to one patient's compartment (`comp`, computed at write time):
@@ -21,18 +17,18 @@ function and(a: Filter<Document> | undefined, b: Filter<Document>): Filter<Docum
  */
 export function compartmentPolicy(policy: AccessPolicy, patientId?: string): AccessPolicy {
   const member = patientId ? `Patient/${patientId}` : undefined;
-  const filter = (type: string): Filter<Document> | undefined => {
-    if (member) return { comp: member };
-    return type === 'Patient' ? undefined : { comp: { $regex: '^Patient/' } };
+  const narrowing = (type: string): Cond | undefined => {
+    if (member) return { k: 'eq', f: 'comp', v: member };
+    return type === 'Patient' ? undefined : { k: 'regex', f: 'comp', re: '^Patient/' };
   };
   const inside = (type: string, comp: string[]): boolean =>
     member ? comp.includes(member) : type === 'Patient' || comp.some((c) => c.startsWith('Patient/'));
   return {
     assertAllowed: (interaction, type) => policy.assertAllowed(interaction, type),
-    readFilter: (type, interaction) => {
-      const own = policy.readFilter(type, interaction);
-      const f = filter(type);
-      return f ? and(own, f) : own;
+    readCond: (type, interaction) => {
+      const own = policy.readCond(type, interaction);
+      const n = narrowing(type);
+      return n ? and([own ?? TRUE, n]) : own;
     },
     canRead: (resource, comp, interaction) => inside(resource.resourceType, comp) && policy.canRead(resource, comp, interaction),
     canWrite: (resource, comp, interaction) => policy.canWrite(resource, comp, interaction),

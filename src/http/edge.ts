@@ -22,7 +22,7 @@ const publicPrincipal: Principal = {
     assertAllowed: (_i, type) => {
       throw Errors.forbidden(`Anonymous callers may not access ${type}`, 'MSG_FORBIDDEN');
     },
-    readFilter: () => ({ _id: { $in: [] } }),
+    readCond: () => ({ k: 'const', v: false }),
     canRead: () => false,
     canWrite: () => false,
   },

@@ -12,6 +12,8 @@ export interface CursorState {
   q: string;
   /** For system-level searches: index of the resource type of the boundary row. */
   t?: number;
+  /** Where a bounded scan stopped (storage's scan point): the next page continues there. */
+  s?: { m: string; id: string };
 }
 
 type Wire = Omit<CursorState, 'k'> & { k: unknown[] };
@@ -27,6 +29,7 @@ export function decodeCursor(codec: CursorCodec, token: string, queryHash: strin
   const bad = () => Errors.badRequest('Invalid or expired paging cursor (_cursor)', 'MSG_PARAM_INVALID', ['_cursor']);
   const wire = codec.decode<Wire>(token, bad);
   if (wire?.q !== queryHash || !Array.isArray(wire.k) || typeof wire.id !== 'string') throw bad();
+  if (wire.s !== undefined && (typeof wire.s?.m !== 'string' || typeof wire.s?.id !== 'string')) throw bad();
   const k = wire.k.map((v) =>
     v && typeof v === 'object' && typeof (v as { $d?: unknown }).$d === 'number' ? new Date((v as { $d: number }).$d) : (v as string | number | boolean | null),
   );

@@ -34,8 +34,10 @@ export async function typeSearch(sc: SearchContext, req: SearchRequest & { type:
   if (!countOnly) {
     const page = await fetchPage(sc, type, cond, req.policy, ctl, qHash);
     if (ctl.total !== 'none') {
-      // A first page with no next page holds every match: no second query to count them.
-      bundle.total = ctl.cursor === undefined && !page.next ? page.docs.length : await sc.executor.count({ type, cond, policy: req.policy });
+      // A first page with no next page holds every match: no second query to count them. After a
+      // bounded scan an estimate is left out: counting would be the full scan the budget avoids.
+      if (ctl.cursor === undefined && !page.next) bundle.total = page.docs.length;
+      else if (ctl.total === 'accurate' || !page.scanned) bundle.total = await sc.executor.count({ type, cond, policy: req.policy });
     }
     for (const d of page.docs) entries.push(entry(req.baseUrl, d.res, 'match', ctl));
     const included = await resolveIncludes(sc, page.docs.map((d) => d.res), ctl.includes, req.policy);
@@ -58,21 +60,20 @@ async function fetchPage(
   policy: AccessPolicy,
   ctl: Control,
   qHash: string,
-): Promise<{ docs: CurrentDoc[]; next?: CursorState; prev?: CursorState }> {
+): Promise<{ docs: CurrentDoc[]; next?: CursorState; prev?: CursorState; scanned?: boolean }> {
   const keys: SortKey[] = [...ctl.sort, { field: '_id', dir: 1 }];
   const state = ctl.cursor !== undefined ? decodeCursor(sc.cursors, ctl.cursor, qHash) : undefined;
   if (state && state.k.length !== keys.length - 1) throw Errors.badRequest('Invalid or expired paging cursor (_cursor)', 'MSG_PARAM_INVALID', ['_cursor']);
   const back = state?.d === 'p';
   const order = keys.map((k) => ({ field: k.field, dir: (back ? -k.dir : k.dir) as 1 | -1 }));
-  let docs = await sc.executor.page({
-    type,
-    cond,
-    policy,
-    order,
-    after: state ? [...state.k, state.id] : undefined,
-    limit: ctl.count + 1,
-    fields: ['res'],
-  });
+  const q = { type, cond, policy, order, after: state && !state.s ? [...state.k, state.id] : undefined, limit: ctl.count + 1, fields: ['res'] };
+  const got = await sc.executor.searchPage(q, state?.s);
+  if (got.scanned) {
+    // A bounded scan (an unserved query): the page may hold fewer entries; `next` resumes the scan.
+    const resume = got.resume;
+    return { docs: got.docs, scanned: true, next: resume ? { k: [], id: '', d: 'n', q: qHash, s: resume } : undefined };
+  }
+  let docs = got.docs;
   const more = docs.length > ctl.count;
   docs = docs.slice(0, ctl.count);
   if (back) docs.reverse();

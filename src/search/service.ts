@@ -44,6 +44,14 @@ export interface CompiledCriteria {
   exact: boolean;
 }
 
+/** What erasure removes of one resource: its bodies and the times of its versions. */
+export interface ErasedResource {
+  type: string;
+  id: string;
+  bodies: readonly Resource[];
+  times: readonly { vid: number; ts: Date }[];
+}
+
 /** The resource types served when the caller does not say. */
 export const DEFAULT_TYPES = ['Patient', 'Practitioner', 'Device', 'Observation', 'ObservationDefinition', 'Subscription', 'Basic', 'AuditEvent'];
 
@@ -72,10 +80,24 @@ export class SearchService implements SearchContext {
     return this.executorRef;
   }
 
-  /** Erasure: removes the candidate entries (engine-side structures) of erased resources and the patients' directories. */
-  async eraseCandidates(resources: readonly Resource[], ids: ReadonlySet<string>, patients: readonly string[]): Promise<number> {
-    const docs = resources.filter((r) => r.resourceType === 'Observation').map((r) => ({ _id: r.id!, ...this.index(r) }));
-    return this.executor.erase('Observation', docs, ids, patients);
+  /**
+   * Erasure: removes the candidate entries (engine-side structures) of erased resources (every
+   * version: the bodies give the index entries, the times the time-bucket entries) and the
+   * patients' directories.
+   */
+  async eraseCandidates(targets: readonly ErasedResource[], patients: readonly string[]): Promise<number> {
+    const byType = new Map<string, ErasedResource[]>();
+    for (const t of targets) byType.set(t.type, [...(byType.get(t.type) ?? []), t]);
+    if (!byType.has('Observation') && patients.length > 0) byType.set('Observation', []);
+    let removed = 0;
+    for (const [type, list] of byType) {
+      const docs: BucketSource[] = list.flatMap((t) => [
+        ...t.bodies.filter((r) => this.registry.byType.has(r.resourceType)).map((r) => ({ _id: t.id, ...this.index(r) })),
+        ...t.times.map((v) => ({ _id: t.id, idx: {}, comp: [], vid: v.vid, ts: v.ts, deleted: true })),
+      ]);
+      removed += await this.executor.erase(type, docs, new Set(list.map((t) => t.id)), patients);
+    }
+    return removed;
   }
 
   /**
@@ -90,6 +112,8 @@ export class SearchService implements SearchContext {
     executor?: QueryExecutor;
     engine?: Engine;
     cursors?: CursorCodec;
+    /** Resources a page of an unserved query may examine (tests make it small; see src/storage/query/scan.ts). */
+    scanBudget?: number;
   }): Promise<SearchService> {
     const types = deps.types ?? DEFAULT_TYPES;
     const registry = buildRegistry(types);
@@ -97,7 +121,7 @@ export class SearchService implements SearchContext {
     const svc = new SearchService(registry, deps.config, cursors, types, deps.executor);
     if (!deps.executor) {
       const engine = deps.engine ?? (await detectEngine(deps.db));
-      svc.executorRef = createExecutor(engine, deps.db, (r) => svc.indexOnce(r));
+      svc.executorRef = createExecutor(engine, deps.db, (r) => svc.indexOnce(r), { scanBudget: deps.scanBudget });
     }
     return svc;
   }
@@ -154,6 +178,11 @@ export class SearchService implements SearchContext {
     if (resource.resourceType !== criteria.resourceType) return false;
     const { idx, comp } = this.indexOnce(resource);
     return evaluate(criteria.cond, { _id: resource.id, idx, comp });
+  }
+
+  /** The condition of compiled criteria (scope restrictions are refused unless exact). */
+  criteriaCond(criteria: CompiledCriteria): Cond {
+    return criteria.cond;
   }
 
   /**
@@ -232,7 +261,7 @@ export class SearchService implements SearchContext {
   }
 
   /** Loaders and tests writing current documents around storage: their engine-side entries. */
-  async recordCandidates(type: string, docs: readonly BucketSource[]): Promise<void> {
-    await this.executor.record(type, docs);
+  async recordCandidates(type: string, docs: readonly BucketSource[], concurrency?: number): Promise<void> {
+    await this.executor.record(type, docs, concurrency);
   }
 }

@@ -6,7 +6,9 @@ import { type QueryExecutor, createExecutor } from './query';
 import { type CrashPoint, TransactionJournal } from './journal';
 import { NamedLocks } from './locks';
 import { Outbox } from './outbox';
+import { HistoryPlan } from './history-plan';
 import { type CommitPointHook, ResourceRepository } from './repository';
+import type { PreparedWrite } from './types';
 import { serverSecret, storedSecret } from './secrets';
 import { type IndexFn, Versions } from './versions';
 
@@ -61,11 +63,13 @@ export async function createStorage(deps: StorageDeps): Promise<Storage> {
   const executor = createExecutor(engine, deps.db, deps.index);
   // The executor's entries of committed versions are stored before any other consumer runs.
   outbox.addConsumer((events) => executor.onCommitted(events));
-  const atCommitPoint: CommitPointHook = (writes) =>
-    executor.atCommitPoint(writes.filter((w) => !w.noop && !w.doc.deleted).map((w) => ({ type: w.type, doc: w.doc })));
+  const live = (writes: readonly PreparedWrite[]) => writes.filter((w) => !w.noop).map((w) => ({ type: w.type, doc: w.doc }));
+  const atCommitPoint: CommitPointHook = (writes) => executor.atCommitPoint(live(writes));
   const repository = new ResourceRepository(cols, versions, journal, new NamedLocks(cols), {
     atCommitPoint,
     committed: () => outbox.nudge(),
+    history: new HistoryPlan(cols, versions, executor),
+    trailCommitted: (writes) => executor.recordTrail(live(writes)),
   });
   return {
     engine,
@@ -83,8 +87,10 @@ export async function createStorage(deps: StorageDeps): Promise<Storage> {
       const r = await journal.recover(olderThan);
       // Committed before a crash, their executor entries were only staged in memory: staged
       // again before serving (the outbox stores them shortly after it starts).
-      const pending = (await outbox.pendingCommitted()).filter((h) => h.res && !h.deleted);
-      executor.atCommitPoint(pending.map((h) => ({ type: h.type, doc: { _id: h.id, ...deps.index(h.res!) } })));
+      const pending = await outbox.pendingCommitted();
+      executor.atCommitPoint(
+        pending.map((h) => ({ type: h.type, doc: { _id: h.id, ...(h.res && !h.deleted ? deps.index(h.res) : { idx: {}, comp: [] }), vid: h.vid, ts: h.ts, deleted: h.deleted } })),
+      );
       return r;
     },
     secret: (key) => storedSecret(cols, key),

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { Filter } from 'mongodb';
 import { Errors, type FhirError } from '../errors';
 import { type Collections, isDuplicateKey } from './collections';
 import { GroupInserter } from './group-insert';
+import type { HistoryPlan } from './history-plan';
 import { findByIds } from './lookup';
 import type { TransactionJournal } from './journal';
 import type { NamedLocks } from './locks';
@@ -60,7 +60,7 @@ export class ResourceRepository {
     private readonly store: Versions,
     private readonly journal: TransactionJournal,
     private readonly locks: NamedLocks,
-    private readonly hooks: { atCommitPoint: CommitPointHook; committed: () => void },
+    private readonly hooks: { atCommitPoint: CommitPointHook; committed: () => void; history: HistoryPlan; trailCommitted: (real: readonly PreparedWrite[]) => Promise<void> },
   ) {
     this.intents = new GroupInserter(cols.outbox);
     this.historyInserts = new GroupInserter(cols.history);
@@ -89,24 +89,9 @@ export class ResourceRepository {
     return this.store.committedByIds(historyIds);
   }
 
-  /** A page of history at instance, type or system level, newest first. */
-  async historyPage(q: HistoryPageQuery): Promise<HistoryPage> {
-    const filter: Filter<HistoryDoc> & Record<string, unknown> = {};
-    if (q.type) filter.type = q.type;
-    if (q.id) filter.id = q.id;
-    const ts: Record<string, Date> = {};
-    if (q.since) ts.$gte = q.since;
-    if (q.at) ts.$lte = q.at;
-    if (Object.keys(ts).length) filter.ts = ts;
-    if (q.before) filter.$or = [{ ts: { $lt: q.before.ts } }, { ts: q.before.ts, _id: { $lt: q.before.id } }];
-    const uncommitted = await this.store.uncommittedTransactions();
-    const batch = (await this.cols.history.find(filter).sort({ ts: -1, _id: -1 }).limit(q.limit).toArray()).map(restoreDecimals);
-    const lastDoc = batch[batch.length - 1];
-    return {
-      versions: batch.filter((h) => !(h.tx && uncommitted.has(h.tx))),
-      last: lastDoc ? { ts: lastDoc.ts, id: lastDoc._id } : undefined,
-      exhausted: batch.length < q.limit,
-    };
+  /** A page of history at instance, type or system level, newest first (see history-plan.ts). */
+  historyPage(q: HistoryPageQuery): Promise<HistoryPage> {
+    return this.hooks.history.page(q);
   }
 
   // ---------------------------------------------------------------- commit
@@ -155,6 +140,7 @@ export class ResourceRepository {
     const byType = new Map<string, CurrentDoc[]>();
     for (const w of real) byType.set(w.type, [...(byType.get(w.type) ?? []), w.doc]);
     for (const [type, docs] of byType) await this.cols.current(type).insertMany(docs);
+    await this.hooks.trailCommitted(real);
   }
 
   /** Writes the outbox intent of a version, taking over one left by a writer that died. */

@@ -70,7 +70,7 @@ export async function rowsForHits(repository: ResourceRepository, hits: readonly
 
 /** Compartments of the versions a compartment-restricted policy must check (by history id). */
 async function compartmentsFor(repository: ResourceRepository, hits: readonly Hit[]): Promise<Map<string, string[]>> {
-  const ids = [...new Set(hits.filter((h) => h.policy.readFilter(h.ev.type) !== undefined).map((h) => h.ev.historyId))];
+  const ids = [...new Set(hits.filter((h) => h.policy.readCond(h.ev.type) !== undefined).map((h) => h.ev.historyId))];
   const docs = await repository.versions(ids);
   return new Map(docs.map((d) => [d._id, d.comp ?? []]));
 }

@@ -3,7 +3,8 @@ import type { AccessPolicy } from '../../auth/types';
 import { type Cond, evaluate } from '../../search/cond';
 import { findByIds } from '../lookup';
 import type { CurrentDoc } from '../types';
-import type { BucketIndex, BucketPlan, Candidate } from './buckets';
+import type { BucketPlan } from './bucket-plan';
+import type { BucketIndex, Candidate } from './buckets';
 import { DATE_SORT, type SortKey, sortValue } from './keys';
 import { restoreDecimals } from '../../json';
 
@@ -22,12 +23,13 @@ export interface WalkInput {
  */
 function candidateFetcher(w: WalkInput, extra?: Cond): { found: CurrentDoc[]; fetch: (cands: Candidate[]) => Promise<void> } {
   const fetched = new Set<string>();
+  const pc = w.policy.readCond(w.col.collectionName);
   const found: CurrentDoc[] = [];
   const fetch = async (cands: Candidate[]) => {
     const ids = [...new Set(cands.map((c) => c.i))].filter((id) => !fetched.has(id));
     for (const id of ids) fetched.add(id);
     const docs = (await findByIds(w.col, ids)).map(restoreDecimals);
-    found.push(...docs.filter((d) => !d.deleted && evaluate(w.cond, d) && (!extra || evaluate(extra, d)) && w.policy.canRead(d.res, d.comp)));
+    found.push(...docs.filter((d) => !d.deleted && evaluate(w.cond, d) && (!extra || evaluate(extra, d)) && (!pc || evaluate(pc, d))));
   };
   return { found, fetch };
 }
@@ -45,6 +47,7 @@ export async function collectCandidates(
   afterCond: Cond | undefined,
   limit: number,
   afterId?: string,
+  idDir: 1 | -1 = 1,
 ): Promise<CurrentDoc[]> {
   const { found, fetch } = candidateFetcher(w, afterCond);
   if (mode === 'none') {
@@ -52,8 +55,9 @@ export async function collectCandidates(
     // (in id order, past the boundary) is fetched, a chunk at a time.
     const ids: Candidate[] = [];
     for await (const step of w.buckets.walk(w.plan, w.cond, 'none')) ids.push(...step.ids);
-    const todo = [...new Map(ids.filter((c) => afterId === undefined || c.i > afterId).map((c) => [c.i, c])).values()];
-    todo.sort((a, b) => (a.i < b.i ? -1 : a.i > b.i ? 1 : 0));
+    const past = (c: Candidate) => afterId === undefined || (idDir === 1 ? c.i > afterId : c.i < afterId);
+    const todo = [...new Map(ids.filter(past).map((c) => [c.i, c])).values()];
+    todo.sort((a, b) => (a.i < b.i ? -idDir : a.i > b.i ? idDir : 0));
     while (found.length < limit && todo.length > 0) await fetch(todo.splice(0, Math.min(limit - found.length + 2, 1000)));
     return found;
   }

@@ -5,8 +5,10 @@ import type { Cond } from '../../search/cond';
 import type { Engine } from '../engine';
 import type { CommittedEvent } from '../outbox';
 import type { CurrentDoc, IndexEntries } from '../types';
-import type { BucketPlan, BucketSource } from './buckets';
+import type { BucketPlan } from './bucket-plan';
+import type { BucketSource } from './buckets';
 import type { KeyValue, SortKey } from './keys';
+import type { ScanPoint } from './time-buckets';
 
 /**
  * A page of current (not deleted) documents of one type matching `cond` and readable under
@@ -30,6 +32,37 @@ export interface CountQuery {
   type: string;
   cond: Cond;
   policy: AccessPolicy;
+}
+
+/**
+ * A search page. Where the database cannot bound the work of a query (no index, no bucket), the
+ * page may stop after a budget of work with fewer than `limit - 1` matches and a `resume` point
+ * the next page continues from (opaque, JSON-safe); without `resume` it is a keyset page as
+ * `page` gives (`limit` rows, the last telling whether more follow).
+ */
+export interface SearchPage {
+  docs: CurrentDoc[];
+  /** Set when the page came from a bounded scan and the scan has not reached the end. */
+  resume?: ScanPoint;
+  /** True when the page came from a bounded scan (then there is no going back, and no keyset). */
+  scanned: boolean;
+}
+
+/** History by time (type or system level) where storage keeps engine-side lists of versions. */
+export interface HistoryQuery {
+  /** Undefined: every type. */
+  type?: string;
+  since?: Date;
+  at?: Date;
+  before?: { ts: Date; id: string };
+  limit: number;
+}
+
+/** A page of history by time: history ids ("Type/id/vid") with their times, newest first. */
+export interface HistoryIds {
+  versions: { id: string; ts: Date }[];
+  /** True when nothing older is left. */
+  exhausted: boolean;
 }
 
 /** Observation/$lastn: per subject and `code:s`, the newest `max` matches. */
@@ -77,6 +110,14 @@ export interface Explanation {
 export interface QueryExecutor {
   readonly engine: Engine;
   page(q: PageQuery): Promise<CurrentDoc[]>;
+  /** The search interaction's page: `page`, or a bounded scan continued from `resume` (see SearchPage). */
+  searchPage(q: PageQuery, resume?: ScanPoint): Promise<SearchPage>;
+  /**
+   * History ids of a page by time, newest first on (ts, id), `limit` when there are; undefined when the engine serves history from its indexes instead.
+   */
+  historyIds(q: HistoryQuery): Promise<HistoryIds | undefined>;
+  /** Versions committed without outbox intents (the audit trail): their engine-side entries, stored now. */
+  recordTrail(versions: readonly LiveVersion[]): Promise<void>;
   count(q: CountQuery): Promise<number>;
   /** Current, readable documents of a type by id (any order). */
   byIds(type: string, ids: readonly string[], policy: AccessPolicy): Promise<CurrentDoc[]>;
@@ -90,8 +131,11 @@ export interface QueryExecutor {
   atCommitPoint(versions: readonly LiveVersion[]): void;
   /** Outbox consumer: engine-side structures of committed versions, stored durably. */
   onCommitted(events: readonly CommittedEvent[]): Promise<void>;
-  /** Loaders and tests: stores engine-side entries of documents written around storage. */
-  record(type: string, docs: readonly BucketSource[]): Promise<void>;
+  /**
+   * Loaders and tests: stores engine-side entries of documents written around storage
+   * (`concurrency`: distinct buckets updated at once, for bulk loads with no traffic beside them).
+   */
+  record(type: string, docs: readonly BucketSource[], concurrency?: number): Promise<void>;
   /**
    * Erasure: removes engine-side entries of resources `ids` (their versions `docs`) and the
    * structures kept per patient of `patients`; returns how many entries went.

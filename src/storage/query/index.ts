@@ -6,13 +6,15 @@ import type { QueryExecutor } from './executor';
 import { FerretExecutor } from './ferret';
 import { MongoExecutor } from './mongo';
 
-export type { CountQuery, Explanation, IndexSpec, LastnQuery, LiveVersion, Maintenance, PageQuery, QueryExecutor } from './executor';
-export type { BucketPlan, BucketSource } from './buckets';
-export { BUCKET_COLLECTION } from './buckets';
+export type { CountQuery, Explanation, HistoryIds, HistoryQuery, IndexSpec, LastnQuery, LiveVersion, Maintenance, PageQuery, QueryExecutor, SearchPage } from './executor';
+export type { BucketPlan } from './bucket-plan';
+export type { BucketSource } from './buckets';
+export { BUCKET_COLLECTION } from './bucket-store';
+export type { ScanPoint } from './time-buckets';
 export { DATE_SORT, hasElemRange, keysetCond, relax, sortValue, type KeyValue, type SortKey } from './keys';
 
 /** The executor of a database kind (chosen once, at start-up). */
-export function createExecutor(engine: Engine, db: Db, index: IndexFn): QueryExecutor {
+export function createExecutor(engine: Engine, db: Db, index: IndexFn, opts: { scanBudget?: number } = {}): QueryExecutor {
   const cols = new Collections(db);
-  return engine === 'ferretdb' ? new FerretExecutor(db, cols, index) : new MongoExecutor(db, cols);
+  return engine === 'ferretdb' ? new FerretExecutor(db, cols, index, opts.scanBudget) : new MongoExecutor(db, cols);
 }

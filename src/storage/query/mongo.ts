@@ -6,7 +6,7 @@ import type { Engine } from '../engine';
 import { findByIds } from '../lookup';
 import type { CurrentDoc } from '../types';
 import type { BucketSource } from './buckets';
-import type { CountQuery, Explanation, IndexSpec, LastnQuery, LiveVersion, Maintenance, PageQuery, QueryExecutor } from './executor';
+import type { CountQuery, Explanation, HistoryIds, HistoryQuery, IndexSpec, LastnQuery, LiveVersion, Maintenance, PageQuery, QueryExecutor, SearchPage } from './executor';
 import type { CommittedEvent } from '../outbox';
 import { hasElemRange, keysetCond, relax, sortValue } from './keys';
 import { reindexStale } from './reindex';
@@ -36,8 +36,8 @@ export class MongoExecutor implements QueryExecutor {
   filter(type: string, cond: Cond, policy: AccessPolicy): Filter<Document> {
     const parts: Filter<Document>[] = [{ deleted: false }];
     if (!(cond.k === 'const' && cond.v)) parts.push(toMongo(cond));
-    const pf = policy.readFilter(type);
-    if (pf && Object.keys(pf).length > 0) parts.push(pf);
+    const pc = policy.readCond(type);
+    if (pc) parts.push(toMongo(pc));
     return parts.length === 1 ? parts[0] : { $and: parts };
   }
 
@@ -70,6 +70,24 @@ export class MongoExecutor implements QueryExecutor {
       if (evaluate(q.cond, r)) n++;
     }
     return n;
+  }
+
+  /** The exact check of a current document: not deleted, matching, readable (`policyCond`: the policy's readCond). */
+  protected matches(cond: Cond, policyCond: Cond | undefined, d: CurrentDoc): boolean {
+    return !d.deleted && evaluate(cond, d) && (!policyCond || evaluate(policyCond, d));
+  }
+
+  async searchPage(q: PageQuery): Promise<SearchPage> {
+    return { docs: await this.page(q), scanned: false };
+  }
+
+  /** Served from the history indexes (storage's history-plan.ts runs the filter). */
+  async historyIds(_q: HistoryQuery): Promise<HistoryIds | undefined> {
+    return undefined;
+  }
+
+  async recordTrail(_versions: readonly LiveVersion[]): Promise<void> {
+    // Nothing beside the current documents.
   }
 
   async byIds(type: string, ids: readonly string[], policy: AccessPolicy): Promise<CurrentDoc[]> {
@@ -158,7 +176,7 @@ export class MongoExecutor implements QueryExecutor {
     return 0;
   }
 
-  async record(_type: string, _docs: readonly BucketSource[]): Promise<void> {
+  async record(_type: string, _docs: readonly BucketSource[], _concurrency?: number): Promise<void> {
     // Nothing beside the current documents.
   }
 }
@@ -175,6 +193,7 @@ function projectionOf(fields: string[], order: { field: string }[]): Document {
 /** Point reads by id, then the checks a filter would make (current, matching, readable). */
 export async function pointReads(col: Collection<CurrentDoc>, ids: readonly string[], cond: Cond | undefined, policy: AccessPolicy): Promise<CurrentDoc[]> {
   const docs = (await findByIds(col, ids)).map(restoreDecimals);
-  return docs.filter((d) => !d.deleted && (!cond || evaluate(cond, d)) && policy.canRead(d.res, d.comp));
+  const pc = policy.readCond(col.collectionName);
+  return docs.filter((d) => !d.deleted && (!cond || evaluate(cond, d)) && (!pc || evaluate(pc, d)));
 }
 

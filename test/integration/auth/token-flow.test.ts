@@ -14,6 +14,7 @@ import { KEYS_COLLECTION, removeKey, rotateKey, type SigningKeyDoc } from '../..
 import { hashSecret } from '../../../src/auth/secrets';
 import { loadConfig, type Config } from '../../../src/config';
 import { isFhirError } from '../../../src/errors';
+import { TRUE, toMongo } from '../../../src/search/cond';
 import { SearchService } from '../../../src/search/service';
 import { ASSERTION_TYPE, assertion, b64url, basic, makeKey, serveJwks, VITALS, type TestKey } from './helpers';
 
@@ -67,7 +68,7 @@ function tinyApp(service: AuthService): express.Express {
       p.policy.assertAllowed('search', 'Observation');
       const docs = await db
         .collection('Observation')
-        .find({ deleted: false, ...(p.policy.readFilter('Observation', 'search') ?? {}) })
+        .find({ $and: [{ deleted: false }, toMongo(p.policy.readCond('Observation', 'search') ?? TRUE)] })
         .sort({ _id: 1 })
         .toArray();
       res.json(docs.map((d) => d._id));
@@ -78,8 +79,8 @@ function tinyApp(service: AuthService): express.Express {
     guard(async (req, res) => {
       const p = await service.authenticate(req.headers.authorization);
       p.policy.assertAllowed('read', 'Observation');
-      const filter = p.policy.readFilter('Observation', 'read');
-      const doc = await db.collection('Observation').findOne({ _id: req.params.id as never, deleted: false, ...(filter ?? {}) });
+      const cond = p.policy.readCond('Observation', 'read') ?? TRUE;
+      const doc = await db.collection('Observation').findOne({ $and: [{ _id: req.params.id as never, deleted: false }, toMongo(cond)] });
       if (!doc) {
         res.status(404).json({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'not-found' }] });
         return;

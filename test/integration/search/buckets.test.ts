@@ -167,7 +167,7 @@ describe('candidate buckets', () => {
   test('a patient-restricted policy sees only its compartment through the buckets', async () => {
     const only1: AccessPolicy = {
       ...allowAllPolicy,
-      readFilter: () => ({ comp: 'Patient/rpm-p1' }),
+      readCond: () => ({ k: 'eq', f: 'comp', v: 'Patient/rpm-p1' }),
       canRead: (_r, comp) => comp.includes('Patient/rpm-p1'),
     };
     const q = 'patient=rpm-p1,rpm-p2&code=8867-4&_sort=-date&_count=6';

@@ -1,9 +1,11 @@
-import type { Resource } from 'fhir/r4';
+import { randomUUID } from 'node:crypto';
+import type { Bundle, Resource } from 'fhir/r4';
 import { allowAllPolicy } from '../../../src/auth/types';
 import { all } from './fixtures';
 import { generateRpmData } from '../../../bench/search/generate';
 import { SearchService } from '../../../src/search';
-import { type SearchFixture, createSearchFixture, officialExamples } from './helpers';
+import { type TestContext, createTestContext, heartRate } from '../../support/context';
+import { BASE, type SearchFixture, createSearchFixture, officialExamples } from './helpers';
 
 /**
  * One semantics, two evaluators: every query of a corpus is run as a MongoDB filter on FerretDB
@@ -19,6 +21,8 @@ let f: SearchFixture;
 let resources: Resource[];
 /** The MongoDB executor over the same documents (slow on FerretDB, but exact: that is what is checked). */
 let mongoStyle: SearchService;
+/** The embedded engine's executor with a tiny scan budget: unserved queries page in bounded scans. */
+let budgeted: SearchService;
 
 beforeAll(async () => {
   f = await createSearchFixture('corpus');
@@ -28,6 +32,7 @@ beforeAll(async () => {
   resources = [];
   for (const t of TYPES) resources.push(...(await f.db.collection(t).find({}).toArray()).map((d) => d.res as Resource));
   mongoStyle = await SearchService.create({ db: f.db, config: f.config, types: ['Patient', 'Device', 'Observation', 'SubscriptionTopic'], engine: 'mongodb' });
+  budgeted = await SearchService.create({ db: f.db, config: f.config, types: ['Patient', 'Device', 'Observation', 'Basic'], engine: 'ferretdb', scanBudget: 7 });
 }, 120_000);
 afterAll(() => f.close());
 
@@ -126,10 +131,42 @@ function corpus(type: string): string[] {
     queries.add('category=vital-signs&value-quantity=lt90||%');
     queries.add('interpretation=H,HH&patient=rpm-p2');
   }
-  // Keep the run short on a shared machine: an even sample of at most 220 queries per type.
+  // Keep the run short on a shared machine: an even sample of at most 220 queries per type,
+  // plus every identifier lookup (served from the token lists).
   const list = [...queries];
   const step = Math.max(1, list.length / 220);
-  return list.filter((_, i) => Math.floor(i / step) !== Math.floor((i - 1) / step));
+  const sample = list.filter((_, i) => Math.floor(i / step) !== Math.floor((i - 1) / step));
+  return [...new Set([...sample, ...identifierQueries(type)])];
+}
+
+/** `identifier=system|value`, `identifier=value` and `identifier=|value` of the stored resources. */
+function identifierQueries(type: string): string[] {
+  const ids = resources.filter((r) => r.resourceType === type).flatMap((r) => ((r as { identifier?: { system?: string; value?: string }[] }).identifier ?? []));
+  const enc = (s: string) => s.replace(/[\\,|$]/g, (c) => `\\${c}`);
+  const out = new Set<string>();
+  for (const i of pick(ids.filter((x) => x.value), 6)) {
+    out.add(`identifier=${i.system ? `${enc(i.system)}|` : '|'}${enc(i.value ?? '')}`);
+    out.add(`identifier=${enc(i.value ?? '')}`);
+  }
+  out.add('identifier=http://example.org/none|nothing');
+  return [...out];
+}
+
+/** Every match of a search, page by page; and how many pages stopped short of `_count` with more to come. */
+async function allPages(svc: SearchService, type: string, q: string, count: number): Promise<{ ids: string[]; shortPages: number }> {
+  const ids: string[] = [];
+  let shortPages = 0;
+  let params: [string, string][] = [...new URLSearchParams(`${q}&_count=${count}`).entries()];
+  for (let n = 0; n < 1000; n++) {
+    const b = await svc.search({ type, params, policy: allowAllPolicy, baseUrl: BASE, handling: 'strict' });
+    const page = (b.entry ?? []).filter((e) => e.search?.mode === 'match').map((e) => e.resource?.id ?? '');
+    ids.push(...page);
+    const next = b.link?.find((l) => l.relation === 'next')?.url;
+    if (!next) break;
+    if (page.length < count) shortPages++;
+    params = [...new URL(next).searchParams.entries()];
+  }
+  return { ids, shortPages };
 }
 
 describe.each(TYPES)('%s: both storage executors and in-memory matching agree', (type) => {
@@ -170,6 +207,27 @@ describe.each(TYPES)('%s: both storage executors and in-memory matching agree', 
     expect(mismatches).toEqual([]);
   }, 400_000);
 
+  test('identifier lookups are served from the token lists, not scanned', async () => {
+    for (const q of identifierQueries(type)) {
+      const x = await f.service.explain({ type, params: [...new URLSearchParams(q).entries()], policy: allowAllPolicy, baseUrl: BASE, handling: 'strict' });
+      expect({ q, tokens: x.buckets?.tokens?.length ?? 0 }).toEqual({ q, tokens: 1 });
+    }
+  });
+
+  test('bounded scans (a scan budget of 7) page through exactly the matches, each once', async () => {
+    const qs = [...corpus(type).filter((_, i) => i % 11 === 0), ...identifierQueries(type).slice(0, 2), ''];
+    let shortPages = 0;
+    for (const q of qs) {
+      const criteria = f.service.compileCriteria(type, q);
+      const expected = resources.filter((r) => r.resourceType === type && f.service.matches(criteria, r)).map((r) => r.id).sort();
+      const got = await allPages(budgeted, type, q, 5);
+      shortPages += got.shortPages;
+      expect({ q, found: got.ids.sort().join(',') }).toEqual({ q, found: expected.join(',') });
+    }
+    // The budget really bounded some pages (fewer entries than _count, with a next link).
+    expect(shortPages).toBeGreaterThan(0);
+  }, 400_000);
+
   test('search() pages through exactly the matches (a sample)', async () => {
     const qs = corpus(type).filter((_, i) => i % 9 === 0);
     for (const q of qs) {
@@ -186,4 +244,97 @@ describe.each(TYPES)('%s: both storage executors and in-memory matching agree', 
       expect({ q, found: seen.sort().join(',') }).toEqual({ q, found: expected.join(',') });
     }
   }, 400_000);
+});
+
+/**
+ * History from the time buckets and point reads (the embedded engine's plan) against the
+ * history collection itself, read whole and ordered in memory: instance, type and system level,
+ * with and without `_since`, paged small so every boundary is crossed.
+ */
+describe('history plans give exactly the stored versions, in order', () => {
+  let ctx: TestContext;
+  /** Finds with a filter other than `{ _id }` (each a scan on FerretDB), by collection. */
+  const scans: string[] = [];
+  const scansOf = (col: string) => scans.filter((x) => x.startsWith(`${col} `));
+  let upTo = '';
+  let stored: { _id: string; type: string; id: string; vid: number; ts: Date }[] = [];
+  beforeAll(async () => {
+    // 61 s per clock reading: versions spread over many minutes and across a day boundary.
+    let t = Date.parse('2024-03-01T20:00:00Z');
+    ctx = await createTestContext({
+      env: { NEWS2_ENABLED: 'false', ALERTING_ENABLED: 'false' },
+      clock: () => new Date((t += 61_000)),
+      onCommand: (e) => {
+        const cmd = e.command as { find?: string; filter?: Record<string, unknown> };
+        if (cmd.find && Object.keys(cmd.filter ?? {}).join() !== '_id') scans.push(`${cmd.find} ${JSON.stringify(cmd.filter)}`);
+      },
+    });
+    const tag = randomUUID().slice(0, 8);
+    for (let i = 0; i < 12; i++) {
+      const id = `h-${tag}-${i}`;
+      await ctx.request.put(`/fhir/Patient/${id}`).send({ resourceType: 'Patient', id, active: true }).expect(201);
+      if (i % 3 === 0) await ctx.request.put(`/fhir/Patient/${id}`).send({ resourceType: 'Patient', id, active: false }).expect(200);
+      if (i % 4 === 0) await ctx.request.delete(`/fhir/Patient/${id}`).expect(204);
+      const obs = await ctx.request.post('/fhir/Observation').send(heartRate(id, 60 + i)).expect(201);
+      upTo = obs.body.meta.lastUpdated;
+    }
+    await ctx.vigil.audit.flush();
+    // Everything at or before `upTo` is written now; later audit records are stamped later.
+    stored = (await ctx.db.collection('history').find({}, { projection: { type: 1, id: 1, vid: 1, ts: 1 } }).toArray()) as never;
+    stored = stored.filter((h) => h.ts <= new Date(upTo));
+    stored.sort((a, b) => b.ts.getTime() - a.ts.getTime() || (a._id < b._id ? 1 : a._id > b._id ? -1 : 0));
+  }, 120_000);
+  afterAll(() => ctx.close());
+
+  async function pages(path: string): Promise<string[]> {
+    const out: string[] = [];
+    let url: string | undefined = path;
+    for (let n = 0; url && n < 200; n++) {
+      const res: { body: Bundle } = await ctx.request.get(url).expect(200);
+      for (const e of res.body.entry ?? []) out.push(`${(e.fullUrl ?? '').replace(/^.*\/fhir\//, '')}/${(e.response?.etag ?? '').replace(/\D/g, '')}`);
+      const next = res.body.link?.find((l) => l.relation === 'next')?.url;
+      url = next?.replace(/^.*\/fhir/, '/fhir');
+    }
+    return out;
+  }
+
+  test('type and system level, with and without _since', async () => {
+    scans.length = 0;
+    const since = stored[Math.floor(stored.length / 2)].ts.toISOString();
+    const cases: [string, (h: (typeof stored)[number]) => boolean][] = [
+      [`/fhir/Patient/_history?_at=${upTo}&_count=4`, (h) => h.type === 'Patient'],
+      [`/fhir/Patient/_history?_since=${since}&_at=${upTo}&_count=3`, (h) => h.type === 'Patient' && h.ts >= new Date(since)],
+      [`/fhir/Observation/_history?_since=${since}&_at=${upTo}&_count=5`, (h) => h.type === 'Observation' && h.ts >= new Date(since)],
+      [`/fhir/_history?_since=${since}&_at=${upTo}&_count=4`, (h) => h.ts >= new Date(since)],
+      [`/fhir/_history?_at=${upTo}&_count=9`, () => true],
+    ];
+    for (const [path, keep] of cases) {
+      const expected = stored.filter(keep).map((h) => h._id);
+      expect({ path, got: await pages(path) }).toEqual({ path, got: expected });
+    }
+    expect(scansOf('history')).toEqual([]);
+  });
+
+  test('instance level, newest first', async () => {
+    const one = stored.find((h) => h.type === 'Patient' && h.vid === 3);
+    expect(one).toBeDefined();
+    const expected = stored.filter((h) => h.type === 'Patient' && h.id === one!.id).map((h) => h._id);
+    expect(expected).toHaveLength(3);
+    scans.length = 0;
+    expect(await pages(`/fhir/Patient/${one!.id}/_history?_count=1`)).toEqual(expected);
+    expect(await pages(`/fhir/Patient/${one!.id}/_history?_since=${expected.length ? stored.find((h) => h._id === expected[1])!.ts.toISOString() : ''}`)).toEqual(expected.slice(0, 2));
+    expect(scansOf('history')).toEqual([]);
+  });
+
+  test('conditional creates (If-None-Exist identifier) and identifier searches read the token lists, not scans', async () => {
+    const value = `MRN-${randomUUID()}`;
+    const body = { resourceType: 'Patient', identifier: [{ system: 'http://hospital.example/mrn', value }] };
+    scans.length = 0;
+    const first = await ctx.request.post('/fhir/Patient').set('If-None-Exist', `identifier=http://hospital.example/mrn|${value}`).send(body).expect(201);
+    const again = await ctx.request.post('/fhir/Patient').set('If-None-Exist', `identifier=http://hospital.example/mrn|${value}`).send(body).expect(200);
+    expect(again.body.id).toBe(first.body.id);
+    const found: { body: Bundle } = await ctx.request.get(`/fhir/Patient?identifier=${encodeURIComponent(value)}`).expect(200);
+    expect(found.body.entry?.map((e) => e.resource?.id)).toEqual([first.body.id]);
+    expect(scansOf('Patient')).toEqual([]);
+  });
 });

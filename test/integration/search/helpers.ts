@@ -43,7 +43,7 @@ export async function createSearchFixture(name: string, env: Record<string, stri
         seq++;
         const res = { ...r, meta: { ...(r.meta ?? {}), versionId: '1', lastUpdated: r.meta?.lastUpdated ?? new Date(Date.UTC(2024, 0, 1, 0, 0, seq)).toISOString() } } as Resource;
         const { idx, comp } = service.index(res);
-        await service.recordCandidates(res.resourceType, [{ _id: res.id ?? '', idx, comp }]);
+        await service.recordCandidates(res.resourceType, [{ _id: res.id ?? '', idx, comp, vid: 1, ts: new Date(res.meta?.lastUpdated ?? 0) }]);
         await db.collection(res.resourceType).replaceOne(
           { _id: res.id as never },
           { res, vid: 1, ts: new Date(res.meta?.lastUpdated ?? 0), deleted: false, idx, comp },

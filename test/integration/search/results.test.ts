@@ -1,5 +1,4 @@
 import type { Bundle, Observation, Patient, Resource } from 'fhir/r4';
-import type { Document, Filter } from 'mongodb';
 import { SearchService } from '../../../src/search';
 import type { AccessPolicy } from '../../../src/auth/types';
 import { allowAllPolicy } from '../../../src/auth/types';
@@ -147,7 +146,7 @@ describe('_include and _revinclude', () => {
     // Row-level: only the patient the policy lets the caller read is included.
     const onlyEve: AccessPolicy = {
       ...allowAllPolicy,
-      readFilter: (type) => (type === 'Patient' ? ({ _id: 'eve' } as unknown as Filter<Document>) : undefined),
+      readCond: (type) => (type === 'Patient' ? { k: 'eq', f: '_id', v: 'eve' } : undefined),
       canRead: (r) => r.resourceType !== 'Patient' || r.id === 'eve',
     };
     const rows = await f.search('Observation', 'code=8867-4&_include=Observation:subject', { policy: onlyEve });
@@ -240,7 +239,7 @@ describe('$lastn', () => {
 
 describe('access policy and conditional matching', () => {
   test("the policy's read filter is part of every query", async () => {
-    const policy: AccessPolicy = { ...allowAllPolicy, readFilter: () => ({ comp: 'Patient/eve' }) };
+    const policy: AccessPolicy = { ...allowAllPolicy, readCond: () => ({ k: 'eq', f: 'comp', v: 'Patient/eve' }) };
     const b = await f.search('Observation', '_count=5', { policy });
     expect(matchIds(b).sort()).toEqual(['bp1', 'hr1', 'hr2']);
     const chained = await f.search('Observation', 'subject.name=evelyn', { policy });

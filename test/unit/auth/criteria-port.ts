@@ -1,7 +1,7 @@
 import type { Observation, Resource } from 'fhir/r4';
-import type { Document, Filter } from 'mongodb';
 import type { CriteriaPort } from '../../../src/auth/types';
 import { Errors } from '../../../src/errors';
+import { type Cond, and } from '../../../src/search/cond';
 
 /**
  * A small stand-in for the search engine's CriteriaPort: token parameters `category` and `code`
@@ -39,15 +39,12 @@ export const testCriteria: CriteriaPort = {
       codings(resource, c.param).some((cd) => cd.code === c.code && (c.system === undefined || cd.system === c.system)),
     );
   },
-  criteriaFilter(criteria): Filter<Document> {
-    const parts = (criteria as Compiled).clauses.map((c) => ({
-      [`idx.${c.param}`]: c.system === undefined ? `|${c.code}` : `${c.system}|${c.code}`,
-    }));
-    return parts.length === 1 ? parts[0] : { $and: parts };
+  criteriaCond(criteria): Cond {
+    return and((criteria as Compiled).clauses.map((c): Cond => ({ k: 'eq', f: `idx.${c.param}`, v: c.system === undefined ? `|${c.code}` : `${c.system}|${c.code}` })));
   },
 };
 
-/** Index entries as testCriteria.criteriaFilter expects them. */
+/** Index entries as testCriteria.criteriaCond expects them. */
 export function testIdx(r: Resource): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const param of ['category', 'code'] as const) {

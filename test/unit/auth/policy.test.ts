@@ -82,48 +82,50 @@ describe('ScopePolicy.assertAllowed', () => {
   });
 });
 
-describe('ScopePolicy.readFilter', () => {
+describe('ScopePolicy.readCond', () => {
   it('is unrestricted for system/ and user/ scopes', () => {
-    expect(policy(['system/*.read']).readFilter('Observation')).toBeUndefined();
-    expect(policy(['user/Observation.rs']).readFilter('Observation')).toBeUndefined();
+    expect(policy(['system/*.read']).readCond('Observation')).toBeUndefined();
+    expect(policy(['user/Observation.rs']).readCond('Observation')).toBeUndefined();
   });
 
   it('limits patient/ scopes to the compartment, and Patient to its id', () => {
     const pol = policy(['patient/*.read'], 'p1');
-    expect(pol.readFilter('Observation')).toEqual({ comp: 'Patient/p1' });
-    expect(pol.readFilter('Device')).toEqual({ comp: 'Patient/p1' });
-    expect(pol.readFilter('Patient')).toEqual({ _id: 'p1' });
+    expect(pol.readCond('Observation')).toEqual({ k: 'eq', f: 'comp', v: 'Patient/p1' });
+    expect(pol.readCond('Device')).toEqual({ k: 'eq', f: 'comp', v: 'Patient/p1' });
+    expect(pol.readCond('Patient')).toEqual({ k: 'eq', f: '_id', v: 'p1' });
   });
 
   it('ANDs the v2 restriction with the compartment', () => {
     const pol = policy([`patient/Observation.rs?${VITALS}`], 'p1');
-    expect(pol.readFilter('Observation')).toEqual({
-      $and: [{ comp: 'Patient/p1' }, { 'idx.category': `${VITALS_SYS}|vital-signs` }],
+    expect(pol.readCond('Observation')).toEqual({
+      k: 'and',
+      c: [{ k: 'eq', f: 'comp', v: 'Patient/p1' }, { k: 'eq', f: 'idx.category', v: `${VITALS_SYS}|vital-signs` }],
     });
   });
 
   it('ORs across scopes granting the same type; one unrestricted scope lifts the filter', () => {
     const pol = policy([`patient/Observation.rs?${VITALS}`, 'system/Observation.s?category=laboratory'], 'p1');
-    expect(pol.readFilter('Observation')).toEqual({
-      $or: [
-        { $and: [{ comp: 'Patient/p1' }, { 'idx.category': `${VITALS_SYS}|vital-signs` }] },
-        { 'idx.category': '|laboratory' },
+    expect(pol.readCond('Observation')).toEqual({
+      k: 'or',
+      c: [
+        { k: 'and', c: [{ k: 'eq', f: 'comp', v: 'Patient/p1' }, { k: 'eq', f: 'idx.category', v: `${VITALS_SYS}|vital-signs` }] },
+        { k: 'eq', f: 'idx.category', v: '|laboratory' },
       ],
     });
-    expect(policy([`patient/Observation.rs?${VITALS}`, 'system/Observation.r'], 'p1').readFilter('Observation')).toBeUndefined();
+    expect(policy([`patient/Observation.rs?${VITALS}`, 'system/Observation.r'], 'p1').readCond('Observation')).toBeUndefined();
   });
 
   it('narrows by interaction when asked', () => {
     const pol = policy(['patient/Observation.r', 'system/Observation.s'], 'p1');
-    expect(pol.readFilter('Observation', 'read')).toEqual({ comp: 'Patient/p1' });
-    expect(pol.readFilter('Observation', 'search')).toBeUndefined();
-    expect(pol.readFilter('Observation')).toBeUndefined();
+    expect(pol.readCond('Observation', 'read')).toEqual({ k: 'eq', f: 'comp', v: 'Patient/p1' });
+    expect(pol.readCond('Observation', 'search')).toBeUndefined();
+    expect(pol.readCond('Observation')).toBeUndefined();
   });
 
   it('matches nothing for types the caller cannot read at all (e.g. _include targets)', () => {
     const pol = policy(['patient/Observation.rs', 'system/Device.c'], 'p1');
-    expect(pol.readFilter('Patient')).toEqual(MATCH_NOTHING);
-    expect(pol.readFilter('Device')).toEqual(MATCH_NOTHING);
+    expect(pol.readCond('Patient')).toEqual(MATCH_NOTHING);
+    expect(pol.readCond('Device')).toEqual(MATCH_NOTHING);
   });
 });
 

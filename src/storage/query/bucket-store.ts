@@ -1,0 +1,201 @@
+import type { Collection, Db } from 'mongodb';
+import { COLLECTIONS } from '../collections';
+
+/**
+ * The storage of candidate buckets on FerretDB: documents keyed by `_id` (the one filter FerretDB
+ * 1.24 serves from an index) holding lists of entries, and directories listing which units (days,
+ * hours, minutes) of a key hold entries. What goes where is decided by the bucket kinds
+ * (buckets.ts: Observation patient/code buckets and token lists; time-buckets.ts: versions by
+ * time); this file only stages, stores and reads.
+ *
+ * Right after a version's commit point its entries are staged in memory (`stage`, no I/O), where
+ * readers see them at once; the outbox worker stores them with one update per bucket and batch
+ * (`record`) and unstages them. A crash loses only staged entries of versions whose outbox
+ * intents are still there, so the outbox stores them after the restart. Entries are never removed
+ * (but by erasure), so the lists are a superset: readers treat them as candidates only.
+ *
+ * Only one process writes the buckets (the outbox lease holder, or the start-up rebuild), which
+ * matters because `$push`/`$addToSet` are read-modify-write on FerretDB; `record` calls of this
+ * process are serialised for the same reason.
+ */
+
+export const BUCKET_COLLECTION = COLLECTIONS.buckets;
+
+export interface Entry {
+  i: string;
+  x: Record<string, unknown>;
+}
+interface BucketDoc {
+  _id: string;
+  e: Entry[];
+}
+interface DirDoc {
+  _id: string;
+  d: Record<string, string[]>;
+}
+
+/** What a set of versions adds: entries per bucket, and units (with their codes) per directory. */
+export interface Ops {
+  buckets: Map<string, Entry[]>;
+  dirs: Map<string, Map<string, Set<string>>>;
+}
+
+export function emptyOps(): Ops {
+  return { buckets: new Map(), dirs: new Map() };
+}
+
+export function pushEntry(ops: Ops, key: string, e: Entry): void {
+  const list = ops.buckets.get(key);
+  if (list) list.push(e);
+  else ops.buckets.set(key, [e]);
+}
+
+/** A directory as readers see it: unit -> codes recorded with it (stored and staged). */
+export type Dir = Map<string, Set<string>>;
+
+export class BucketStore {
+  private readonly col: Collection<BucketDoc>;
+  private readonly dirs: Collection<DirDoc>;
+  /** Directory contents known to be stored (only this process writes them). */
+  private readonly dirCache = new Map<string, Dir>();
+  /** Entries of committed versions not stored yet, by bucket and entry token. */
+  private readonly staged = new Map<string, Map<string, Entry>>();
+  private readonly stagedDirs = new Map<string, Dir>();
+  /** `record` calls run one at a time (read-modify-write updates on FerretDB). */
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(db: Db) {
+    this.col = db.collection<BucketDoc>(BUCKET_COLLECTION);
+    this.dirs = db.collection<DirDoc>(BUCKET_COLLECTION);
+  }
+
+  /** Adds units (with a code) to a directory of `ops`, unless known to be stored. */
+  addToDir(ops: Ops, dirKey: string, units: readonly string[], code: string): void {
+    const known = this.dirCache.get(dirKey);
+    for (const u of units) {
+      if (known?.get(u)?.has(code)) continue;
+      const pending = ops.dirs.get(dirKey) ?? new Map<string, Set<string>>();
+      pending.set(u, (pending.get(u) ?? new Set<string>()).add(code));
+      ops.dirs.set(dirKey, pending);
+    }
+  }
+
+  /** Right after the commit point: readers see these entries from now on. */
+  stage(ops: Ops): void {
+    for (const [key, entries] of ops.buckets) {
+      const m = this.staged.get(key) ?? new Map<string, Entry>();
+      for (const e of entries) m.set(token(e), e);
+      this.staged.set(key, m);
+    }
+    for (const [key, units] of ops.dirs) {
+      const m = this.stagedDirs.get(key) ?? new Map<string, Set<string>>();
+      for (const [u, codes] of units) m.set(u, new Set([...(m.get(u) ?? []), ...codes]));
+      this.stagedDirs.set(key, m);
+    }
+  }
+
+  /**
+   * Stores entries (one update per bucket) and unstages them. `concurrency` > 1 (bulk loaders
+   * only, with no request traffic beside them) updates that many distinct buckets at once.
+   */
+  record(ops: Ops, concurrency = 1): Promise<void> {
+    const run = this.chain.then(() => this.store(ops, concurrency));
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async store(ops: Ops, concurrency: number): Promise<void> {
+    // One update at a time: FerretDB 1.24 stalled (every connection, for good) when a multi-update
+    // `bulkWrite` ran beside the request path's inserts; single updates off the request path are fine.
+    const updates: (() => Promise<unknown>)[] = [];
+    for (const [key, entries] of ops.buckets) updates.push(() => this.col.updateOne({ _id: key }, { $push: { e: { $each: entries } } }, { upsert: true }));
+    for (const [key, units] of ops.dirs) {
+      const add: Record<string, { $each: string[] }> = {};
+      for (const [u, codes] of units) add[`d.${u}`] = { $each: [...codes] };
+      updates.push(() => this.dirs.updateOne({ _id: key }, { $addToSet: add } as never, { upsert: true }));
+    }
+    for (let i = 0; i < updates.length; i += concurrency) await Promise.all(updates.slice(i, i + concurrency).map((u) => u()));
+    for (const [key, entries] of ops.buckets) {
+      const m = this.staged.get(key);
+      if (!m) continue;
+      for (const e of entries) m.delete(token(e));
+      if (m.size === 0) this.staged.delete(key);
+    }
+    for (const [key, units] of ops.dirs) this.unstageDir(key, units);
+  }
+
+  private unstageDir(key: string, units: Dir): void {
+    let known = this.dirCache.get(key);
+    if (!known) {
+      if (this.dirCache.size > 50_000) this.dirCache.clear();
+      known = new Map();
+      this.dirCache.set(key, known);
+    }
+    const m = this.stagedDirs.get(key);
+    for (const [u, codes] of units) {
+      known.set(u, new Set([...(known.get(u) ?? []), ...codes]));
+      const st = m?.get(u);
+      if (st) for (const c of codes) st.delete(c);
+      if (st && st.size === 0) m?.delete(u);
+    }
+    if (m && m.size === 0) this.stagedDirs.delete(key);
+  }
+
+  /**
+   * Directories by key, stored and staged. Staged contents are taken before the reads: the
+   * outbox unstages only after storing them, so whatever is no longer staged is in the database.
+   */
+  async readDirs(keys: readonly string[]): Promise<Dir[]> {
+    const staged = keys.map((k) => [...(this.stagedDirs.get(k) ?? [])].map(([u, c]) => [u, [...c]] as [string, string[]]));
+    const docs = await Promise.all(keys.map((k) => this.dirs.findOne({ _id: k })));
+    return keys.map((_, i) => {
+      const out: Dir = new Map();
+      for (const [u, codes] of [...Object.entries(docs[i]?.d ?? {}), ...staged[i]]) out.set(u, new Set([...(out.get(u) ?? []), ...codes]));
+      return out;
+    });
+  }
+
+  /** Entries of buckets by key, stored and staged (staged taken first, as in readDirs). */
+  async readEntries(keys: readonly string[]): Promise<Entry[][]> {
+    if (keys.length === 0) return [];
+    const staged = keys.map((k) => [...(this.staged.get(k)?.values() ?? [])]);
+    const docs = await Promise.all(keys.map((k) => this.col.findOne({ _id: k })));
+    return keys.map((_, i) => [...(docs[i]?.e ?? []), ...staged[i]]);
+  }
+
+  /** Erasure: removes entries of `ids` from these buckets (stored and staged); returns how many went. */
+  async eraseEntries(keys: Iterable<string>, ids: ReadonlySet<string>): Promise<number> {
+    let removed = 0;
+    for (const key of keys) {
+      const staged = this.staged.get(key);
+      if (staged) for (const [tok, e] of staged) if (ids.has(e.i)) staged.delete(tok);
+      const doc = await this.col.findOne({ _id: key });
+      if (!doc) continue;
+      const kept = doc.e.filter((e) => !ids.has(e.i));
+      removed += doc.e.length - kept.length;
+      if (kept.length === 0) await this.col.deleteOne({ _id: key });
+      else if (kept.length < doc.e.length) await this.col.replaceOne({ _id: key }, { e: kept });
+    }
+    return removed;
+  }
+
+  /** Erasure: removes a directory and the buckets of its units (plus `extra` unit names). */
+  async eraseDir(dirKey: string, extra: readonly string[]): Promise<void> {
+    const dir = await this.dirs.findOne({ _id: dirKey });
+    for (const u of [...Object.keys(dir?.d ?? {}), ...extra]) await this.col.deleteOne({ _id: `${dirKey}|${u}` });
+    await this.dirs.deleteOne({ _id: dirKey });
+    this.dirCache.delete(dirKey);
+    this.stagedDirs.delete(dirKey);
+  }
+
+  /** Removes every bucket (before a rebuild). */
+  async clear(): Promise<void> {
+    await this.col.deleteMany({});
+    this.dirCache.clear();
+  }
+}
+
+/** Identifies an entry's content, so staging and storing the same version twice is harmless. */
+function token(e: Entry): string {
+  return `${e.i} ${JSON.stringify(e.x)}`;
+}
