@@ -29,6 +29,7 @@ import { VERSION } from './version';
 import { BulkExport } from './bulk/service';
 import { bulkRouter } from './bulk/router';
 import { Eraser } from './erasure/eraser';
+import { ErasureParticipants } from './erasure/participants';
 import { backpressure } from './http/backpressure';
 import { metricsEndpoint, requestMetrics } from './metrics/http';
 import { LoadMonitor } from './metrics/load';
@@ -87,7 +88,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   logger.debug({ compileMs }, 'validation schemas compiled');
   // Storage indexes versions through search (its write-time index, cached per version).
   let search: SearchService | undefined;
-  const storage = await createStorage({ db, logger, index: (r) => search!.indexOnce(r), crashPoint: deps.crashPoint });
+  const storage = await createStorage({ db, logger, index: (r) => search!.indexOnce(r), crashPoint: deps.crashPoint, inlineMax: config.limits.storageInlineMax });
   const cursors = new CursorCodec(config.cursorSecret ?? (await storage.secret(CURSOR_SECRET_KEY)));
   search = await SearchService.create({ db, config, types: [...SERVED_TYPES], executor: storage.executor, cursors });
 
@@ -196,9 +197,10 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   });
   const audit = new AuditTrail({ logger, persist: persistAudit });
   const erasure = new Eraser({
+    storage: storage.repository.erasure,
     db,
     served: SERVED_TYPES,
-    eraseCandidates: (resources, ids, patients) => search.eraseCandidates(resources, ids, patients),
+    participants: new ErasureParticipants(),
     jobs: bulk.jobs,
     persistAudit,
     flushAudit: () => audit.flush(),
