@@ -2,12 +2,12 @@
 // `Observation?code=...&_count=20` and `_history?_count=20` before and after three Patients with a
 // 4 MB photo each are stored. Prints JSON lines: our p50 beside the raw driver's figure for the same
 // query over the same collections, and the raw figure over a copy that keeps the photos inline
-// (what every scan would decode without out-of-line bodies). About a minute on 2 cores.
+// (what every scan would decode without out-of-line bodies). About a minute on 2 cores (BENCH_BIG_RUNS runs per figure, default 8).
 //   npm run build && node bench/hostile/big-bodies.mjs
 import { randomBytes } from 'node:crypto';
 import { emit, percentiles, request, startStack } from '../lib.mjs';
 
-const RUNS = Number(process.env.BENCH_BIG_RUNS ?? 15);
+const RUNS = Number(process.env.BENCH_BIG_RUNS ?? 8);
 const FHIR = { 'Content-Type': 'application/fhir+json' };
 const CODE = 'http://loinc.org|8867-4';
 
