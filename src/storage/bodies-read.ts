@@ -1,10 +1,9 @@
 import type { Db, Document, Filter } from 'mongodb';
 import { Bodies, mayBeLean } from './bodies';
 import { Collections } from './collections';
-import { findByIds } from './lookup';
 import type { CommittedEvent } from './outbox';
 import type { PageQuery, QueryExecutor } from './query';
-import type { CurrentDoc, HistoryDoc } from './types';
+import type { CurrentDoc } from './types';
 
 /**
  * The query face with big resources read back: every document an executor returns goes through
@@ -67,10 +66,4 @@ export async function* streamCurrent(db: Db, type: string, filter: Filter<Docume
   } finally {
     await cursor.close();
   }
-}
-
-/** Versions by history id with resources complete, for readers outside the repository (notification payloads). */
-export async function versionsById(db: Db, ids: readonly string[]): Promise<HistoryDoc[]> {
-  const cols = new Collections(db);
-  return new Bodies(cols.bodies).load(await findByIds(cols.history, ids));
 }

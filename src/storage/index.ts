@@ -14,7 +14,7 @@ import { serverSecret, storedSecret } from './secrets';
 import { type IndexFn, Versions } from './versions';
 
 export { isDuplicateKey } from './collections';
-export { streamCurrent, versionsById } from './bodies-read';
+export { streamCurrent } from './bodies-read';
 export { isErasedCompartment, type EraseCounts, type EraseKey, type StorageErasure } from './erase';
 export { type Engine, detectEngine } from './engine';
 export { serverSecret };
