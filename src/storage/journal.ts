@@ -92,7 +92,8 @@ export class TransactionJournal {
     for (const j of journals) {
       const ids = j.versions.map((v) => historyId(v.type, v.id, v.vid));
       if (j.state === 'committed') {
-        for (const h of await findByIds(this.cols.history, ids)) {
+        // Full resources (big ones from their bodies): the current documents are indexed from them.
+        for (const h of await this.versions.bodies.load(await findByIds(this.cols.history, ids))) {
           const v = j.versions.find((x) => x.type === h.type && x.id === h.id && x.vid === h.vid);
           await this.versions.applyCurrent(h.type, await this.versions.currentOf(h), v?.expectedVid ?? h.vid - 1);
         }
