@@ -206,6 +206,8 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
     flushAudit: () => audit.flush(),
     clock,
   });
+  // Modules that keep their own state about patients erase it when a patient is purged.
+  erasure.participants.register('alerting', (patientId) => alerts.erase(patientId));
 
   const services: Services = {
     config,

@@ -145,6 +145,10 @@ test('a purge while vitals stream in leaves nothing of the patient, derived reso
   expect((await getJson<Bundle>(ctx, `Flag?patient=${K}`)).entry?.length).toBeGreaterThan(0);
   expect((await getJson<Bundle>(ctx, `Observation?patient=${K}&code=${SCT}|${NEWS2}`)).entry?.length).toBeGreaterThan(0);
   // Stored: no version, current document or body of P written before the purge.
+  // Alerting's own state (its erasure participant) names P no more.
+  for (const name of ['alert_keys', 'alert_state', 'alert_heads', 'alert_flags', 'alert_latest', 'alert_deadlines']) {
+    expect(text(await ctx.db.collection(name).find({}).toArray())).not.toContain(P);
+  }
   // (The audit trail records this test's reads of P since the purge: those are left out.)
   for (const name of ['history', 'Observation', 'Flag', 'bodies']) {
     expect(await ctx.db.collection(name).countDocuments({ comp: `Patient/${P}`, type: { $ne: 'AuditEvent' } })).toBe(0);
