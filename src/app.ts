@@ -85,7 +85,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   const alerting = createAlertingModule({ config: config.alerting, db, logger, core, clock });
   const subscriptions = await createSubscriptionsModule({ config, db, logger, core, auth, alerting, metrics });
   const bulk = createBulkModule({ config, db, logger, core, auth, onAccess: audit.onAccess, clock, newId, crashAfterChunks: deps.bulkCrashAfterChunks });
-  const erasure = createErasureModule({ db, core, bulk, audit, clock });
+  const erasure = createErasureModule({ db, core, bulk, audit, alerting, clock });
   const app = createHttpApp({ config, db, logger, clock, startedAt, core, auth, audit, subscriptions, alerting, metrics, bulk, erasure });
 
   // The outbox starts once every module is prepared and stops after the consumers' workers.

@@ -90,6 +90,8 @@ export interface Limits {
   includeResults: number;
   /** REQUEST_DEADLINE_MS: server-side deadline of one request (503 after it, nothing written). */
   requestDeadlineMs: number;
+  /** STORAGE_INLINE_MAX: characters of JSON up to which a resource is stored inside its scanned documents (src/storage/bodies.ts). */
+  storageInlineMax: number;
 }
 
 export interface ExternalIssuer {
@@ -242,5 +244,6 @@ function loadLimits(env: NodeJS.ProcessEnv): Limits {
     includeParams: int(env, 'SEARCH_MAX_INCLUDE_PARAMS', 10, 0, 1000),
     includeResults: int(env, 'SEARCH_MAX_INCLUDES', 1000, 1, 100_000),
     requestDeadlineMs: int(env, 'REQUEST_DEADLINE_MS', 15_000, 100, 600_000),
+    storageInlineMax: int(env, 'STORAGE_INLINE_MAX', 16 * 1024, 1024, 100 * 1024 * 1024),
   };
 }

@@ -1,9 +1,9 @@
 import type { Resource } from 'fhir/r4';
 import type { Db, Document, Filter } from 'mongodb';
 import type { AccessPolicy } from '../auth/types';
-import { restoreDecimals } from '../json';
 import type { CompiledCriteria } from '../search';
 import { toMongo } from '../search/cond';
+import { streamCurrent } from '../storage';
 import type { ExportSpec } from './types';
 
 /** What the export needs from the search engine: the `_typeFilter` criteria, both ways. */
@@ -43,23 +43,18 @@ export async function* exportRows(
   if (criteria.length === 1) parts.push(filters.criteriaFilter(criteria[0]));
   else if (criteria.length > 1) parts.push({ $or: criteria.map((c) => filters.criteriaFilter(c)) });
   if (members) parts.push(type === 'Patient' ? ({ _id: { $in: members } } as unknown as Filter<Document>) : { comp: { $in: members.map((m) => `Patient/${m}`) } });
-  const cursor = db
-    .collection(type)
-    .find(parts.length === 1 ? parts[0] : { $and: parts }, { projection: { res: 1, dec: 1, comp: 1, deleted: 1 }, batchSize: 200 });
+  // Storage streams the documents with their resources complete (big ones are kept out of line).
+  const docs = streamCurrent(db, type, parts.length === 1 ? parts[0] : { $and: parts });
   const memberRefs = members ? new Set(members.map((m) => `Patient/${m}`)) : undefined;
   let seen = 0;
-  try {
-    for await (const doc of cursor) {
-      if (++seen % 500 === 0) await beat();
-      const res = restoreDecimals(doc).res as Resource; // the sender's decimal texts, as search answers them
-      const comp = (doc.comp as string[] | undefined) ?? [];
-      if (doc.deleted || !policy.canRead(res, comp, 'search')) continue;
-      if (criteria.length > 0 && !criteria.some((c) => filters.matches(c, res))) continue;
-      if (!inScope(spec, type, res, comp, memberRefs)) continue;
-      yield { res, comp };
-    }
-  } finally {
-    await cursor.close();
+  for await (const doc of docs) {
+    if (++seen % 500 === 0) await beat();
+    const res = doc.res;
+    const comp = doc.comp ?? [];
+    if (doc.deleted || !policy.canRead(res, comp, 'search')) continue;
+    if (criteria.length > 0 && !criteria.some((c) => filters.matches(c, res))) continue;
+    if (!inScope(spec, type, res, comp, memberRefs)) continue;
+    yield { res, comp };
   }
 }
 

@@ -44,14 +44,6 @@ export interface CompiledCriteria {
   exact: boolean;
 }
 
-/** What erasure removes of one resource: its bodies and the times of its versions. */
-export interface ErasedResource {
-  type: string;
-  id: string;
-  bodies: readonly Resource[];
-  times: readonly { vid: number; ts: Date }[];
-}
-
 /** The resource types served when the caller does not say. */
 export const DEFAULT_TYPES = ['Patient', 'Practitioner', 'Device', 'Observation', 'ObservationDefinition', 'Subscription', 'Basic', 'AuditEvent'];
 
@@ -78,26 +70,6 @@ export class SearchService implements SearchContext {
   get executor(): QueryExecutor {
     if (!this.executorRef) throw new Error('search executor not set');
     return this.executorRef;
-  }
-
-  /**
-   * Erasure: removes the candidate entries (engine-side structures) of erased resources (every
-   * version: the bodies give the index entries, the times the time-bucket entries) and the
-   * patients' directories.
-   */
-  async eraseCandidates(targets: readonly ErasedResource[], patients: readonly string[]): Promise<number> {
-    const byType = new Map<string, ErasedResource[]>();
-    for (const t of targets) byType.set(t.type, [...(byType.get(t.type) ?? []), t]);
-    if (!byType.has('Observation') && patients.length > 0) byType.set('Observation', []);
-    let removed = 0;
-    for (const [type, list] of byType) {
-      const docs: BucketSource[] = list.flatMap((t) => [
-        ...t.bodies.filter((r) => this.registry.byType.has(r.resourceType)).map((r) => ({ _id: t.id, ...this.index(r) })),
-        ...t.times.map((v) => ({ _id: t.id, idx: {}, comp: [], vid: v.vid, ts: v.ts, deleted: true })),
-      ]);
-      removed += await this.executor.erase(type, docs, new Set(list.map((t) => t.id)), patients);
-    }
-    return removed;
   }
 
   /**

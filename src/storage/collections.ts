@@ -1,5 +1,7 @@
 import type { Collection, Db } from 'mongodb';
 import type { LeaseLinkDoc, LeaseTopDoc } from './lease-chain';
+import type { BodyDoc } from './bodies';
+import type { ErasedDoc } from './erase';
 import type { CurrentDoc, HistoryDoc, JournalDoc, OutboxDoc } from './types';
 
 /**
@@ -16,6 +18,8 @@ export const COLLECTIONS = {
   leaseTops: 'lease_tops',
   meta: 'meta',
   buckets: 'search_buckets',
+  bodies: 'bodies',
+  erased: 'erased_compartments',
 } as const;
 
 export interface LockDoc {
@@ -37,6 +41,8 @@ export class Collections {
   readonly leases: Collection<LeaseLinkDoc>;
   readonly leaseTops: Collection<LeaseTopDoc>;
   readonly meta: Collection<MetaDoc>;
+  readonly bodies: Collection<BodyDoc>;
+  readonly erased: Collection<ErasedDoc>;
 
   constructor(readonly db: Db) {
     this.history = db.collection<HistoryDoc>(COLLECTIONS.history);
@@ -46,6 +52,8 @@ export class Collections {
     this.leases = db.collection<LeaseLinkDoc>(COLLECTIONS.leases);
     this.leaseTops = db.collection<LeaseTopDoc>(COLLECTIONS.leaseTops);
     this.meta = db.collection<MetaDoc>(COLLECTIONS.meta);
+    this.bodies = db.collection<BodyDoc>(COLLECTIONS.bodies);
+    this.erased = db.collection<ErasedDoc>(COLLECTIONS.erased);
   }
 
   /** Current versions: one collection per resource type, named for the type. */

@@ -1,5 +1,4 @@
 import type { Filter } from 'mongodb';
-import { restoreDecimals } from '../json';
 import type { Collections } from './collections';
 import type { QueryExecutor } from './query';
 import type { HistoryPage, HistoryPageQuery } from './repository';
@@ -78,7 +77,8 @@ export class HistoryPlan {
     if (Object.keys(ts).length) filter.ts = ts;
     if (q.before) filter.$or = [{ ts: { $lt: q.before.ts } }, { ts: q.before.ts, _id: { $lt: q.before.id } }];
     const uncommitted = await this.store.uncommittedTransactions();
-    const batch = (await this.cols.history.find(filter).sort({ ts: -1, _id: -1 }).limit(q.limit).toArray()).map(restoreDecimals);
+    // Big versions keep their full form out of line: the one load path brings it back.
+    const batch = await this.store.bodies.load(await this.cols.history.find(filter).sort({ ts: -1, _id: -1 }).limit(q.limit).toArray());
     const lastDoc = batch[batch.length - 1];
     return {
       versions: batch.filter((h) => !(h.tx && uncommitted.has(h.tx))),

@@ -1,6 +1,9 @@
 import type { Db } from 'mongodb';
 import type { Logger } from 'pino';
+import { Bodies, DEFAULT_INLINE_MAX } from './bodies';
+import { eventBodies, withBodies } from './bodies-read';
 import { Collections } from './collections';
+import { StorageErasure } from './erase';
 import { type Engine, detectEngine } from './engine';
 import { type QueryExecutor, createExecutor } from './query';
 import { type CrashPoint, TransactionJournal } from './journal';
@@ -13,6 +16,8 @@ import { serverSecret, storedSecret } from './secrets';
 import { type IndexFn, Versions } from './versions';
 
 export { isDuplicateKey } from './collections';
+export { streamCurrent } from './bodies-read';
+export { isErasedCompartment, type EraseCounts, type EraseKey, type StorageErasure } from './erase';
 export { type Engine, detectEngine } from './engine';
 export { serverSecret };
 export type { CrashPoint } from './journal';
@@ -32,6 +37,8 @@ export interface StorageDeps {
   /** Forces a database kind (tests cover both strategies on one server); detected when absent. */
   engine?: Engine;
   crashPoint?: CrashPoint;
+  /** Resources over this many characters of JSON keep their full form out of line (STORAGE_INLINE_MAX, bodies.ts). */
+  inlineMax?: number;
 }
 
 /** Everything storage offers the modules above it. */
@@ -57,20 +64,32 @@ export interface Storage {
 export async function createStorage(deps: StorageDeps): Promise<Storage> {
   const engine = deps.engine ?? (await detectEngine(deps.db));
   const cols = new Collections(deps.db);
-  const versions = new Versions(cols, deps.index);
+  const bodies = new Bodies(cols.bodies, deps.inlineMax ?? DEFAULT_INLINE_MAX);
+  const versions = new Versions(cols, deps.index, bodies);
   const journal = new TransactionJournal(versions, deps.logger, deps.crashPoint);
   const outbox = new Outbox(versions, deps.logger);
-  const executor = createExecutor(engine, deps.db, deps.index);
-  // The executor's entries of committed versions are stored before any other consumer runs.
+  const inner = createExecutor(engine, deps.db, deps.index);
+  const executor = withBodies(inner, bodies);
+  // Events of big versions get their full resource first; the executor's entries of committed
+  // versions are stored before any other consumer runs.
+  outbox.addConsumer(eventBodies(cols, bodies));
   outbox.addConsumer((events) => executor.onCommitted(events));
   const live = (writes: readonly PreparedWrite[]) => writes.filter((w) => !w.noop).map((w) => ({ type: w.type, doc: w.doc }));
   const atCommitPoint: CommitPointHook = (writes) => executor.atCommitPoint(live(writes));
-  const repository = new ResourceRepository(cols, versions, journal, new NamedLocks(cols), {
-    atCommitPoint,
-    committed: () => outbox.nudge(),
-    history: new HistoryPlan(cols, versions, executor),
-    trailCommitted: (writes) => executor.recordTrail(live(writes)),
-  });
+  const erasure = new StorageErasure(cols, inner, deps.index, deps.logger);
+  const repository = new ResourceRepository(
+    cols,
+    versions,
+    journal,
+    new NamedLocks(cols),
+    {
+      atCommitPoint,
+      committed: () => outbox.nudge(),
+      history: new HistoryPlan(cols, versions, executor),
+      trailCommitted: (writes) => executor.recordTrail(live(writes)),
+    },
+    erasure,
+  );
   return {
     engine,
     repository,

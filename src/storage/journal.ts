@@ -36,25 +36,29 @@ export class TransactionJournal {
   }
 
   /** Commits `writes` (none of them no-ops) as one unit; `atCommitPoint` runs right after the commit point. */
-  async commitAll(txId: string, real: readonly PreparedWrite[], atCommitPoint: () => void): Promise<void> {
+  async commitAll(txId: string, real: readonly PreparedWrite[], beforeCommitPoint: () => Promise<void>, atCommitPoint: () => void): Promise<void> {
     const journal = this.cols.journal;
+    const ids = real.map((w) => historyId(w.type, w.id, w.doc.vid));
+    // Big resources' bodies first: the journal names them, so a rollback removes them.
+    await this.versions.bodies.place(real.map((w, i) => ({ hid: ids[i], doc: w.doc })));
     await journal.insertOne({
       _id: txId,
       state: 'pending',
       created: new Date(),
-      versions: real.map((w) => ({ type: w.type, id: w.id, vid: w.doc.vid, expectedVid: w.expectedVid })),
+      versions: real.map((w) => ({ type: w.type, id: w.id, vid: w.doc.vid, expectedVid: w.expectedVid, ...(w.doc.body ? { body: w.doc.body } : {}) })),
     });
-    const ids = real.map((w) => historyId(w.type, w.id, w.doc.vid));
     try {
       // Intents first (see outbox.ts), tagged with the transaction so a rollback finds them.
       const at = new Date();
       await this.cols.outbox.insertMany(ids.map((_id) => ({ _id, at, tx: txId })), { ordered: true });
+      await beforeCommitPoint();
       await this.cols.history.insertMany(
         real.map((w) => historyDocOf(w, txId)),
         { ordered: true },
       );
     } catch (e) {
-      await this.rollback(txId, ids);
+      await this.rollback(txId, ids, []);
+      await this.versions.bodies.unplace(real.map((w) => w.doc));
       if (isDuplicateKey(e)) {
         throw Errors.conflict('A resource in the transaction was changed by another request at the same time; nothing was applied', 'MSG_VERSION_CONFLICT');
       }
@@ -69,7 +73,8 @@ export class TransactionJournal {
   }
 
   /** Removes what a transaction wrote before its commit point: only our own intents and versions. */
-  private async rollback(txId: string, ids: string[]): Promise<void> {
+  private async rollback(txId: string, ids: string[], bodies: readonly (string | undefined)[]): Promise<void> {
+    await this.versions.bodies.remove(bodies);
     await Promise.all(
       ids.map(async (_id) => {
         await this.cols.history.deleteOne({ _id, tx: txId } as Filter<HistoryDoc>);
@@ -87,14 +92,15 @@ export class TransactionJournal {
     for (const j of journals) {
       const ids = j.versions.map((v) => historyId(v.type, v.id, v.vid));
       if (j.state === 'committed') {
-        for (const h of await findByIds(this.cols.history, ids)) {
+        // Full resources (big ones from their bodies): the current documents are indexed from them.
+        for (const h of await this.versions.bodies.load(await findByIds(this.cols.history, ids))) {
           const v = j.versions.find((x) => x.type === h.type && x.id === h.id && x.vid === h.vid);
           await this.versions.applyCurrent(h.type, await this.versions.currentOf(h), v?.expectedVid ?? h.vid - 1);
         }
         await this.cols.journal.deleteOne({ _id: j._id });
         completed++;
       } else {
-        await this.rollback(j._id, ids);
+        await this.rollback(j._id, ids, j.versions.map((v) => v.body));
         rolledBack++;
       }
     }

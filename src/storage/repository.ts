@@ -9,7 +9,8 @@ import type { NamedLocks } from './locks';
 import { STALE_INTENT_MS } from './outbox';
 import { historyId, type CurrentDoc, type HistoryDoc, type OutboxDoc, type PreparedWrite } from './types';
 import { historyDocOf, type Versions } from './versions';
-import { restoreDecimals } from '../json';
+import type { Bodies } from './bodies';
+import type { EraseCounts, EraseKey, StorageErasure } from './erase';
 
 /** How a set of prepared versions is committed. */
 export interface CommitOptions {
@@ -61,21 +62,27 @@ export class ResourceRepository {
     private readonly journal: TransactionJournal,
     private readonly locks: NamedLocks,
     private readonly hooks: { atCommitPoint: CommitPointHook; committed: () => void; history: HistoryPlan; trailCommitted: (real: readonly PreparedWrite[]) => Promise<void> },
+    /** Erasure's face of storage (erase.ts): markers checked before every commit point, and the sweep. */
+    readonly erasure: StorageErasure,
   ) {
     this.intents = new GroupInserter(cols.outbox);
     this.historyInserts = new GroupInserter(cols.history);
+  }
+
+  private get bodies(): Bodies {
+    return this.store.bodies;
   }
 
   // ---------------------------------------------------------------- reads
 
   /** The current document of type/id (deleted ones included), or null. */
   async read(type: string, id: string): Promise<CurrentDoc | null> {
-    return restoreDecimals(await this.cols.current(type).findOne({ _id: id }));
+    return this.bodies.loadOne(await this.cols.current(type).findOne({ _id: id }));
   }
 
   /** Current documents of several ids of one type (concurrent point reads: `$in` scans on FerretDB). */
   async readMany(type: string, ids: readonly string[]): Promise<Map<string, CurrentDoc>> {
-    const docs = await findByIds(this.cols.current(type), ids);
+    const docs = await this.bodies.load(await findByIds(this.cols.current(type), ids));
     return new Map(docs.map((d) => [d._id, d]));
   }
 
@@ -103,8 +110,17 @@ export class ResourceRepository {
     const mode = opts.mode ?? 'auto';
     if (mode === 'trail') await this.commitTrail(real);
     else if (mode === 'auto' && real.length === 1) await this.commitOne(real[0]);
-    else await this.journal.commitAll(randomUUID(), real, () => this.hooks.atCommitPoint(real));
+    else await this.journal.commitAll(randomUUID(), real, () => this.erasure.refuseErased(real), () => this.hooks.atCommitPoint(real));
     this.hooks.committed();
+  }
+
+  /**
+   * Erasure's sweep (see `erasure` for the markers and waits around it): every version of the
+   * resources, their current documents, bodies, outbox intents, search bucket entries and journal
+   * entries; `patients` are erased compartments.
+   */
+  erase(keys: readonly EraseKey[], patients: readonly string[]): Promise<EraseCounts> {
+    return this.erasure.sweep(keys, patients);
   }
 
   /** Runs `fn` holding a named lock (conditional interactions serialise through these). */
@@ -121,10 +137,19 @@ export class ResourceRepository {
     const hid = historyId(w.type, w.id, w.doc.vid);
     await this.claimIntent(hid, w);
     try {
+      // After the intent (erasure waits for the intents it saw), before the commit point.
+      await this.erasure.refuseErased([w]);
+      await this.bodies.place([{ hid, doc: w.doc }]);
+    } catch (e) {
+      await this.cols.outbox.deleteOne({ _id: hid });
+      throw e;
+    }
+    try {
       await this.historyInserts.insert(historyDocOf(w));
     } catch (e) {
       if (isDuplicateKey(e)) {
         await this.cols.outbox.deleteOne({ _id: hid });
+        await this.bodies.unplace([w.doc]);
         throw await this.lostRace(w);
       }
       throw e;
@@ -136,6 +161,7 @@ export class ResourceRepository {
 
   /** Server records nobody else writes (fresh ids): one history batch, then one current batch. */
   private async commitTrail(real: readonly PreparedWrite[]): Promise<void> {
+    await this.bodies.place(real.map((w) => ({ hid: historyId(w.type, w.id, w.doc.vid), doc: w.doc })));
     await this.cols.history.insertMany(real.map((w) => historyDocOf(w)));
     const byType = new Map<string, CurrentDoc[]>();
     for (const w of real) byType.set(w.type, [...(byType.get(w.type) ?? []), w.doc]);

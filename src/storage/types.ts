@@ -23,6 +23,8 @@ export interface CurrentDoc {
   idx: IndexEntries;
   /** Patient compartments the resource belongs to, as "Patient/<id>". */
   comp: string[];
+  /** Set when the resource is big: `_id` of its full form in `bodies`; `res` is then a lean copy (bodies.ts). */
+  body?: string;
 }
 
 export type WriteMethod = 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -46,6 +48,8 @@ export interface HistoryDoc {
   /** As CurrentDoc.dec. */
   dec?: DecimalText[];
   comp: string[];
+  /** As CurrentDoc.body. */
+  body?: string;
   /**
    * Transaction journal id, when the version was written by a transaction Bundle. Such a
    * version is visible only once its journal has passed its commit point (or is gone).
@@ -59,7 +63,7 @@ export interface JournalDoc {
   state: 'pending' | 'committed';
   created: Date;
   /** type/id/vid of every version the transaction writes. */
-  versions: { type: string; id: string; vid: number; expectedVid: number }[];
+  versions: { type: string; id: string; vid: number; expectedVid: number; body?: string }[];
 }
 
 /** An outbox intent: written before the history insert of the version it names. */

@@ -1,9 +1,9 @@
 import type { Resource } from 'fhir/r4';
 import { type Collections, isDuplicateKey } from './collections';
 import { GroupInserter } from './group-insert';
+import { type Bodies, lean, storedForm } from './bodies';
 import { findByIds } from './lookup';
 import { historyId, type CurrentDoc, type HistoryDoc, type IndexEntries, type PreparedWrite } from './types';
-import { restoreDecimals } from '../json';
 
 /** Search's write-time index (owned by src/search), used when a version is rebuilt from history. */
 export type IndexFn = (resource: Resource) => { idx: IndexEntries; comp: string[] };
@@ -18,6 +18,7 @@ export class Versions {
   constructor(
     readonly cols: Collections,
     private readonly index: IndexFn,
+    readonly bodies: Bodies,
   ) {}
 
   /**
@@ -25,7 +26,13 @@ export class Versions {
    * versions of a transaction still in flight are not committed yet.
    */
   async committed(type: string, id: string, vid: number): Promise<HistoryDoc | null> {
-    const h = restoreDecimals(await this.cols.history.findOne({ _id: historyId(type, id, vid) }));
+    const h = await this.committedStored(type, id, vid);
+    return h && this.bodies.loadOne(h);
+  }
+
+  /** As `committed`, in stored form (a big resource stays lean). */
+  private async committedStored(type: string, id: string, vid: number): Promise<HistoryDoc | null> {
+    const h = await this.cols.history.findOne({ _id: historyId(type, id, vid) });
     if (!h?.tx) return h;
     const j = await this.cols.journal.findOne({ _id: h.tx }, { projection: { state: 1 } });
     return !j || j.state === 'committed' ? h : null;
@@ -34,9 +41,9 @@ export class Versions {
   /** Committed versions by history id (point reads; versions of open transactions left out). */
   async committedByIds(ids: readonly string[]): Promise<HistoryDoc[]> {
     if (ids.length === 0) return [];
-    const hs = (await findByIds(this.cols.history, ids)).map(restoreDecimals);
+    const hs = await findByIds(this.cols.history, ids);
     const open = hs.some((h) => h.tx) ? await this.uncommittedTransactions() : new Set<string>();
-    return hs.filter((h) => !(h.tx && open.has(h.tx)));
+    return this.bodies.load(hs.filter((h) => !(h.tx && open.has(h.tx))));
   }
 
   /** Ids of transactions that have not reached their commit point: their versions are hidden. */
@@ -49,8 +56,8 @@ export class Versions {
   async latestCommitted(type: string, id: string, fromVid: number): Promise<HistoryDoc | null> {
     let latest: HistoryDoc | null = null;
     for (let v = Math.max(1, fromVid); ; v++) {
-      const h = await this.committed(type, id, v);
-      if (!h) return latest;
+      const h = await this.committedStored(type, id, v);
+      if (!h) return latest && this.bodies.loadOne(latest);
       latest = h;
     }
   }
@@ -58,6 +65,7 @@ export class Versions {
   /** Makes the current document show `doc` unless a newer version is already there. */
   async applyCurrent(type: string, doc: CurrentDoc, expectedVid: number): Promise<void> {
     const col = this.cols.current(type);
+    doc = storedForm(doc);
     if (expectedVid === 0) {
       try {
         await this.inserter(type).insert(doc);
@@ -79,7 +87,7 @@ export class Versions {
   async applyCurrents(items: readonly { type: string; doc: CurrentDoc; expectedVid: number }[]): Promise<void> {
     const fresh = new Map<string, CurrentDoc[]>();
     const rest: { type: string; doc: CurrentDoc; expectedVid: number }[] = [];
-    for (const it of items) {
+    for (const it of items.map((x) => ({ ...x, doc: storedForm(x.doc) }))) {
       if (it.expectedVid === 0) fresh.set(it.type, [...(fresh.get(it.type) ?? []), it.doc]);
       else rest.push(it);
     }
@@ -114,20 +122,24 @@ export class Versions {
   /** The current document a committed version stands for (a deletion keeps the deleted content). */
   async currentOf(h: HistoryDoc): Promise<CurrentDoc> {
     if (h.deleted || !h.res) {
-      const previous = h.vid > 1 ? (await this.cols.history.findOne({ _id: historyId(h.type, h.id, h.vid - 1) }))?.res : undefined;
-      return {
+      // The deleted content stays in its stored form (lean, with the previous version's body).
+      const previous = h.vid > 1 ? await this.cols.history.findOne({ _id: historyId(h.type, h.id, h.vid - 1) }) : null;
+      const doc: CurrentDoc = {
         _id: h.id,
-        res: previous ?? ({ resourceType: h.type, id: h.id } as Resource),
+        res: previous?.res ?? ({ resourceType: h.type, id: h.id } as Resource),
         vid: h.vid,
         ts: h.ts,
         deleted: true,
         idx: {},
         comp: h.comp,
       };
+      if (previous?.body) doc.body = previous.body;
+      return doc;
     }
     const { idx, comp } = this.index(h.res);
     const doc: CurrentDoc = { _id: h.id, res: h.res, vid: h.vid, ts: h.ts, deleted: false, idx, comp };
     if (h.dec) doc.dec = h.dec;
+    if (h.body) doc.body = h.body;
     return doc;
   }
 
@@ -150,8 +162,14 @@ export function historyDocOf(w: PreparedWrite, txId?: string): HistoryDoc {
     method: w.method,
     comp: w.doc.comp,
   };
-  if (!w.doc.deleted) h.res = w.doc.res;
-  if (!w.doc.deleted && w.doc.dec) h.dec = w.doc.dec;
+  if (!w.doc.deleted && w.doc.body) {
+    // A big resource: its full form is in `bodies` (placed before the commit point).
+    h.res = lean(w.doc.res);
+    h.body = w.doc.body;
+  } else if (!w.doc.deleted) {
+    h.res = w.doc.res;
+    if (w.doc.dec) h.dec = w.doc.dec;
+  }
   if (txId) h.tx = txId;
   return h;
 }

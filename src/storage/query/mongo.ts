@@ -109,7 +109,7 @@ export class MongoExecutor implements QueryExecutor {
       const codes = ((await col.distinct('idx.code:s', sf)) as unknown[]).filter((c): c is string => typeof c === 'string');
       for (const c of codes) {
         const sort: Sort = { 'idx.date.l': -1, _id: 1 };
-        out.push(...((await col.find({ $and: [sf, { 'idx.code:s': c }] }, { projection: { res: 1, dec: 1 }, sort, limit: q.max }).toArray()) as unknown as CurrentDoc[]).map(restoreDecimals));
+        out.push(...((await col.find({ $and: [sf, { 'idx.code:s': c }] }, { projection: { res: 1, dec: 1, body: 1 }, sort, limit: q.max }).toArray()) as unknown as CurrentDoc[]).map(restoreDecimals));
       }
     }
     return out;
