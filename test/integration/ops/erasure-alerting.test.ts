@@ -1,5 +1,6 @@
 import type { AuditEvent, Bundle, Observation, Resource, Subscription } from 'fhir/r4';
 import { createTestContext, FHIR_JSON, patient, type TestContext } from '../../support/context';
+import { undeclaredCollections } from '../../support/declared-collections';
 import { WebhookReceiver } from '../subscriptions/receiver';
 import { downloadAll, kickoff, waitForManifest } from '../bulk/helpers';
 import { getJson, post, settle, uid, until, vital } from '../../support/alerting';
@@ -154,3 +155,7 @@ test('a purge while vitals stream in leaves nothing of the patient, derived reso
     expect(await ctx.db.collection(name).countDocuments({ comp: `Patient/${P}`, type: { $ne: 'AuditEvent' } })).toBe(0);
   }
 }, 180_000);
+
+test('every collection the server made (alerting, subscriptions, bulk, erasure, auth) is declared behind the storage wall', async () => {
+  expect(await undeclaredCollections(ctx.db)).toEqual([]);
+});
