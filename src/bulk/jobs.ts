@@ -44,8 +44,12 @@ export class JobLeases {
   async claim(job: ExportJobDoc): Promise<HeldLease | undefined> {
     const lease = await this.chain.acquire(jobLeaseName(job._id));
     if (!lease) return undefined;
-    if (await this.store.checkpoint(job._id, { state: 'running' })) return lease;
-    await this.chain.release(lease); // cancelled meanwhile
+    // The list of open jobs was read before the lease: its holder may have finished (or the client
+    // cancelled) and released since. Read again under the lease, so a finished job never goes back
+    // to running.
+    const fresh = await this.store.get(job._id);
+    if (fresh && (fresh.state === 'queued' || fresh.state === 'running') && (await this.store.checkpoint(job._id, { state: 'running' }))) return lease;
+    await this.chain.release(lease);
     return undefined;
   }
 
