@@ -21,10 +21,8 @@ export function minify(text: string): string {
   return out;
 }
 
-/** The raw text of the resource object of this type and id inside `text` (matched by braces), if there. */
-export function resourceText(text: string, type: string, id: string): string | undefined {
-  const start = text.indexOf(`{"resourceType":"${type}","id":"${id}"`);
-  if (start < 0) return undefined;
+/** The end (exclusive) of the JSON object that starts at `start`, matched by braces outside strings. */
+function objectEnd(text: string, start: number): number | undefined {
   let depth = 0;
   let inString = false;
   for (let i = start; i < text.length; i++) {
@@ -34,7 +32,24 @@ export function resourceText(text: string, type: string, id: string): string | u
       else if (c === '"') inString = false;
     } else if (c === '"') inString = true;
     else if (c === '{') depth++;
-    else if (c === '}' && --depth === 0) return text.slice(start, i + 1);
+    else if (c === '}' && --depth === 0) return i + 1;
   }
   return undefined;
+}
+
+/** The raw texts of every resource object of this type and id inside `text` (matched by braces). */
+export function resourceTexts(text: string, type: string, id: string): string[] {
+  const out: string[] = [];
+  for (let from = 0; ; ) {
+    const start = text.indexOf(`{"resourceType":"${type}","id":"${id}"`, from);
+    const end = start < 0 ? undefined : objectEnd(text, start);
+    if (end === undefined) return out;
+    out.push(text.slice(start, end));
+    from = end;
+  }
+}
+
+/** The raw text of the (first) resource object of this type and id inside `text`, if there. */
+export function resourceText(text: string, type: string, id: string): string | undefined {
+  return resourceTexts(text, type, id)[0];
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Bundle, Resource, Subscription } from 'fhir/r4';
 import { createTestContext, FHIR_JSON, heartRate, type TestContext } from '../../support/context';
+import { resourceText, resourceTexts } from '../../support/json-text';
 import { outboxIdle } from '../../support/outbox-idle';
 import { WebhookReceiver } from '../subscriptions/receiver';
 import { kickoff, pathOf, waitForManifest } from '../bulk/helpers';
@@ -43,37 +44,6 @@ function waveText(): string {
     valueSampledData: { origin: { value: '@DEC@', unit: 'mV' }, period: 2.5, dimensions: 1, data: wave },
   };
   return JSON.stringify(obs).replace('"@DEC@"', '1.00');
-}
-
-/** The raw texts of every resource object with this id inside `text` (matched by braces). */
-function resourceTexts(text: string, type: string, id: string): string[] {
-  const out: string[] = [];
-  for (let at = 0; ; ) {
-    const one = resourceText(text, type, id, at);
-    if (!one) return out;
-    out.push(one.text);
-    at = one.end;
-  }
-}
-
-/** The raw text of the (first) resource object with this id inside `text` (matched by braces). */
-function resourceText(text: string, type: string, id: string): string | undefined;
-function resourceText(text: string, type: string, id: string, from: number): { text: string; end: number } | undefined;
-function resourceText(text: string, type: string, id: string, from?: number): string | { text: string; end: number } | undefined {
-  const start = text.indexOf(`{"resourceType":"${type}","id":"${id}"`, from ?? 0);
-  if (start < 0) return undefined;
-  let depth = 0;
-  let inString = false;
-  for (let i = start; i < text.length; i++) {
-    const c = text[i];
-    if (inString) {
-      if (c === '\\') i++;
-      else if (c === '"') inString = false;
-    } else if (c === '"') inString = true;
-    else if (c === '{') depth++;
-    else if (c === '}' && --depth === 0) return from === undefined ? text.slice(start, i + 1) : { text: text.slice(start, i + 1), end: i + 1 };
-  }
-  return undefined;
 }
 
 async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, limitMs = 30_000): Promise<T> {
