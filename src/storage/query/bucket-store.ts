@@ -1,5 +1,6 @@
 import type { Collection, Db } from 'mongodb';
 import { COLLECTIONS } from '../collections';
+import { decodeEntries, encodeEntries } from './entry-codec';
 
 /**
  * The storage of candidate buckets on FerretDB: documents keyed by `_id` (the one filter FerretDB
@@ -25,13 +26,20 @@ export interface Entry {
   i: string;
   x: Record<string, unknown>;
 }
+/**
+ * Stored as text, not as nested documents: FerretDB 1.24 decodes a document's nested objects and
+ * arrays one value at a time (a day bucket of 150 entries with their index values took ~66 ms to
+ * read), while a string costs about its bytes (the same entries as text: ~3 ms). A bucket holds
+ * one chunk of entry lines per stored batch (`entryCodec`); a directory one `unit\tcode` string
+ * per pair.
+ */
 interface BucketDoc {
   _id: string;
-  e: Entry[];
+  s: string[];
 }
 interface DirDoc {
   _id: string;
-  d: Record<string, string[]>;
+  u: string[];
 }
 
 /** What a set of versions adds: entries per bucket, and units (with their codes) per directory. */
@@ -108,11 +116,11 @@ export class BucketStore {
     // One update at a time: FerretDB 1.24 stalled (every connection, for good) when a multi-update
     // `bulkWrite` ran beside the request path's inserts; single updates off the request path are fine.
     const updates: (() => Promise<unknown>)[] = [];
-    for (const [key, entries] of ops.buckets) updates.push(() => this.col.updateOne({ _id: key }, { $push: { e: { $each: entries } } }, { upsert: true }));
+    for (const [key, entries] of ops.buckets) updates.push(() => this.col.updateOne({ _id: key }, { $push: { s: encodeEntries(entries) } }, { upsert: true }));
     for (const [key, units] of ops.dirs) {
-      const add: Record<string, { $each: string[] }> = {};
-      for (const [u, codes] of units) add[`d.${u}`] = { $each: [...codes] };
-      updates.push(() => this.dirs.updateOne({ _id: key }, { $addToSet: add } as never, { upsert: true }));
+      const pairs: string[] = [];
+      for (const [u, codes] of units) for (const c of codes) pairs.push(`${u}\t${c}`);
+      updates.push(() => this.dirs.updateOne({ _id: key }, { $addToSet: { u: { $each: pairs } } }, { upsert: true }));
     }
     for (let i = 0; i < updates.length; i += concurrency) await Promise.all(updates.slice(i, i + concurrency).map((u) => u()));
     for (const [key, entries] of ops.buckets) {
@@ -150,7 +158,7 @@ export class BucketStore {
     const docs = await Promise.all(keys.map((k) => this.dirs.findOne({ _id: k })));
     return keys.map((_, i) => {
       const out: Dir = new Map();
-      for (const [u, codes] of [...Object.entries(docs[i]?.d ?? {}), ...staged[i]]) out.set(u, new Set([...(out.get(u) ?? []), ...codes]));
+      for (const [u, codes] of [...dirPairs(docs[i]), ...staged[i]]) out.set(u, new Set([...(out.get(u) ?? []), ...codes]));
       return out;
     });
   }
@@ -160,7 +168,7 @@ export class BucketStore {
     if (keys.length === 0) return [];
     const staged = keys.map((k) => [...(this.staged.get(k)?.values() ?? [])]);
     const docs = await Promise.all(keys.map((k) => this.col.findOne({ _id: k })));
-    return keys.map((_, i) => [...(docs[i]?.e ?? []), ...staged[i]]);
+    return keys.map((_, i) => [...decodeEntries(docs[i]?.s), ...staged[i]]);
   }
 
   /** Erasure: removes entries of `ids` from these buckets (stored and staged); returns how many went. */
@@ -171,10 +179,11 @@ export class BucketStore {
       if (staged) for (const [tok, e] of staged) if (ids.has(e.i)) staged.delete(tok);
       const doc = await this.col.findOne({ _id: key });
       if (!doc) continue;
-      const kept = doc.e.filter((e) => !ids.has(e.i));
-      removed += doc.e.length - kept.length;
+      const all = decodeEntries(doc.s);
+      const kept = all.filter((e) => !ids.has(e.i));
+      removed += all.length - kept.length;
       if (kept.length === 0) await this.col.deleteOne({ _id: key });
-      else if (kept.length < doc.e.length) await this.col.replaceOne({ _id: key }, { e: kept });
+      else if (kept.length < all.length) await this.col.replaceOne({ _id: key }, { s: [encodeEntries(kept)] });
     }
     return removed;
   }
@@ -182,7 +191,7 @@ export class BucketStore {
   /** Erasure: removes a directory and the buckets of its units (plus `extra` unit names). */
   async eraseDir(dirKey: string, extra: readonly string[]): Promise<void> {
     const dir = await this.dirs.findOne({ _id: dirKey });
-    for (const u of [...Object.keys(dir?.d ?? {}), ...extra]) await this.col.deleteOne({ _id: `${dirKey}|${u}` });
+    for (const u of new Set([...dirPairs(dir).map(([unit]) => unit), ...extra])) await this.col.deleteOne({ _id: `${dirKey}|${u}` });
     await this.dirs.deleteOne({ _id: dirKey });
     this.dirCache.delete(dirKey);
     this.stagedDirs.delete(dirKey);
@@ -193,6 +202,14 @@ export class BucketStore {
     await this.col.deleteMany({});
     this.dirCache.clear();
   }
+}
+
+/** A stored directory's (unit, [code]) pairs. */
+function dirPairs(doc: DirDoc | null): [string, string[]][] {
+  return (doc?.u ?? []).map((p) => {
+    const tab = p.indexOf('\t');
+    return [p.slice(0, tab), [p.slice(tab + 1)]];
+  });
 }
 
 /** Identifies an entry's content, so staging and storing the same version twice is harmless. */

@@ -35,7 +35,7 @@ const PATIENT_FIELDS = new Set(['code', 'code:s', 'category', 'date', 'status'])
 const CODE_FIELDS = new Set(['code', 'date', 'value-quantity', 'status']);
 
 /** Bumped when the bucket layout or the entry fields change: the buckets are then rebuilt. */
-export const BUCKET_LAYOUT = 'v3';
+export const BUCKET_LAYOUT = 'v4';
 
 /** The parts of a version the buckets need. */
 export interface BucketSource {
