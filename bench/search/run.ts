@@ -87,7 +87,7 @@ async function load(db: Db, service: SearchService, observations: number): Promi
   };
   type Doc = ReturnType<typeof toDoc>;
   const historyOf = (type: string, d: Doc) => ({ _id: `${type}/${d._id}/1` as never, type, id: d._id, vid: 1, ts: d.ts, deleted: false, method: 'POST', res: d.res, comp: d.comp });
-  const sourceOf = (d: Doc): BucketSource => ({ _id: d._id as unknown as string, idx: d.idx, comp: d.comp, vid: 1, ts: d.ts });
+  const sourceOf = (d: Doc): BucketSource => ({ _id: d._id as unknown as string, idx: d.idx, comp: d.comp, vid: 1, ts: d.ts, res: d.res });
   const store = async (type: string, list: Doc[]) => {
     for (let i = 0; i < list.length; i += 5000) {
       const chunk = list.slice(i, i + 5000);

@@ -74,7 +74,7 @@ export async function createStorage(deps: StorageDeps): Promise<Storage> {
   // versions are stored before any other consumer runs.
   outbox.addConsumer(eventBodies(cols, bodies));
   outbox.addConsumer((events) => executor.onCommitted(events));
-  const live = (writes: readonly PreparedWrite[]) => writes.filter((w) => !w.noop).map((w) => ({ type: w.type, doc: w.doc }));
+  const live = (writes: readonly PreparedWrite[]) => writes.filter((w) => !w.noop).map((w) => ({ type: w.type, doc: { ...w.doc, prior: w.current } }));
   const atCommitPoint: CommitPointHook = (writes) => executor.atCommitPoint(live(writes));
   const erasure = new StorageErasure(cols, inner, deps.index, deps.logger);
   const repository = new ResourceRepository(
@@ -107,9 +107,14 @@ export async function createStorage(deps: StorageDeps): Promise<Storage> {
       // Committed before a crash, their executor entries were only staged in memory: staged
       // again before serving (the outbox stores them shortly after it starts).
       const pending = await outbox.pendingCommitted();
-      executor.atCommitPoint(
-        pending.map((h) => ({ type: h.type, doc: { _id: h.id, ...(h.res && !h.deleted ? deps.index(h.res) : { idx: {}, comp: [] }), vid: h.vid, ts: h.ts, deleted: h.deleted } })),
+      const staged = await Promise.all(
+        pending.map(async (h) => {
+          const prior = h.vid > 1 ? (await versions.committed(h.type, h.id, h.vid - 1))?.res : undefined;
+          const live = h.res && !h.deleted ? { ...deps.index(h.res), res: h.res, dec: h.dec, body: h.body } : { idx: {}, comp: [] };
+          return { type: h.type, doc: { _id: h.id, ...live, vid: h.vid, ts: h.ts, deleted: h.deleted, prior: prior ? deps.index(prior) : null } };
+        }),
       );
+      executor.atCommitPoint(staged);
       return r;
     },
     secret: (key) => storedSecret(cols, key),

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { type HeldLease, LeaseChain } from './lease-chain';
 import { findByIds } from './lookup';
 import type { HistoryDoc, WriteMethod } from './types';
+import type { DecimalText } from '../json';
 import type { Versions } from './versions';
 
 /** An outbox intent without its history version this old belongs to a writer that died. */
@@ -19,6 +20,9 @@ export interface CommittedEvent {
   ts: Date;
   method: WriteMethod;
   resource?: Resource;
+  /** The version's stored decimal texts and big-body key (HistoryDoc.dec, .body). */
+  dec?: DecimalText[];
+  body?: string;
   previous(): Promise<Resource | undefined>;
 }
 
@@ -276,6 +280,8 @@ export class Outbox {
       ts: h.ts,
       method: h.method,
       resource: h.res,
+      ...(h.dec ? { dec: h.dec } : {}),
+      ...(h.body ? { body: h.body } : {}),
       async previous() {
         if (h.vid <= 1) return undefined;
         return (await versions.committed(h.type, h.id, h.vid - 1))?.res;

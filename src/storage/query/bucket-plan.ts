@@ -13,6 +13,8 @@ export interface BucketPlan {
   ids?: string[];
   /** Token-list bucket keys (`<Type>|t|<param>|<token>`): every match is in one of them. */
   tokens?: string[];
+  /** With `patients`: the codes pinned too; then the patient-and-code buckets serve the walk. */
+  patientCodes?: string[];
   /** Pinned via `subject`/`patient` (not only the compartment): one subject, so `$lastn` may stop early. */
   subjectPinned: boolean;
   window?: { lo: number; hi: number };
@@ -54,8 +56,12 @@ export function planOf(type: string, cond: Cond, dateOrder: boolean): BucketPlan
   const patients = subjects ?? pins(cond, (f) => f === 'comp', patientRef);
   const win = windowOf(cond);
   const window = win === 'none' ? undefined : win;
-  if (patients && patients.length <= MAX_PINS) return { patients, subjectPinned: subjects !== undefined && subjects.length === 1, window };
   const codes = pins(cond, (f) => f === 'idx.code', (v) => (typeof v === 'string' ? bareCode(v) : undefined));
+  if (patients && patients.length <= MAX_PINS) {
+    const plan: BucketPlan = { patients, subjectPinned: subjects !== undefined && subjects.length === 1, window };
+    if (codes && patients.length * codes.length <= MAX_PINS) plan.patientCodes = codes;
+    return plan;
+  }
   // Any window, or none: the code directory lists the hours that hold entries.
   if (codes && codes.length <= MAX_PINS) return { codes, subjectPinned: false, window };
   return undefined;

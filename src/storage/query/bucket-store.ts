@@ -1,5 +1,6 @@
 import type { Collection, Db } from 'mongodb';
 import { COLLECTIONS } from '../collections';
+import type { CurrentDoc } from '../types';
 import { decodeEntries, encodeEntries } from './entry-codec';
 
 /**
@@ -25,6 +26,8 @@ export const BUCKET_COLLECTION = COLLECTIONS.buckets;
 export interface Entry {
   i: string;
   x: Record<string, unknown>;
+  /** A whole current document (patient-and-code buckets; see buckets.ts). */
+  d?: CurrentDoc;
 }
 /**
  * Stored as text, not as nested documents: FerretDB 1.24 decodes a document's nested objects and
@@ -92,7 +95,8 @@ export class BucketStore {
   stage(ops: Ops): void {
     for (const [key, entries] of ops.buckets) {
       const m = this.staged.get(key) ?? new Map<string, Entry>();
-      for (const e of entries) m.set(token(e), e);
+      // A snapshot: a carried document must not follow later changes to the writer's objects.
+      for (const e of entries) m.set(token(e), e.d ? snapshot(e) : e);
       this.staged.set(key, m);
     }
     for (const [key, units] of ops.dirs) {
@@ -166,7 +170,8 @@ export class BucketStore {
   /** Entries of buckets by key, stored and staged (staged taken first, as in readDirs). */
   async readEntries(keys: readonly string[]): Promise<Entry[][]> {
     if (keys.length === 0) return [];
-    const staged = keys.map((k) => [...(this.staged.get(k)?.values() ?? [])]);
+    // Copies of staged carried documents: each reader gets its own, as from the database.
+    const staged = keys.map((k) => [...(this.staged.get(k)?.values() ?? [])].map((e) => (e.d ? snapshot(e) : e)));
     const docs = await Promise.all(keys.map((k) => this.col.findOne({ _id: k })));
     return keys.map((_, i) => [...decodeEntries(docs[i]?.s), ...staged[i]]);
   }
@@ -204,6 +209,10 @@ export class BucketStore {
   }
 }
 
+function snapshot(e: Entry): Entry {
+  return decodeEntries([encodeEntries([e])])[0];
+}
+
 /** A stored directory's (unit, [code]) pairs. */
 function dirPairs(doc: DirDoc | null): [string, string[]][] {
   return (doc?.u ?? []).map((p) => {
@@ -214,5 +223,5 @@ function dirPairs(doc: DirDoc | null): [string, string[]][] {
 
 /** Identifies an entry's content, so staging and storing the same version twice is harmless. */
 function token(e: Entry): string {
-  return `${e.i} ${JSON.stringify(e.x)}`;
+  return `${e.i} ${e.d?.vid ?? ''} ${JSON.stringify(e.x)}`;
 }

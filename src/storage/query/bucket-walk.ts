@@ -26,9 +26,12 @@ function candidateFetcher(w: WalkInput, extra?: Cond): { found: CurrentDoc[]; fe
   const pc = w.policy.readCond(w.col.collectionName);
   const found: CurrentDoc[] = [];
   const fetch = async (cands: Candidate[]) => {
-    const ids = [...new Set(cands.map((c) => c.i))].filter((id) => !fetched.has(id));
-    for (const id of ids) fetched.add(id);
-    const docs = (await findByIds(w.col, ids)).map(restoreDecimals);
+    // Carried documents are current (see buckets.ts); the others are read by `_id`.
+    const carried = new Map<string, CurrentDoc>();
+    for (const c of cands) if (c.d && !fetched.has(c.i)) carried.set(c.i, c.d);
+    const ids = [...new Set(cands.map((c) => c.i))].filter((id) => !fetched.has(id) && !carried.has(id));
+    for (const id of [...ids, ...carried.keys()]) fetched.add(id);
+    const docs = [...carried.values(), ...(await findByIds(w.col, ids))].map(restoreDecimals);
     found.push(...docs.filter((d) => !d.deleted && evaluate(w.cond, d) && (!extra || evaluate(extra, d)) && (!pc || evaluate(pc, d))));
   };
   return { found, fetch };

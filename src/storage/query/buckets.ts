@@ -1,5 +1,7 @@
 import { type Cond, TRUE, evaluate } from '../../search/cond';
 import type { Idx } from '../../search/types';
+import type { DecimalText } from '../../json';
+import type { CurrentDoc } from '../types';
 import { type BucketStore, type Entry, type Ops, emptyOps, pushEntry } from './bucket-store';
 import { type BucketPlan, TOKEN_PARAMS, listedToken, planOf, project, tokenKey } from './bucket-plan';
 import { DAY_MS, HOUR_MS, bareCodes, dateRangeOf, dayKey, hourKey, pick, spanKeys, unitStart } from './bucket-units';
@@ -14,6 +16,10 @@ import { DAY_MS, HOUR_MS, bareCodes, dateRangeOf, dayKey, hourKey, pick, spanKey
  * - `Observation|p|Patient/x|2024-03-01`: the patient's Observations of that UTC day, plus a
  *   directory `Observation|p|Patient/x` listing the days (and the `code:s` seen on each), so a
  *   query without a window walks the days newest first and `$lastn` knows which codes exist;
+ * - `Observation|pc|Patient/x|8867-4|2024-03-01`: the patient's Observations of that code and
+ *   day, each entry carrying the whole current document (a query pinning patient and code, the
+ *   commonest monitoring query, then needs no read per result), with a directory
+ *   `Observation|pc|Patient/x|8867-4` listing the days and the ids whose entries may be stale;
  * - `Observation|c|8867-4|2024-03-01T10`: Observations of that code in that UTC hour;
  * - `<Type>|t|identifier|<token>` (and `url`): every type's resources holding that token, for
  *   identifier lookups (conditional creates, device resends) and canonical urls.
@@ -21,6 +27,12 @@ import { DAY_MS, HOUR_MS, bareCodes, dateRangeOf, dayKey, hourKey, pick, spanKey
  * The lists are a superset (an entry may belong to an older version or a deleted resource), so
  * readers fetch the current documents by `_id` and check the exact condition, the access policy
  * and `deleted` on each. A query the buckets cannot bound gets no plan.
+ *
+ * A document carried by a `pc` entry stands in for that read, so it must be current: every
+ * version past the first (updates, deletes) adds its id to the `t` unit ("touched") of the
+ * directories of the (patient, code) pairs of that version and of the one before it, where
+ * older entries of the id may lie; readers fetch touched ids by `_id` as elsewhere. Remote
+ * monitoring readings are written once, so touched lists stay short.
  */
 
 /** An entry spanning more days (or hours, for code buckets) goes to the key's `long` bucket. */
@@ -32,10 +44,13 @@ const HOURS_PER_STEP = 12;
 
 /** Index values copied into entries: enough to discard most non-matches without a read. */
 const PATIENT_FIELDS = new Set(['code', 'code:s', 'category', 'date', 'status']);
+const PC_FIELDS = new Set(['date']);
+/** Directory unit of a `pc` directory listing touched ids (never a day key). */
+const TOUCHED = 't';
 const CODE_FIELDS = new Set(['code', 'date', 'value-quantity', 'status']);
 
 /** Bumped when the bucket layout or the entry fields change: the buckets are then rebuilt. */
-export const BUCKET_LAYOUT = 'v4';
+export const BUCKET_LAYOUT = 'v5';
 
 /** The parts of a version the buckets need. */
 export interface BucketSource {
@@ -46,6 +61,13 @@ export interface BucketSource {
   vid?: number;
   ts?: Date;
   deleted?: boolean;
+  /** The resource and its decimal texts, when known: `pc` entries carry the document. */
+  res?: CurrentDoc['res'];
+  dec?: DecimalText[];
+  /** Set for big resources (their `res` is a lean copy): never carried. */
+  body?: string;
+  /** Index values of the version before this one (vid > 1), where its older entries lie. */
+  prior?: { idx?: Idx; comp?: string[] } | null;
 }
 
 /** A candidate: an id and the date low bound (ms, -Infinity when undated) and `code:s` its entry recorded. */
@@ -53,6 +75,8 @@ export interface Candidate {
   i: string;
   l: number;
   c: string;
+  /** The current document, carried by its entry (`pc` buckets, ids not touched). */
+  d?: CurrentDoc;
 }
 
 /** One step of a walk: candidates, and how far the walk is complete (see `walk`). */
@@ -80,6 +104,7 @@ export class BucketIndex {
   /** The entries these (live) versions add. */
   opsOf(type: string, docs: readonly BucketSource[], ops: Ops = emptyOps()): Ops {
     for (const doc of docs) {
+      if (type === 'Observation') this.touchedOps(doc, ops);
       if (doc.deleted || !doc.idx) continue;
       for (const param of TOKEN_PARAMS) {
         const v = doc.idx[param];
@@ -99,12 +124,26 @@ export class BucketIndex {
       for (const d of days) pushEntry(ops, `Observation|p|${p}|${d}`, entry);
       this.store.addToDir(ops, `Observation|p|${p}`, days, codeS);
     }
+    const carried = carriedDoc(doc);
+    for (const [p, code] of pairsOf(doc)) {
+      const entry = { i: doc._id, x: pick(doc.idx, PC_FIELDS), ...(carried ? { d: carried } : {}) };
+      for (const d of days) pushEntry(ops, `${pcKey(p, code)}|${d}`, entry);
+      this.store.addToDir(ops, pcKey(p, code), days, '');
+    }
     const hours = range ? spanKeys(range, HOUR_MS, MAX_SPAN_HOURS, hourKey) : ['none'];
     for (const code of bareCodes(doc.idx.code)) {
       const entry = { i: doc._id, x: pick(doc.idx, CODE_FIELDS) };
       for (const h of hours) pushEntry(ops, `Observation|c|${code}|${h}`, entry);
       this.store.addToDir(ops, `Observation|c|${code}`, hours, '');
     }
+  }
+
+  /** A later version: its id is touched in the `pc` directories of its and its predecessor's pairs. */
+  private touchedOps(doc: BucketSource, ops: Ops): void {
+    if (!doc.deleted && (doc.vid ?? 1) <= 1) return;
+    const pairs = new Set<string>();
+    for (const src of [doc, doc.prior]) if (src) for (const [p, code] of pairsOf(src)) pairs.add(pcKey(p, code));
+    for (const key of pairs) this.store.addToDir(ops, key, [TOUCHED], doc._id);
   }
 
   /**
@@ -114,7 +153,10 @@ export class BucketIndex {
    */
   async erase(type: string, docs: readonly BucketSource[], ids: ReadonlySet<string>, patients: readonly string[]): Promise<number> {
     const removed = await this.store.eraseEntries(this.opsOf(type, docs).buckets.keys(), ids);
-    if (type === 'Observation') for (const p of patients) await this.store.eraseDir(`Observation|p|Patient/${p}`, ['long', 'none']);
+    if (type !== 'Observation') return removed;
+    for (const p of patients) await this.store.eraseDir(`Observation|p|Patient/${p}`, ['long', 'none']);
+    const pcDirs = new Set(docs.flatMap((d) => pairsOf(d).map(([p, code]) => pcKey(p, code))));
+    for (const key of pcDirs) await this.store.eraseDir(key, ['long', 'none']);
     return removed;
   }
 
@@ -133,12 +175,18 @@ export class BucketIndex {
       return;
     }
     const byCode = plan.codes !== undefined;
-    const kind = byCode ? 'c' : 'p';
+    const byPair = !byCode && plan.patientCodes !== undefined;
+    const kind = byCode ? 'c' : byPair ? 'pc' : 'p';
     const unitMs = byCode ? HOUR_MS : DAY_MS;
     const perStep = byCode ? HOURS_PER_STEP : DAYS_PER_STEP;
-    const pre = project(cond, byCode ? CODE_FIELDS : PATIENT_FIELDS, true);
-    const owners = (byCode ? plan.codes : plan.patients) ?? [];
+    const pre = project(cond, byCode ? CODE_FIELDS : byPair ? PC_FIELDS : PATIENT_FIELDS, true);
+    const owners = (byCode ? plan.codes : byPair ? (plan.patients ?? []).flatMap((p) => (plan.patientCodes ?? []).map((c) => `${p}|${c}`)) : plan.patients) ?? [];
     const dirs = await this.store.readDirs(owners.map((o) => `Observation|${kind}|${o}`));
+    const touched = new Set<string>();
+    for (const dir of dirs) {
+      for (const id of dir.get(TOUCHED) ?? []) touched.add(id);
+      dir.delete(TOUCHED);
+    }
     // unit (day or hour) -> owners having it; codes per unit
     const byUnit = new Map<string, { owners: string[]; codes: Set<string> }>();
     for (let i = 0; i < owners.length; i++) {
@@ -161,7 +209,7 @@ export class BucketIndex {
       return s;
     };
     const keysOf = (unit: string) => (byUnit.get(unit)?.owners ?? []).map((o) => `Observation|${kind}|${o}|${unit}`);
-    const read = async (ds: string[]) => this.candidates(ds.flatMap(keysOf), pre);
+    const read = async (ds: string[]) => this.candidates(ds.flatMap(keysOf), pre, touched);
     // Spanning entries may start anywhere: they come first. Undated ones sort lowest (MongoDB's
     // order for a missing key), so they end a newest-first walk and start an oldest-first one;
     // a date window excludes them.
@@ -188,16 +236,36 @@ export class BucketIndex {
   }
 
   /** Entries in these buckets that the pre-filter keeps, each (id, date, code) once. */
-  private async candidates(keys: string[], pre: Cond): Promise<Candidate[]> {
+  private async candidates(keys: string[], pre: Cond, touched?: ReadonlySet<string>): Promise<Candidate[]> {
     const lists = await this.store.readEntries(keys);
     const out = new Map<string, Candidate>();
     for (const e of lists.flat() as Entry[]) {
       const date = (e.x.date as { l?: unknown } | undefined)?.l;
       const c: Candidate = { i: e.i, l: date instanceof Date ? date.getTime() : -Infinity, c: typeof e.x['code:s'] === 'string' ? (e.x['code:s'] as string) : '' };
+      if (e.d && !touched?.has(e.i)) c.d = e.d;
       const key = `${c.i} ${c.l} ${c.c}`;
       if (out.has(key)) continue;
       if (pre.k === 'const' ? pre.v : evaluate(pre, { _id: e.i, idx: e.x })) out.set(key, c);
     }
     return [...out.values()];
   }
+}
+
+function pcKey(patient: string, code: string): string {
+  return `Observation|pc|${patient}|${code}`;
+}
+
+/** The (patient compartment, bare code) pairs of a version's index values. */
+function pairsOf(src: { idx?: Idx; comp?: string[] }): [string, string][] {
+  if (!src.idx) return [];
+  const codes = bareCodes(src.idx.code);
+  const out: [string, string][] = [];
+  for (const p of new Set((src.comp ?? []).filter((c) => c.startsWith('Patient/')))) for (const code of codes) out.push([p, code]);
+  return out;
+}
+
+/** The current document a `pc` entry carries: the version as a point read would return it. */
+function carriedDoc(doc: BucketSource): CurrentDoc | undefined {
+  if (!doc.res || doc.body || doc.deleted || doc.vid === undefined || !(doc.ts instanceof Date)) return undefined;
+  return { _id: doc._id, res: doc.res, ...(doc.dec?.length ? { dec: doc.dec } : {}), vid: doc.vid, ts: doc.ts, deleted: false, idx: doc.idx, comp: doc.comp };
 }

@@ -3,7 +3,7 @@ import type { AccessPolicy } from '../../auth/types';
 import type { Collections } from '../collections';
 import type { Engine } from '../engine';
 import type { CommittedEvent } from '../outbox';
-import type { CurrentDoc } from '../types';
+import type { CurrentDoc, IndexEntries } from '../types';
 import type { IndexFn } from '../versions';
 import { collectCandidates, compareBy, lastnViaBuckets, type WalkInput } from './bucket-walk';
 import { BucketStore, type Ops, emptyOps } from './bucket-store';
@@ -163,11 +163,27 @@ export class FerretExecutor extends MongoExecutor {
 
   /** Stores the bucket entries of committed versions (staged at their commit point). */
   override async onCommitted(events: readonly CommittedEvent[]): Promise<void> {
-    const versions: LiveVersion[] = events.map((e) => ({
-      type: e.type,
-      doc: { _id: e.id, ...(e.resource ? this.index(e.resource) : { idx: {}, comp: [] }), vid: e.vid, ts: e.ts, deleted: !e.resource },
-    }));
+    const versions: LiveVersion[] = await Promise.all(
+      events.map(async (e) => ({
+        type: e.type,
+        doc: {
+          _id: e.id,
+          ...(e.resource ? this.index(e.resource) : { idx: {}, comp: [] }),
+          vid: e.vid,
+          ts: e.ts,
+          deleted: !e.resource,
+          ...(e.resource ? { res: e.resource, dec: e.dec, body: e.body } : {}),
+          // Where older entries of a rewritten Observation lie (buckets.ts, "touched"); rare.
+          ...(e.type === 'Observation' && e.vid > 1 ? { prior: await this.priorOf(e) } : {}),
+        },
+      })),
+    );
     await this.store.record(this.opsOfVersions(versions));
+  }
+
+  private async priorOf(e: CommittedEvent): Promise<{ idx: IndexEntries; comp: string[] } | null> {
+    const prev = await e.previous();
+    return prev ? this.index(prev) : null;
   }
 
   override async erase(type: string, docs: readonly BucketSource[], ids: ReadonlySet<string>, patients: readonly string[]): Promise<number> {
@@ -193,7 +209,7 @@ export class FerretExecutor extends MongoExecutor {
       if (total > 0) m.progress(`building search buckets for ${total} ${type} resources`);
       // Current documents list their own version too (the scan's key order needs every one,
       // including those written around storage); a version met again in history reads once.
-      await this.inBatches(col.find({}, { projection: { idx: 1, comp: 1, vid: 1, ts: 1, deleted: 1 }, batchSize: 1000 }), (batch) => this.store.record(this.opsOf(type, batch)));
+      await this.inBatches(col.find({}, { projection: { idx: 1, comp: 1, vid: 1, ts: 1, deleted: 1, res: 1, dec: 1, body: 1 }, batchSize: 1000 }), (batch) => this.store.record(this.opsOf(type, batch)));
     }
     m.progress('building history time buckets');
     const versions = this.cols.history.find({}, { projection: { type: 1, id: 1, vid: 1, ts: 1 }, batchSize: 1000 });
