@@ -2,8 +2,8 @@ import { type Cond, TRUE, evaluate } from '../../search/cond';
 import type { Idx } from '../../search/types';
 import type { DecimalText } from '../../json';
 import type { CurrentDoc } from '../types';
-import { type BucketStore, type Entry, type Ops, emptyOps, pushEntry } from './bucket-store';
-import { type BucketPlan, TOKEN_PARAMS, listedToken, planOf, project, tokenKey } from './bucket-plan';
+import { type BucketStore, type Dir, type Entry, type Ops, emptyOps, pushEntry } from './bucket-store';
+import { type BucketPlan, TOKEN_PARAMS, bareCode, listedToken, planOf, project, tokenKey } from './bucket-plan';
 import { DAY_MS, HOUR_MS, bareCodes, dateRangeOf, dayKey, hourKey, pick, spanKeys, unitStart } from './bucket-units';
 
 /**
@@ -44,7 +44,9 @@ const HOURS_PER_STEP = 12;
 
 /** Index values copied into entries: enough to discard most non-matches without a read. */
 const PATIENT_FIELDS = new Set(['code', 'code:s', 'category', 'date', 'status']);
-const PC_FIELDS = new Set(['date']);
+const PC_FIELDS = new Set(['date', 'code:s']);
+/** A patient walk over more codes than this reads the patient's day buckets (and then each result by `_id`). */
+const MAX_PC_OWNERS = 12;
 /** Directory unit of a `pc` directory listing touched ids (never a day key). */
 const TOUCHED = 't';
 const CODE_FIELDS = new Set(['code', 'date', 'value-quantity', 'status']);
@@ -128,7 +130,7 @@ export class BucketIndex {
     for (const [p, code] of pairsOf(doc)) {
       const entry = { i: doc._id, x: pick(doc.idx, PC_FIELDS), ...(carried ? { d: carried } : {}) };
       for (const d of days) pushEntry(ops, `${pcKey(p, code)}|${d}`, entry);
-      this.store.addToDir(ops, pcKey(p, code), days, '');
+      this.store.addToDir(ops, pcKey(p, code), days, codeS);
     }
     const hours = range ? spanKeys(range, HOUR_MS, MAX_SPAN_HOURS, hourKey) : ['none'];
     for (const code of bareCodes(doc.idx.code)) {
@@ -174,14 +176,12 @@ export class BucketIndex {
       yield { ids, bound: order === 'asc' ? Infinity : -Infinity, codesLeft: new Set() };
       return;
     }
-    const byCode = plan.codes !== undefined;
-    const byPair = !byCode && plan.patientCodes !== undefined;
-    const kind = byCode ? 'c' : byPair ? 'pc' : 'p';
+    const { kind, owners, dirs } = await this.route(plan);
+    const byCode = kind === 'c';
     const unitMs = byCode ? HOUR_MS : DAY_MS;
-    const perStep = byCode ? HOURS_PER_STEP : DAYS_PER_STEP;
-    const pre = project(cond, byCode ? CODE_FIELDS : byPair ? PC_FIELDS : PATIENT_FIELDS, true);
-    const owners = (byCode ? plan.codes : byPair ? (plan.patients ?? []).flatMap((p) => (plan.patientCodes ?? []).map((c) => `${p}|${c}`)) : plan.patients) ?? [];
-    const dirs = await this.store.readDirs(owners.map((o) => `Observation|${kind}|${o}`));
+    // Pair buckets carry documents (more bytes per bucket): fewer read at once.
+    const perStep = byCode ? HOURS_PER_STEP : kind === 'pc' ? Math.max(1, Math.min(DAYS_PER_STEP, Math.floor(6 / owners.length))) : DAYS_PER_STEP;
+    const pre = project(cond, byCode ? CODE_FIELDS : kind === 'pc' ? PC_FIELDS : PATIENT_FIELDS, true);
     const touched = new Set<string>();
     for (const dir of dirs) {
       for (const id of dir.get(TOUCHED) ?? []) touched.add(id);
@@ -233,6 +233,31 @@ export class BucketIndex {
       ids = [];
     }
     yield { ids: [...ids, ...(await read(last))], bound: end, codesLeft: new Set() };
+  }
+
+  /**
+   * Which buckets a walk reads: code plans the code buckets; patient plans the patient-and-code
+   * buckets (their entries carry documents), for the pinned codes or else for every code the
+   * patients' directories list, unless there are too many or a reading has no coded code (it is
+   * in no pair bucket); then the patients' day buckets.
+   */
+  private async route(plan: BucketPlan): Promise<{ kind: 'c' | 'p' | 'pc'; owners: string[]; dirs: Dir[] }> {
+    const dirsOf = async (kind: 'c' | 'p' | 'pc', owners: string[]) => ({ kind, owners, dirs: await this.store.readDirs(owners.map((o) => `Observation|${kind}|${o}`)) });
+    if (plan.codes) return dirsOf('c', plan.codes);
+    const patients = plan.patients ?? [];
+    if (plan.patientCodes) return dirsOf('pc', patients.flatMap((p) => (plan.patientCodes ?? []).map((c) => `${p}|${c}`)));
+    const byPatient = await dirsOf('p', patients);
+    const pairs: string[] = [];
+    for (let i = 0; i < patients.length; i++) {
+      const codes = new Set<string>();
+      for (const cs of byPatient.dirs[i].values()) for (const c of cs) codes.add(c);
+      for (const c of codes) {
+        const code = bareCode(c);
+        if (code === undefined) return byPatient;
+        pairs.push(`${patients[i]}|${code}`);
+      }
+    }
+    return pairs.length > 0 && pairs.length <= MAX_PC_OWNERS ? dirsOf('pc', [...new Set(pairs)]) : byPatient;
   }
 
   /** Entries in these buckets that the pre-filter keeps, each (id, date, code) once. */

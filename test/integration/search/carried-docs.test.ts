@@ -79,6 +79,17 @@ it('answers patient + code without reading Observations by _id, keeping the send
     expect(raw).toContain('"value":1.00E2');
   }
   expect(await ids(`subject=Patient/cd1&${HR}&_sort=-date`)).toEqual([c, b, a]);
+  // Without a code: the pair buckets of every code the patient's directory lists; $lastn too.
+  const earlier = await create('cd1', '97.0', '2024-08-02T07:00:00Z');
+  const r = await ctx.request.post('/fhir/Observation').type(FHIR_JSON).send({ ...heartRate('cd1', 1, '2024-08-02T06:00:00Z'), code: { coding: [{ system: 'http://loinc.org', code: '59408-5' }] } });
+  expect(r.status).toBe(201);
+  await ctx.vigil.outbox.drainNow();
+  observationReads = 0;
+  expect(await ids('patient=cd1&_sort=-date&_count=3')).toEqual([c, earlier, r.body.id]);
+  const last = await ctx.request.get('/fhir/Observation/$lastn?patient=cd1&max=1').set('Accept', FHIR_JSON);
+  expect(last.status).toBe(200);
+  expect((last.body.entry as { resource: { id: string } }[]).map((e) => e.resource.id).sort()).toEqual([c, r.body.id].sort());
+  expect(observationReads).toBe(0);
   // The same resources as a read gives (same text, same version).
   for (const id of [a, b, c]) {
     const read = await ctx.request.get(`/fhir/Observation/${id}`).set('Accept', FHIR_JSON);
