@@ -23,6 +23,15 @@ import { decodeEntries, encodeEntries } from './entry-codec';
 
 export const BUCKET_COLLECTION = COLLECTIONS.buckets;
 
+/**
+ * A bucket document grows to about this many characters, then its entries go on in parts
+ * (`<key>#1`, `<key>#2`, ...; the first document counts them), far from the 16 MiB document
+ * limit whatever the rate of readings.
+ */
+export const PART_BYTES = 1_000_000;
+/** Entries of one bucket carrying a whole document: more go without (readers then read by `_id`). */
+export const CARRY_MAX = 300;
+
 export interface Entry {
   i: string;
   x: Record<string, unknown>;
@@ -39,6 +48,8 @@ export interface Entry {
 interface BucketDoc {
   _id: string;
   s: string[];
+  /** Parts beyond this document (`<key>#1` ...), once it reached PART_BYTES. */
+  p?: number;
 }
 interface DirDoc {
   _id: string;
@@ -72,6 +83,8 @@ export class BucketStore {
   /** Entries of committed versions not stored yet, by bucket and entry token. */
   private readonly staged = new Map<string, Map<string, Entry>>();
   private readonly stagedDirs = new Map<string, Dir>();
+  /** Per bucket this process wrote to: its last part, the characters stored there, carried entries. */
+  private readonly written = new Map<string, { part: number; bytes: number; carried: number }>();
   /** `record` calls run one at a time (read-modify-write updates on FerretDB). */
   private chain: Promise<void> = Promise.resolve();
 
@@ -120,7 +133,7 @@ export class BucketStore {
     // One update at a time: FerretDB 1.24 stalled (every connection, for good) when a multi-update
     // `bulkWrite` ran beside the request path's inserts; single updates off the request path are fine.
     const updates: (() => Promise<unknown>)[] = [];
-    for (const [key, entries] of ops.buckets) updates.push(() => this.col.updateOne({ _id: key }, { $push: { s: encodeEntries(entries) } }, { upsert: true }));
+    for (const [key, entries] of ops.buckets) updates.push(() => this.append(key, entries));
     for (const [key, units] of ops.dirs) {
       const pairs: string[] = [];
       for (const [u, codes] of units) for (const c of codes) pairs.push(`${u}\t${c}`);
@@ -134,6 +147,43 @@ export class BucketStore {
       if (m.size === 0) this.staged.delete(key);
     }
     for (const [key, units] of ops.dirs) this.unstageDir(key, units);
+  }
+
+  /**
+   * Appends a chunk to a bucket's last part, or starts a part when that one is full. What this
+   * process has not written yet counts as empty (nothing is read before a write); a write that
+   * fails (a part over the limit after restarts) learns the bucket's parts and goes on in a new one.
+   */
+  private async append(key: string, entries: readonly Entry[]): Promise<void> {
+    if (this.written.size > 100_000) this.written.clear();
+    const w = this.written.get(key) ?? { part: 0, bytes: 0, carried: 0 };
+    const kept = entries.map((e) => (e.d && w.carried++ >= CARRY_MAX ? { i: e.i, x: e.x } : e));
+    const chunk = encodeEntries(kept);
+    if (w.bytes > 0 && w.bytes + chunk.length > PART_BYTES) await this.startPart(key, w, w.part + 1);
+    try {
+      await this.col.updateOne({ _id: partKey(key, w.part) }, { $push: { s: chunk } }, { upsert: true });
+    } catch {
+      const base = await this.col.findOne({ _id: key });
+      await this.startPart(key, w, (base?.p ?? 0) + 1);
+      await this.col.updateOne({ _id: partKey(key, w.part) }, { $push: { s: chunk } }, { upsert: true });
+    }
+    w.bytes += chunk.length;
+    this.written.set(key, w);
+  }
+
+  /** Counts part `n` in the first document (after which readers read it) and writes there from now on. */
+  private async startPart(key: string, w: { part: number; bytes: number }, n: number): Promise<void> {
+    await this.col.updateOne({ _id: key }, { $max: { p: n } }, { upsert: true });
+    w.part = n;
+    w.bytes = 0;
+  }
+
+  /** A bucket's stored parts, the first document first. */
+  private async readParts(key: string): Promise<BucketDoc[]> {
+    const base = await this.col.findOne({ _id: key });
+    if (!base?.p) return base ? [base] : [];
+    const rest = await Promise.all(Array.from({ length: base.p }, (_, k) => this.col.findOne({ _id: partKey(key, k + 1) })));
+    return [base, ...rest.filter((d): d is BucketDoc => d !== null)];
   }
 
   private unstageDir(key: string, units: Dir): void {
@@ -172,8 +222,8 @@ export class BucketStore {
     if (keys.length === 0) return [];
     // Copies of staged carried documents: each reader gets its own, as from the database.
     const staged = keys.map((k) => [...(this.staged.get(k)?.values() ?? [])].map((e) => (e.d ? snapshot(e) : e)));
-    const docs = await Promise.all(keys.map((k) => this.col.findOne({ _id: k })));
-    return keys.map((_, i) => [...decodeEntries(docs[i]?.s), ...staged[i]]);
+    const docs = await Promise.all(keys.map((k) => this.readParts(k)));
+    return keys.map((_, i) => [...docs[i].flatMap((d) => decodeEntries(d.s)), ...staged[i]]);
   }
 
   /** Erasure: removes entries of `ids` from these buckets (stored and staged); returns how many went. */
@@ -182,13 +232,15 @@ export class BucketStore {
     for (const key of keys) {
       const staged = this.staged.get(key);
       if (staged) for (const [tok, e] of staged) if (ids.has(e.i)) staged.delete(tok);
-      const doc = await this.col.findOne({ _id: key });
-      if (!doc) continue;
-      const all = decodeEntries(doc.s);
-      const kept = all.filter((e) => !ids.has(e.i));
-      removed += all.length - kept.length;
-      if (kept.length === 0) await this.col.deleteOne({ _id: key });
-      else if (kept.length < all.length) await this.col.replaceOne({ _id: key }, { s: [encodeEntries(kept)] });
+      for (const doc of await this.readParts(key)) {
+        const all = decodeEntries(doc.s);
+        const kept = all.filter((e) => !ids.has(e.i));
+        removed += all.length - kept.length;
+        // The first document keeps its part count, even when emptied.
+        if (kept.length === all.length) continue;
+        if (kept.length === 0 && !doc.p) await this.col.deleteOne({ _id: doc._id });
+        else await this.col.replaceOne({ _id: doc._id }, { s: kept.length > 0 ? [encodeEntries(kept)] : [], ...(doc.p ? { p: doc.p } : {}) });
+      }
     }
     return removed;
   }
@@ -196,7 +248,9 @@ export class BucketStore {
   /** Erasure: removes a directory and the buckets of its units (plus `extra` unit names). */
   async eraseDir(dirKey: string, extra: readonly string[]): Promise<void> {
     const dir = await this.dirs.findOne({ _id: dirKey });
-    for (const u of new Set([...dirPairs(dir).map(([unit]) => unit), ...extra])) await this.col.deleteOne({ _id: `${dirKey}|${u}` });
+    for (const u of new Set([...dirPairs(dir).map(([unit]) => unit), ...extra])) {
+      for (const part of await this.readParts(`${dirKey}|${u}`)) await this.col.deleteOne({ _id: part._id });
+    }
     await this.dirs.deleteOne({ _id: dirKey });
     this.dirCache.delete(dirKey);
     this.stagedDirs.delete(dirKey);
@@ -206,7 +260,12 @@ export class BucketStore {
   async clear(): Promise<void> {
     await this.col.deleteMany({});
     this.dirCache.clear();
+    this.written.clear();
   }
+}
+
+function partKey(key: string, part: number): string {
+  return part === 0 ? key : `${key}#${part}`;
 }
 
 function snapshot(e: Entry): Entry {
