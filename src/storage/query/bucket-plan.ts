@@ -1,4 +1,5 @@
 import { type Cond, FALSE, TRUE, and, or } from '../../search/cond';
+import { boundsValue } from './value-bands';
 
 /**
  * Condition analysis for the candidate buckets: what a query pins down (patients, codes, tokens,
@@ -15,6 +16,8 @@ export interface BucketPlan {
   tokens?: string[];
   /** With `patients`: the codes pinned too; then the patient-and-code buckets serve the walk. */
   patientCodes?: string[];
+  /** With `codes`: the condition bounds the value, so the value bands serve the walk (value-bands.ts). */
+  byValue?: boolean;
   /** Pinned via `subject`/`patient` (not only the compartment): one subject, so `$lastn` may stop early. */
   subjectPinned: boolean;
   window?: { lo: number; hi: number };
@@ -63,7 +66,7 @@ export function planOf(type: string, cond: Cond, dateOrder: boolean): BucketPlan
     return plan;
   }
   // Any window, or none: the code directory lists the hours that hold entries.
-  if (codes && codes.length <= MAX_PINS) return { codes, subjectPinned: false, window };
+  if (codes && codes.length <= MAX_PINS) return { codes, subjectPinned: false, window, ...(boundsValue(cond) ? { byValue: true } : {}) };
   return undefined;
 }
 

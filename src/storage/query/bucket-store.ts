@@ -256,6 +256,18 @@ export class BucketStore {
     this.stagedDirs.delete(dirKey);
   }
 
+  /** Erasure: removes (unit, value) pairs of these values from a directory shared with others. */
+  async eraseDirCodes(dirKey: string, unit: string, values: ReadonlySet<string>): Promise<void> {
+    for (const known of [this.stagedDirs.get(dirKey), this.dirCache.get(dirKey)]) {
+      const set = known?.get(unit);
+      if (set) for (const v of values) set.delete(v);
+    }
+    const dir = await this.dirs.findOne({ _id: dirKey });
+    if (!dir) return;
+    const kept = dir.u.filter((p) => !(p.startsWith(`${unit}\t`) && values.has(p.slice(unit.length + 1))));
+    if (kept.length < dir.u.length) await this.dirs.replaceOne({ _id: dirKey }, { u: kept });
+  }
+
   /** Removes every bucket (before a rebuild). */
   async clear(): Promise<void> {
     await this.col.deleteMany({});

@@ -4,6 +4,7 @@ import type { DecimalText } from '../../json';
 import type { CurrentDoc } from '../types';
 import { type BucketStore, type Dir, type Entry, type Ops, emptyOps, pushEntry } from './bucket-store';
 import { type BucketPlan, TOKEN_PARAMS, bareCode, listedToken, planOf, project, tokenKey } from './bucket-plan';
+import { bandMayMatch, bandsOf } from './value-bands';
 import { DAY_MS, HOUR_MS, bareCodes, dateRangeOf, dayKey, hourKey, pick, spanKeys, unitStart } from './bucket-units';
 
 /**
@@ -21,6 +22,9 @@ import { DAY_MS, HOUR_MS, bareCodes, dateRangeOf, dayKey, hourKey, pick, spanKey
  *   commonest monitoring query, then needs no read per result), with a directory
  *   `Observation|pc|Patient/x|8867-4` listing the days and the ids whose entries may be stale;
  * - `Observation|c|8867-4|2024-03-01T10`: Observations of that code in that UTC hour;
+ * - `Observation|cv|59408-5|u-1:8|2024-03-01`: Observations of that code whose value falls in
+ *   that band (value-bands.ts) on that day, carrying documents as `pc` entries do, with the
+ *   directory `Observation|cv|59408-5` of (day, band) pairs and touched ids: the population query;
  * - `<Type>|t|identifier|<token>` (and `url`): every type's resources holding that token, for
  *   identifier lookups (conditional creates, device resends) and canonical urls.
  *
@@ -52,7 +56,7 @@ const TOUCHED = 't';
 const CODE_FIELDS = new Set(['code', 'date', 'value-quantity', 'status']);
 
 /** Bumped when the bucket layout or the entry fields change: the buckets are then rebuilt. */
-export const BUCKET_LAYOUT = 'v5';
+export const BUCKET_LAYOUT = 'v6';
 
 /** The parts of a version the buckets need. */
 export interface BucketSource {
@@ -94,6 +98,8 @@ export interface WalkStep {
 }
 
 type Order = 'desc' | 'asc' | 'none';
+/** Bucket kinds a walk reads (see the file comment). */
+type Kind = 'c' | 'p' | 'pc' | 'cv';
 
 export class BucketIndex {
   constructor(private readonly store: BucketStore) {}
@@ -132,6 +138,12 @@ export class BucketIndex {
       for (const d of days) pushEntry(ops, `${pcKey(p, code)}|${d}`, entry);
       this.store.addToDir(ops, pcKey(p, code), days, codeS);
     }
+    const bands = bandsOf(doc.idx);
+    for (const code of bandedCodes(doc)) {
+      const entry = { i: doc._id, x: pick(doc.idx, CODE_FIELDS), ...(carried ? { d: carried } : {}) };
+      for (const b of bands) for (const d of days) pushEntry(ops, `${cvKey(code)}|${b}|${d}`, entry);
+      for (const b of bands) this.store.addToDir(ops, cvKey(code), days, b);
+    }
     const hours = range ? spanKeys(range, HOUR_MS, MAX_SPAN_HOURS, hourKey) : ['none'];
     for (const code of bareCodes(doc.idx.code)) {
       const entry = { i: doc._id, x: pick(doc.idx, CODE_FIELDS) };
@@ -143,9 +155,13 @@ export class BucketIndex {
   /** A later version: its id is touched in the `pc` directories of its and its predecessor's pairs. */
   private touchedOps(doc: BucketSource, ops: Ops): void {
     if (!doc.deleted && (doc.vid ?? 1) <= 1) return;
-    const pairs = new Set<string>();
-    for (const src of [doc, doc.prior]) if (src) for (const [p, code] of pairsOf(src)) pairs.add(pcKey(p, code));
-    for (const key of pairs) this.store.addToDir(ops, key, [TOUCHED], doc._id);
+    const dirs = new Set<string>();
+    for (const src of [doc, doc.prior]) {
+      if (!src) continue;
+      for (const [p, code] of pairsOf(src)) dirs.add(pcKey(p, code));
+      for (const code of bandedCodes(src)) dirs.add(cvKey(code));
+    }
+    for (const key of dirs) this.store.addToDir(ops, key, [TOUCHED], doc._id);
   }
 
   /**
@@ -159,6 +175,8 @@ export class BucketIndex {
     for (const p of patients) await this.store.eraseDir(`Observation|p|Patient/${p}`, ['long', 'none']);
     const pcDirs = new Set(docs.flatMap((d) => pairsOf(d).map(([p, code]) => pcKey(p, code))));
     for (const key of pcDirs) await this.store.eraseDir(key, ['long', 'none']);
+    // Value-band directories are shared by every patient: only the ids go.
+    for (const key of new Set(docs.flatMap((d) => bandedCodes(d).map(cvKey)))) await this.store.eraseDirCodes(key, TOUCHED, ids);
     return removed;
   }
 
@@ -176,12 +194,12 @@ export class BucketIndex {
       yield { ids, bound: order === 'asc' ? Infinity : -Infinity, codesLeft: new Set() };
       return;
     }
-    const { kind, owners, dirs } = await this.route(plan);
+    const { kind, owners, dirs } = await this.route(plan, cond);
     const byCode = kind === 'c';
     const unitMs = byCode ? HOUR_MS : DAY_MS;
     // Pair buckets carry documents (more bytes per bucket): fewer read at once.
     const perStep = byCode ? HOURS_PER_STEP : kind === 'pc' ? Math.max(1, Math.min(DAYS_PER_STEP, Math.floor(6 / owners.length))) : DAYS_PER_STEP;
-    const pre = project(cond, byCode ? CODE_FIELDS : kind === 'pc' ? PC_FIELDS : PATIENT_FIELDS, true);
+    const pre = project(cond, byCode || kind === 'cv' ? CODE_FIELDS : kind === 'pc' ? PC_FIELDS : PATIENT_FIELDS, true);
     const touched = new Set<string>();
     for (const dir of dirs) {
       for (const id of dir.get(TOUCHED) ?? []) touched.add(id);
@@ -241,8 +259,9 @@ export class BucketIndex {
    * patients' directories list, unless there are too many or a reading has no coded code (it is
    * in no pair bucket); then the patients' day buckets.
    */
-  private async route(plan: BucketPlan): Promise<{ kind: 'c' | 'p' | 'pc'; owners: string[]; dirs: Dir[] }> {
-    const dirsOf = async (kind: 'c' | 'p' | 'pc', owners: string[]) => ({ kind, owners, dirs: await this.store.readDirs(owners.map((o) => `Observation|${kind}|${o}`)) });
+  private async route(plan: BucketPlan, cond: Cond): Promise<{ kind: Kind; owners: string[]; dirs: Dir[] }> {
+    const dirsOf = async (kind: Kind, owners: string[]) => ({ kind, owners, dirs: await this.store.readDirs(owners.map((o) => `Observation|${kind}|${o}`)) });
+    if (plan.codes && plan.byValue) return this.bandRoute(plan.codes, cond);
     if (plan.codes) return dirsOf('c', plan.codes);
     const patients = plan.patients ?? [];
     if (plan.patientCodes) return dirsOf('pc', patients.flatMap((p) => (plan.patientCodes ?? []).map((c) => `${p}|${c}`)));
@@ -258,6 +277,41 @@ export class BucketIndex {
       }
     }
     return pairs.length > 0 && pairs.length <= MAX_PC_OWNERS ? dirsOf('pc', [...new Set(pairs)]) : byPatient;
+  }
+
+  /**
+   * A value-band walk: each (code, band) that may hold a match is an owner, its days (from the
+   * code's directory) its units; the touched ids of the code's directory go with the first.
+   */
+  private async bandRoute(codes: string[], cond: Cond): Promise<{ kind: Kind; owners: string[]; dirs: Dir[] }> {
+    const stored = await this.store.readDirs(codes.map(cvKey));
+    const owners: string[] = [];
+    const dirs: Dir[] = [];
+    const touched = new Set<string>();
+    codes.forEach((code, i) => {
+      const byBand = new Map<string, Dir>();
+      for (const [unit, values] of stored[i]) {
+        if (unit === TOUCHED) {
+          for (const id of values) touched.add(id);
+          continue;
+        }
+        for (const band of values) {
+          if (!bandMayMatch(cond, band)) continue;
+          const dir = byBand.get(band) ?? new Map<string, Set<string>>();
+          dir.set(unit, new Set(['']));
+          byBand.set(band, dir);
+        }
+      }
+      for (const [band, dir] of byBand) {
+        owners.push(`${code}|${band}`);
+        dirs.push(dir);
+      }
+    });
+    if (touched.size > 0) {
+      if (dirs.length === 0) return { kind: 'cv', owners: [], dirs: [] };
+      dirs[0].set(TOUCHED, touched);
+    }
+    return { kind: 'cv', owners, dirs };
   }
 
   /** Entries in these buckets that the pre-filter keeps, each (id, date, code) once. */
@@ -293,4 +347,13 @@ function pairsOf(src: { idx?: Idx; comp?: string[] }): [string, string][] {
 function carriedDoc(doc: BucketSource): CurrentDoc | undefined {
   if (!doc.res || doc.body || doc.deleted || doc.vid === undefined || !(doc.ts instanceof Date)) return undefined;
   return { _id: doc._id, res: doc.res, ...(doc.dec?.length ? { dec: doc.dec } : {}), vid: doc.vid, ts: doc.ts, deleted: false, idx: doc.idx, comp: doc.comp };
+}
+
+function cvKey(code: string): string {
+  return `Observation|cv|${code}`;
+}
+
+/** Codes under which a version's value bands are kept (none without a quantity value). */
+function bandedCodes(src: { idx?: Idx }): string[] {
+  return src.idx && bandsOf(src.idx).length > 0 ? bareCodes(src.idx.code) : [];
 }

@@ -98,6 +98,36 @@ it('answers patient + code without reading Observations by _id, keeping the send
   }
 });
 
+const SPO2 = 'code=http://loinc.org|59408-5';
+const LOW_UCUM = `${SPO2}&value-quantity=lt90|http://unitsofmeasure.org|%25`;
+
+async function spo2(patient: string, value: number, when: string): Promise<string> {
+  const r = await ctx.request.post('/fhir/Observation').type(FHIR_JSON).send(spo2Body(patient, value, when));
+  expect(r.status).toBe(201);
+  return r.body.id as string;
+}
+
+function spo2Body(patient: string, value: number, when: string): Record<string, unknown> {
+  return {
+    ...heartRate(patient, value, when),
+    code: { coding: [{ system: 'http://loinc.org', code: '59408-5' }] },
+    valueQuantity: { value, unit: '%', system: 'http://unitsofmeasure.org', code: '%' },
+  };
+}
+
+it('answers the population query (code and value threshold) from the value bands without reading by _id', async () => {
+  const low1 = await spo2('cd-pop1', 85, '2024-08-05T08:00:00Z');
+  const low2 = await spo2('cd-pop2', 89, '2024-08-05T09:00:00Z');
+  await spo2('cd-pop1', 97, '2024-08-05T10:00:00Z');
+  await spo2('cd-pop2', 90, '2024-08-05T11:00:00Z');
+  await ctx.vigil.outbox.drainNow();
+  observationReads = 0;
+  expect((await ids(LOW_UCUM)).sort()).toEqual([low1, low2].sort());
+  expect((await ids(`${SPO2}&value-quantity=lt90&date=2024-08-05`)).sort()).toEqual([low1, low2].sort());
+  expect(await ids(`${SPO2}&value-quantity=lt86&date=2024-08-05&_sort=-date`)).toEqual([low1]);
+  expect(observationReads).toBe(0);
+});
+
 describe.each([
   ['staged in memory (outbox stopped)', true],
   ['stored by the outbox', false],
@@ -121,6 +151,19 @@ describe.each([
     await settle();
     expect(await values(`patient=${p}2&${HR}&_sort=-date`)).toEqual({ [a]: 99 });
     expect(await values(`patient=${p}2&${HR}&value-quantity=lt90`)).toEqual({});
+  });
+
+  it('a value that becomes abnormal, and one that no longer is (the population query)', async () => {
+    // The population query spans patients: each run has a day of its own.
+    const day = stopped ? '2024-08-06' : '2024-08-07';
+    const was = await spo2(`${p}5`, 80, `${day}T08:00:00Z`);
+    const now = await spo2(`${p}5`, 96, `${day}T09:00:00Z`);
+    await settle();
+    await put(was, spo2Body(`${p}5`, 95, `${day}T08:00:00Z`));
+    await put(now, spo2Body(`${p}5`, 81, `${day}T09:00:00Z`));
+    await settle();
+    expect(await values(`${LOW_UCUM}&date=${day}`)).toEqual({ [now]: 81 });
+    expect(await values(`${SPO2}&value-quantity=gt94&date=${day}`)).toEqual({ [was]: 95 });
   });
 
   it('a move to another patient, another code, and a delete', async () => {
