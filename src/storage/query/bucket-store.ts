@@ -25,10 +25,11 @@ export const BUCKET_COLLECTION = COLLECTIONS.buckets;
 
 /**
  * A bucket document grows to about this many characters, then its entries go on in parts
- * (`<key>#1`, `<key>#2`, ...; the first document counts them), far from the 16 MiB document
- * limit whatever the rate of readings.
+ * (`<key>#1`, `<key>#2`, ...; the first document counts them): far from the 16 MiB document
+ * limit whatever the rate of readings, and an append (a read-modify-write of the whole
+ * document on FerretDB) never rewrites more than this.
  */
-export const PART_BYTES = 1_000_000;
+export const PART_BYTES = 256_000;
 /** Entries of one bucket carrying a whole document: more go without (readers then read by `_id`). */
 export const CARRY_MAX = 300;
 

@@ -261,7 +261,8 @@ export class BucketIndex {
    */
   private async route(plan: BucketPlan, cond: Cond): Promise<{ kind: Kind; owners: string[]; dirs: Dir[] }> {
     const dirsOf = async (kind: Kind, owners: string[]) => ({ kind, owners, dirs: await this.store.readDirs(owners.map((o) => `Observation|${kind}|${o}`)) });
-    if (plan.codes && plan.byValue) return this.bandRoute(plan.codes, cond);
+    const banded = plan.codes && plan.byValue ? await this.bandRoute(plan.codes, cond) : undefined;
+    if (banded) return banded;
     if (plan.codes) return dirsOf('c', plan.codes);
     const patients = plan.patients ?? [];
     if (plan.patientCodes) return dirsOf('pc', patients.flatMap((p) => (plan.patientCodes ?? []).map((c) => `${p}|${c}`)));
@@ -283,7 +284,7 @@ export class BucketIndex {
    * A value-band walk: each (code, band) that may hold a match is an owner, its days (from the
    * code's directory) its units; the touched ids of the code's directory go with the first.
    */
-  private async bandRoute(codes: string[], cond: Cond): Promise<{ kind: Kind; owners: string[]; dirs: Dir[] }> {
+  private async bandRoute(codes: string[], cond: Cond): Promise<{ kind: Kind; owners: string[]; dirs: Dir[] } | undefined> {
     const stored = await this.store.readDirs(codes.map(cvKey));
     const owners: string[] = [];
     const dirs: Dir[] = [];
@@ -307,6 +308,10 @@ export class BucketIndex {
         dirs.push(dir);
       }
     });
+    // Nothing excluded (a bound on the value as sent over base-unit bands): the code's hour
+    // buckets hold the same candidates in fewer bytes.
+    const all = stored.reduce((n, dir) => n + new Set([...dir].filter(([u]) => u !== TOUCHED).flatMap(([, bs]) => [...bs])).size, 0);
+    if (owners.length > 0 && owners.length === all) return undefined;
     if (touched.size > 0) {
       if (dirs.length === 0) return { kind: 'cv', owners: [], dirs: [] };
       dirs[0].set(TOUCHED, touched);

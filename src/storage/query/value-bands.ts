@@ -4,11 +4,12 @@ import type { Idx } from '../../search/types';
 /**
  * Value bands of Observation.value (the `value-quantity` index values) for the population
  * query ("who is desaturating": a code and a value threshold across patients). A value falls
- * in the band of its leading decimal digit and exponent, separately for the value as sent
- * (`v`: what `value-quantity=lt90` and `|system|code` queries compare) and in UCUM base units
- * (`u`: what `|http://unitsofmeasure.org|%` compares): 87 % is in `v1:8` = [80, 90) and
- * `u-1:8` = [0.8, 0.9). A threshold then reads the few bands that can hold a match, and the
- * abnormal values a population query looks for sit in bands apart from the normal ones.
+ * in the band of its leading decimal digit and exponent: in UCUM base units when it has a UCUM
+ * unit (`u`: what `|http://unitsofmeasure.org|%` compares; 87 % is in `u-1:8` = [0.8, 0.9)),
+ * else as sent (`v`: what `value-quantity=lt90` and `|system|code` compare; `v1:8` = [80, 90)).
+ * A threshold then reads the few bands that can hold a match, and the abnormal values a
+ * population query looks for sit in bands apart from the normal ones. One kind per value keeps
+ * the writes down; a bound on the value as sent cannot tell `u` bands apart (they all may match).
  *
  * Bounds within one part in 10^9 of a band edge count as the edge (90 % in base units is
  * 0.9000000000000001, which must not pull in the band [0.9, 1)).
@@ -35,15 +36,16 @@ export function bandRange(band: string): { lo: number; hi: number } | undefined 
   return m[1] === 'n' ? { lo: -hi, hi: -lo } : { lo, hi };
 }
 
-/** The bands a version's values fall in (none without a quantity value). */
+/** The bands a version's values fall in: base units when it has them (none without a quantity value). */
 export function bandsOf(idx: Idx): string[] {
-  const out = new Set<string>();
   const q = idx[FIELD];
   if (!q || typeof q !== 'object' || Array.isArray(q)) return [];
-  for (const [sub, vals] of Object.entries(q as Record<string, unknown>)) {
+  const entries = Object.entries(q as Record<string, unknown>);
+  const base = entries.filter(([sub]) => sub.startsWith('u:'));
+  const [kind, chosen] = base.length > 0 ? (['u', base] as const) : (['v', entries.filter(([sub]) => sub === 'v')] as const);
+  const out = new Set<string>();
+  for (const [, vals] of chosen) {
     if (!Array.isArray(vals)) continue;
-    const kind = sub === 'v' ? 'v' : sub.startsWith('u:') ? 'u' : undefined;
-    if (!kind) continue;
     for (const x of vals) {
       const b = typeof x === 'number' ? bandOf(kind, x) : undefined;
       if (b) out.add(b);
@@ -73,8 +75,8 @@ export function boundsValue(cond: Cond): boolean {
 }
 
 /**
- * Whether an entry in `band` may satisfy `cond`. An entry with base-unit values is in `u` bands
- * and `v` bands alike, so a bound on one kind needs only the bands of that kind.
+ * Whether an entry in `band` may satisfy `cond`. A base-unit bound needs only `u` bands (an
+ * entry in a `v` band has no base-unit value); a bound on the value as sent may match any `u` band.
  */
 export function bandMayMatch(cond: Cond, band: string): boolean {
   switch (cond.k) {
@@ -87,7 +89,7 @@ export function bandMayMatch(cond: Cond, band: string): boolean {
     case 'range': {
       const kind = kindOf(cond.f);
       if (!kind) return true;
-      if (band[0] !== kind) return false;
+      if (band[0] !== kind) return kind === 'v';
       const r = bandRange(band);
       if (!r) return true;
       const tol = (x: number) => EPS * Math.abs(x);

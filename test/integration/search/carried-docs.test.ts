@@ -123,9 +123,10 @@ it('answers the population query (code and value threshold) from the value bands
   await ctx.vigil.outbox.drainNow();
   observationReads = 0;
   expect((await ids(LOW_UCUM)).sort()).toEqual([low1, low2].sort());
-  expect((await ids(`${SPO2}&value-quantity=lt90&date=2024-08-05`)).sort()).toEqual([low1, low2].sort());
-  expect(await ids(`${SPO2}&value-quantity=lt86&date=2024-08-05&_sort=-date`)).toEqual([low1]);
+  expect(await ids(`${SPO2}&value-quantity=lt86|http://unitsofmeasure.org|%25&date=2024-08-05&_sort=-date`)).toEqual([low1]);
   expect(observationReads).toBe(0);
+  // A bound on the value as sent cannot tell base-unit bands apart: the code's hour buckets serve it.
+  expect((await ids(`${SPO2}&value-quantity=lt90&date=2024-08-05`)).sort()).toEqual([low1, low2].sort());
 });
 
 describe.each([
