@@ -29,9 +29,9 @@ export const BUCKET_COLLECTION = COLLECTIONS.buckets;
  * limit whatever the rate of readings, and an append (a read-modify-write of the whole
  * document on FerretDB) never rewrites more than this.
  */
-export const PART_BYTES = 256_000;
+export const PART_BYTES = 64_000;
 /** Entries of one bucket carrying a whole document: more go without (readers then read by `_id`). */
-export const CARRY_MAX = 300;
+export const CARRY_MAX = 100;
 
 export interface Entry {
   i: string;

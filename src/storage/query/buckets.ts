@@ -17,8 +17,8 @@ import { DAY_MS, HOUR_MS, bareCodes, dateRangeOf, dayKey, hourKey, pick, spanKey
  * - `Observation|p|Patient/x|2024-03-01`: the patient's Observations of that UTC day, plus a
  *   directory `Observation|p|Patient/x` listing the days (and the `code:s` seen on each), so a
  *   query without a window walks the days newest first and `$lastn` knows which codes exist;
- * - `Observation|pc|Patient/x|8867-4|2024-03-01`: the patient's Observations of that code and
- *   day, each entry carrying the whole current document (a query pinning patient and code, the
+ * - `Observation|pc|Patient/x|8867-4|2024-03-01T06`: the patient's Observations of that code and
+ *   six hours, each entry carrying the whole current document (a query pinning patient and code, the
  *   commonest monitoring query, then needs no read per result), with a directory
  *   `Observation|pc|Patient/x|8867-4` listing the days and the ids whose entries may be stale;
  * - `Observation|c|8867-4|2024-03-01T10`: Observations of that code in that UTC hour;
@@ -39,6 +39,11 @@ import { DAY_MS, HOUR_MS, bareCodes, dateRangeOf, dayKey, hourKey, pick, spanKey
  * monitoring readings are written once, so touched lists stay short.
  */
 
+/**
+ * Pair buckets hold six hours: the newest readings of a patient's codes (`$lastn`, a first
+ * page) are then a few kB per code rather than a day's worth of documents.
+ */
+const PC_UNIT_MS = 6 * HOUR_MS;
 /** An entry spanning more days (or hours, for code buckets) goes to the key's `long` bucket. */
 const MAX_SPAN_DAYS = 31;
 const MAX_SPAN_HOURS = 48;
@@ -56,7 +61,7 @@ const TOUCHED = 't';
 const CODE_FIELDS = new Set(['code', 'date', 'value-quantity', 'status']);
 
 /** Bumped when the bucket layout or the entry fields change: the buckets are then rebuilt. */
-export const BUCKET_LAYOUT = 'v6';
+export const BUCKET_LAYOUT = 'v7';
 
 /** The parts of a version the buckets need. */
 export interface BucketSource {
@@ -133,10 +138,11 @@ export class BucketIndex {
       this.store.addToDir(ops, `Observation|p|${p}`, days, codeS);
     }
     const carried = carriedDoc(doc);
+    const blocks = range ? spanKeys(range, PC_UNIT_MS, 4 * MAX_SPAN_DAYS, hourKey) : ['none'];
     for (const [p, code] of pairsOf(doc)) {
       const entry = { i: doc._id, x: pick(doc.idx, PC_FIELDS), ...(carried ? { d: carried } : {}) };
-      for (const d of days) pushEntry(ops, `${pcKey(p, code)}|${d}`, entry);
-      this.store.addToDir(ops, pcKey(p, code), days, codeS);
+      for (const b of blocks) pushEntry(ops, `${pcKey(p, code)}|${b}`, entry);
+      this.store.addToDir(ops, pcKey(p, code), blocks, codeS);
     }
     const bands = bandsOf(doc.idx);
     for (const code of bandedCodes(doc)) {
@@ -196,9 +202,9 @@ export class BucketIndex {
     }
     const { kind, owners, dirs } = await this.route(plan, cond);
     const byCode = kind === 'c';
-    const unitMs = byCode ? HOUR_MS : DAY_MS;
+    const unitMs = byCode ? HOUR_MS : kind === 'pc' ? PC_UNIT_MS : DAY_MS;
     // Pair buckets carry documents (more bytes per bucket): fewer read at once.
-    const perStep = byCode ? HOURS_PER_STEP : kind === 'pc' ? Math.max(1, Math.min(DAYS_PER_STEP, Math.floor(6 / owners.length))) : DAYS_PER_STEP;
+    const perStep = byCode ? HOURS_PER_STEP : kind === 'pc' ? Math.max(1, Math.floor(8 / owners.length)) : DAYS_PER_STEP;
     const pre = project(cond, byCode || kind === 'cv' ? CODE_FIELDS : kind === 'pc' ? PC_FIELDS : PATIENT_FIELDS, true);
     const touched = new Set<string>();
     for (const dir of dirs) {
