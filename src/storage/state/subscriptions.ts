@@ -327,7 +327,14 @@ export class SubscriptionState {
   }
 
   async clearDue(id: string): Promise<void> {
-    await this.due.deleteOne({ _id: id });
+    await this.clearDueMany([id]);
+  }
+
+  /** Clears many marks in one write (`$in` scans, but this collection holds only what is due). */
+  async clearDueMany(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    if (ids.length === 1) await this.due.deleteOne({ _id: ids[0] });
+    else await this.due.deleteMany({ _id: { $in: [...ids] } });
   }
 
   /** Every marked Subscription id (a small collection: marks go as soon as the work is looked at). */
