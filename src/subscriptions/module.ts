@@ -64,7 +64,7 @@ export async function createSubscriptionsModule(deps: SubscriptionsModuleDeps): 
   return {
     service: subs,
     attach: (server) => subs.attach(server),
-    consumers: [(events) => subs.onCommitted(events)],
+    consumers: [(events, info) => subs.onCommitted(events, info)],
     gauges: [
       {
         name: 'vigil_subscriptions_active',

@@ -5,7 +5,7 @@ import type { Db } from 'mongodb';
 import type pino from 'pino';
 import type { AccessPolicy, Principal } from '../auth/types';
 import type { Config } from '../config';
-import type { CommittedEvent, ResourceRepository } from '../storage';
+import type { BatchInfo, CommittedEvent, ResourceRepository } from '../storage';
 import type { QueryExecutor } from '../storage/query/executor';
 import { SubscriptionState, type NotificationRow } from '../storage/state/subscriptions';
 import { checkClientWrite } from './client-writes';
@@ -158,8 +158,8 @@ export class SubscriptionService {
   // ---------------------------------------------------------------- after the commit
 
   /** Outbox consumer: records the rows of every match before it returns (so none is lost). */
-  async onCommitted(events: CommittedEvent[]): Promise<void> {
-    await this.registry.refreshIfStale();
+  async onCommitted(events: CommittedEvent[], info?: BatchInfo): Promise<void> {
+    await this.registry.refreshIfStale(info?.epoch);
     await this.match(events);
   }
 

@@ -232,11 +232,13 @@ export class SubscriptionState {
   /**
    * Stores the state of a newer version. `previousVid` is the version the caller read (undefined:
    * none existed); a racing replay that got there first wins, which is harmless: both hold the
-   * same committed version.
+   * same committed version. The replace is by bare `_id`: the one writer (the outbox consumer,
+   * in commit order) has checked the stored version just before, and a filter on `resourceVid`
+   * would be a read-modify-write on FerretDB anyway, at the cost of a slower plan.
    */
   async putState(doc: StateDoc, previousVid: number | undefined): Promise<void> {
     try {
-      if (previousVid !== undefined) await this.states.replaceOne({ _id: doc._id, resourceVid: previousVid }, doc);
+      if (previousVid !== undefined) await this.states.replaceOne({ _id: doc._id }, doc);
       else await this.states.insertOne(doc);
     } catch (e) {
       if (!isDuplicateKey(e)) throw e;
