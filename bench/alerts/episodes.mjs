@@ -94,7 +94,7 @@ async function post(stack, type, body, { patient = false } = {}) {
   for (let attempt = 0; ; attempt++) {
     const r = await request(`${stack.baseUrl}/${type}`, { method: 'POST', headers: HEADERS, body: JSON.stringify(body) });
     if (r.status === 201) return JSON.parse(r.body);
-    if (r.status === 503 && patient && attempt < 60) {
+    if (r.status === 503 && patient && attempt < 600) {
       await new Promise((res) => setTimeout(res, 1000));
       continue;
     }
