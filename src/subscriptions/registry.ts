@@ -78,6 +78,11 @@ export class SubscriptionRegistry {
     this.freshEpoch = epoch;
   }
 
+  /** Whether the index was checked against the generation during lease epoch `epoch` (and so is current). */
+  isFreshIn(epoch: number | undefined): boolean {
+    return epoch !== undefined && epoch === this.freshEpoch;
+  }
+
   /** Tells every instance (this one included) that subscriptions changed. */
   async bumpGeneration(): Promise<void> {
     const n = await this.deps.state.bumpGeneration();
