@@ -31,6 +31,7 @@ export function derivedEvent(doc: CurrentDoc, replaced: CurrentDoc | null): Comm
     ts: doc.ts,
     method: 'PUT',
     resource: doc.res,
+    dec: doc.dec,
     previous: async () => (replaced && !replaced.deleted ? replaced.res : undefined),
   };
 }

@@ -162,7 +162,7 @@ export class DeliveryWorker {
     const todo = ids.filter((id) => live(states.get(id)));
     await this.ctx.state.clearDueMany(gone);
     await this.releaseIdle((_h, id) => gone.includes(id));
-    // Unheld and not marked (heartbeats): read the runtime first, to claim only what is due.
+    // Unheld: read the runtime first, to claim only what is due (not one backing off).
     const claim: string[] = [];
     const ready: string[] = [];
     await Promise.all(
@@ -173,8 +173,10 @@ export class DeliveryWorker {
           if (mayBeDue(this.ctx.hub, s, h.rt, now, marked.has(id))) ready.push(id);
           return;
         }
-        if (!marked.has(id) && !(await isDue(this.ctx, s, (await this.ctx.state.runtime(id)) ?? freshRuntime(id)))) return;
-        claim.push(id);
+        const rt = (await this.ctx.state.runtime(id)) ?? freshRuntime(id);
+        // Rows handed on in memory exist: no need to read one to know.
+        const due = this.handed.has(id) ? mayBeDue(this.ctx.hub, s, rt, now, true) : await isDue(this.ctx, s, rt);
+        if (due) claim.push(id);
       }),
     );
     const claimed = (await Promise.all(claim.map(async (id) => [id, await this.leases.acquire(id)] as const))).filter((c): c is [string, HeldLease] => c[1] !== undefined);
