@@ -1,5 +1,5 @@
 import type { Resource } from 'fhir/r4';
-import type { CurrentDoc } from '../storage';
+import { historyId, type CommittedEvent, type CurrentDoc } from '../storage';
 import type { AlertDeadlineDoc, AlertFlagDoc, AlertingState, AlertLatestDoc, AlertStateDoc } from '../storage/state/alerting';
 
 /** How the module reads and writes resources (the server's own commit path; see index.ts). */
@@ -12,6 +12,28 @@ export interface ResourcePort {
    * race to another writer is `'conflict'`, the others stand. Returns the new current documents.
    */
   commit(writes: { resource: Resource; current: CurrentDoc | null }[]): Promise<Array<CurrentDoc | 'conflict'>>;
+}
+
+/**
+ * Told the versions a batch committed, before the outbox offers them again: the subscriptions
+ * module matches them in the same outbox batch (its rows recognise the re-offer by history id).
+ */
+export type DerivedListener = (events: CommittedEvent[]) => Promise<void>;
+
+/** The committed event of a server-side write, as the outbox will offer it later. */
+export function derivedEvent(doc: CurrentDoc, replaced: CurrentDoc | null): CommittedEvent {
+  const type = doc.res.resourceType;
+  return {
+    historyId: historyId(type, doc._id, doc.vid),
+    type,
+    id: doc._id,
+    vid: doc.vid,
+    ts: doc.ts,
+    method: 'PUT',
+    resource: doc.res,
+    dec: doc.dec,
+    previous: async () => (replaced && !replaced.deleted ? replaced.res : undefined),
+  };
 }
 
 interface PendingFlag {
@@ -43,6 +65,7 @@ export class DerivedBatch {
   constructor(
     private readonly st: AlertingState,
     private readonly resources: ResourcePort,
+    private readonly listener?: DerivedListener,
   ) {}
 
   state(s: AlertStateDoc): void {
@@ -107,5 +130,11 @@ export class DerivedBatch {
       if (r === 'conflict') await flags[i].retry();
       else flags[i].done(r);
     }
+    // New versions only (an unchanged write commits nothing and returns the current document).
+    const events = writes.flatMap((w, i) => {
+      const r = results[i];
+      return r !== 'conflict' && r.vid > (w.current?.vid ?? 0) ? [derivedEvent(r, w.current)] : [];
+    });
+    if (events.length && this.listener) await this.listener(events);
   }
 }

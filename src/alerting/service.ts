@@ -9,7 +9,7 @@ import type { BatchInfo, CommittedEvent } from '../storage';
 import { AlertingState, type AlertLatestDoc } from '../storage/state/alerting';
 import type { RangeContext } from '../subscriptions/interpretation';
 import { LOINC, SNOMED } from '../terminology/vital-codes';
-import { DerivedBatch, type ResourcePort } from './batch';
+import { DerivedBatch, type DerivedListener, type ResourcePort } from './batch';
 import { DeadlineWorker, deadlineDoc, type DeadlineDoc } from './deadlines';
 import { EpisodeTracker } from './episodes';
 import { flagIdOf } from './flag';
@@ -19,6 +19,7 @@ import { BAND_RANK, news2, type News2Inputs } from './news2';
 import { NEWS2_TOTAL, news2Observation, news2ObservationId } from './news2-observation';
 import { news2Values, vitalReadings } from './readings';
 import { rangeContextFor } from './targets';
+import { checkDeviceWrite, effectiveOf, reportingIntervalS } from './device-interval';
 
 export interface AlertingDeps extends PatientLoader {
   db: Db;
@@ -35,22 +36,7 @@ type LatestDoc = AlertLatestDoc;
 /** How many per-Observation cost samples are kept (see observationCosts). */
 const COST_SAMPLES = 10_000;
 
-const MIN_INTERVAL_S = 10;
 const DEVICE_CACHE_MS = 30_000;
-
-/** The expected reporting interval of a Device in seconds (undefined when absent or unusable). */
-export function reportingIntervalS(d: Device | undefined): number | undefined {
-  const q = d?.extension?.find((e) => e.url === ALERT_EXT.reportingInterval)?.valueDuration;
-  if (!q || typeof q.value !== 'number') return undefined;
-  const per: Record<string, number> = { s: 1, min: 60, h: 3600, d: 86400 };
-  const f = per[q.code ?? q.unit ?? ''];
-  return f === undefined ? undefined : q.value * f;
-}
-
-function effectiveOf(o: Observation, fallback: Date): Date {
-  const t = Date.parse(o.effectiveDateTime ?? o.effectiveInstant ?? o.effectivePeriod?.end ?? o.effectivePeriod?.start ?? '');
-  return Number.isFinite(t) ? new Date(t) : fallback;
-}
 
 /**
  * Clinical alerting, driven by committed versions from the outbox (never by memory alone):
@@ -71,6 +57,7 @@ export class AlertingService {
   /** When each patient's NEWS2 inputs were last stored (clock ms; see onNews2Input). */
   private readonly latestSavedAt = new Map<string, number>();
   private readonly costs: number[] = [];
+  private derived?: DerivedListener;
 
   constructor(private readonly deps: AlertingDeps) {
     this.now = deps.now ?? (() => new Date());
@@ -103,6 +90,11 @@ export class AlertingService {
   /** For metrics: episodes open right now (kept in memory while the lease is held; no scan at scrape). */
   openEpisodeCount(): Promise<number> {
     return this.episodes.openCount();
+  }
+
+  /** Who hears of the versions a batch committed at once (subscriptions); a failure there only logs. */
+  onDerived(l: DerivedListener): void {
+    this.derived = (evs) => l(evs).catch((e: unknown) => this.deps.logger.warn({ err: e }, 'matching derived versions failed; the outbox offers them again'));
   }
 
   /** Fires overdue deadlines now (tests with an injected clock). */
@@ -142,18 +134,7 @@ export class AlertingService {
 
   /** Refuses a Device whose expected reporting interval is malformed or shorter than 10 s. */
   beforeWrite(r: Resource): Resource {
-    if (r.resourceType !== 'Device') return r;
-    const ext = (r as Device).extension?.filter((e) => e.url === ALERT_EXT.reportingInterval) ?? [];
-    if (ext.length === 0) return r;
-    const s = ext.length === 1 ? reportingIntervalS(r as Device) : undefined;
-    if (s === undefined || s < MIN_INTERVAL_S) {
-      throw Errors.unprocessable(
-        `The expected reporting interval must be one Duration of at least ${MIN_INTERVAL_S} seconds (UCUM s, min, h or d)`,
-        'MSG_REPORTING_INTERVAL',
-        ['Device.extension'],
-      );
-    }
-    return r;
+    return checkDeviceWrite(r);
   }
 
   /**
@@ -180,7 +161,7 @@ export class AlertingService {
     await this.episodes.exclusive(async () => {
       const t0 = performance.now();
       if (info) await this.takeOver(info.epoch);
-      const batch = new DerivedBatch(this.st, this.deps.resources);
+      const batch = new DerivedBatch(this.st, this.deps.resources, this.derived);
       let observations = 0;
       try {
         for (const ev of events) {

@@ -39,7 +39,7 @@ export function canPush(hub: WebSocketHub, s: StateDoc): boolean {
   return s.spec.channelType === 'rest-hook' || hub.isBound(s._id);
 }
 
-function handshakeDue(s: StateDoc, rt: RuntimeDoc, now: Date): boolean {
+export function handshakeDue(s: StateDoc, rt: RuntimeDoc, now: Date): boolean {
   return s.handshakeVid > rt.handshakeDoneVid && (rt.handshakeTriedVid !== s.handshakeVid || rt.nextAttemptAt <= now);
 }
 
@@ -65,6 +65,8 @@ export class DeliveryRun {
     private readonly s: StateDoc,
     private readonly rt: RuntimeDoc,
     private readonly fence: () => Promise<void>,
+    /** Rows this process recorded just now (in order), to send without reading them back. */
+    private handed: NotificationRow[] = [],
   ) {}
 
   /** Does what is due; false when something failed and must be tried again later. */
@@ -132,7 +134,7 @@ export class DeliveryRun {
     const batch = isR4Update(s) ? 1 : Math.max(1, Math.min(s.spec.maxCount, this.ctx.opts.maxEventsPerNotification));
     const channel = isWebsocket(s) ? 'websocket' : 'rest-hook';
     for (let round = 0; round < 1000 && !this.ctx.stopped(); round++) {
-      const rows = await this.ctx.log.readFrom(s._id, rt.delivered + 1, batch);
+      const rows = this.takeHanded(batch) ?? (await this.ctx.log.readFrom(s._id, rt.delivered + 1, batch));
       if (rows.length === 0) return true;
       await this.fence();
       const r = isWebsocket(s)
@@ -150,6 +152,15 @@ export class DeliveryRun {
       await this.succeeded();
     }
     return true;
+  }
+
+  /** The next rows from those handed in memory, when they follow on from what was delivered. */
+  private takeHanded(batch: number): NotificationRow[] | undefined {
+    const next = this.handed.filter((r) => r.num > this.rt.delivered);
+    this.handed = [];
+    let n = 0;
+    while (n < next.length && n < batch && next[n].num === this.rt.delivered + 1 + n) n++;
+    return n > 0 ? next.slice(0, n) : undefined;
   }
 
   private async succeeded(): Promise<void> {

@@ -2,16 +2,19 @@ import { randomUUID } from 'node:crypto';
 import type pino from 'pino';
 import type { ResourceRepository } from '../storage';
 import type { HeldLease, LeaseChain } from '../storage/lease-chain';
-import type { StateDoc, SubscriptionState } from '../storage/state/subscriptions';
+import type { NotificationRow, RuntimeDoc, StateDoc, SubscriptionState } from '../storage/state/subscriptions';
 import type { SubscriptionStatusCode } from './constants';
-import { DeliveryRun, LeaseLost, freshRuntime, isDue, type RunContext } from './delivery-run';
+import { DeliveryRun, LeaseLost, canPush, freshRuntime, handshakeDue, isDue, type RunContext } from './delivery-run';
 import type { NotificationLog } from './numbering';
 import { Notifier } from './notifier';
 import type { SubscriptionOptions } from './options';
+import type { StateCache } from './state-cache';
 import type { WebSocketHub } from './websocket';
 
 export interface DeliveryContext {
   state: SubscriptionState;
+  /** Stored Subscription states, in memory while the outbox lease is held (state-cache.ts). */
+  states: StateCache;
   repository: ResourceRepository;
   log: NotificationLog;
   hub: WebSocketHub;
@@ -27,11 +30,26 @@ export interface DeliveryContext {
   onAttempt?(channel: string, ok: boolean, committedAt: Date[], now: Date): void;
 }
 
+/** A delivery lease this process keeps between turns, with the runtime only its holder writes. */
+interface Held {
+  lease: HeldLease;
+  rt: RuntimeDoc;
+  idleSince: number;
+  /** Kept from an earlier turn that delivered events (until idle for `holdMs`). */
+  kept: boolean;
+}
+
+/** Subscriptions looked at together (one wave of reads and lease claims). */
+const WAVE = 64;
+
 /**
  * Delivery workers. A subscription is worked on by whoever holds its delivery lease (a
- * LeaseChain per subscription, src/storage/lease-chain.ts); the holder runs what is due
- * (DeliveryRun) and releases. Due marks and pending notification rows are the work list, so
- * nothing depends on a flag or on one process's memory.
+ * LeaseChain per subscription, src/storage/lease-chain.ts). A rest-hook subscription's lease is
+ * kept after a turn that delivered events (released after `holdMs` idle, or before it would
+ * need renewing idle), and with it the runtime document, which only the holder writes: a stream
+ * of notifications to one subscription costs no lease claim and no runtime read per event. Due
+ * marks and pending notification rows stay the work list, so nothing depends on one process's
+ * memory; rows handed in memory (`kick` with rows, after they were recorded) only save the read.
  */
 export class DeliveryWorker {
   private readonly leases: LeaseChain;
@@ -44,6 +62,9 @@ export class DeliveryWorker {
   /** Subscriptions this process is working on, and those that got new work meanwhile. */
   private busy = new Set<string>();
   private again = new Set<string>();
+  private held = new Map<string, Held>();
+  /** Rows recorded by this process and not yet delivered, by subscription (a hint: rows are the truth). */
+  private handed = new Map<string, NotificationRow[]>();
   private draining?: Promise<void>;
   private sweeping?: Promise<void>;
 
@@ -51,6 +72,11 @@ export class DeliveryWorker {
     this.leases = ctx.state.deliveryLeases(randomUUID(), ctx.opts.leaseMs, () => ctx.now().getTime());
     this.notifier = new Notifier({ repository: ctx.repository, log: ctx.log, hub: ctx.hub, baseUrl: ctx.baseUrl, deliveryTimeoutMs: ctx.opts.deliveryTimeoutMs, now: ctx.now });
     this.run = { ...ctx, notifier: this.notifier, stopped: () => this.stopped };
+  }
+
+  /** How long an idle lease is kept for the next event. */
+  private get holdMs(): number {
+    return Math.min(this.ctx.opts.leaseMs / 4, 5000);
   }
 
   start(): void {
@@ -65,11 +91,16 @@ export class DeliveryWorker {
     if (this.timer) clearInterval(this.timer);
     await Promise.all([this.draining, this.sweeping]);
     while (this.running > 0) await new Promise((r) => setTimeout(r, 10));
+    await this.releaseIdle(() => true);
   }
 
-  /** Work has just been recorded for these subscriptions: try them now rather than at the next sweep. */
-  kick(ids: Iterable<string>): void {
+  /**
+   * Work has just been recorded for these subscriptions (their marks are written): try them now
+   * rather than at the next sweep. `rows`, when given, are the rows just recorded, in order.
+   */
+  kick(ids: Iterable<string>, rows?: ReadonlyMap<string, NotificationRow[]>): void {
     if (this.stopped) return;
+    for (const [id, r] of rows ?? []) this.handed.set(id, [...(this.handed.get(id) ?? []), ...r]);
     for (const id of ids) this.kicked.add(id);
     if (!this.draining) this.draining = this.drainKicked().finally(() => (this.draining = undefined));
   }
@@ -78,7 +109,7 @@ export class DeliveryWorker {
     while (this.kicked.size > 0 && !this.stopped) {
       const ids = [...this.kicked];
       this.kicked.clear();
-      await Promise.all(ids.map((id) => this.tryWork(id).catch((e: unknown) => this.ctx.logger.warn({ err: e, subscription: id }, 'delivery failed'))));
+      await this.workOn(ids, new Set(ids));
     }
   }
 
@@ -86,10 +117,10 @@ export class DeliveryWorker {
   private sweep(): void {
     if (this.stopped || this.sweeping) return;
     this.sweeping = (async () => {
-      const ids = [...new Set<string>([...(await this.ctx.state.dueIds()), ...this.ctx.heartbeatIds()])];
-      for (let i = 0; i < ids.length && !this.stopped; i += 16) {
-        await Promise.all(ids.slice(i, i + 16).map((id) => this.tryWork(id)));
-      }
+      const now = this.ctx.now().getTime();
+      await this.releaseIdle((h) => now - h.idleSince >= this.holdMs || h.lease.until - now <= this.ctx.opts.leaseMs / 2);
+      const marked = new Set(await this.ctx.state.dueIds());
+      await this.workOn([...new Set([...marked, ...this.ctx.heartbeatIds()])], marked);
     })()
       .catch((e: unknown) => this.ctx.logger.warn({ err: e }, 'subscription sweep failed'))
       .finally(() => (this.sweeping = undefined));
@@ -100,54 +131,117 @@ export class DeliveryWorker {
     return this.ctx.state.markDue(ids, this.ctx.now());
   }
 
-  /** Takes the lease if free, does what is due, releases. */
-  private async tryWork(id: string): Promise<void> {
-    if (this.busy.has(id)) {
-      // We hold it already: look again right after, instead of waiting for the next sweep.
-      this.again.add(id);
-      return;
+  /** Works on subscriptions in waves; `marked` ones have (or had) work recorded. */
+  private async workOn(ids: string[], marked: ReadonlySet<string>): Promise<void> {
+    const free: string[] = [];
+    for (const id of ids) {
+      // Held by this process already: look again right after, instead of waiting for the next sweep.
+      if (this.busy.has(id)) this.again.add(id);
+      else free.push(id);
     }
-    this.busy.add(id);
-    try {
-      await this.tryWorkOnce(id);
-    } finally {
-      this.busy.delete(id);
+    for (let i = 0; i < free.length && !this.stopped; i += WAVE) {
+      const wave = free.slice(i, i + WAVE);
+      for (const id of wave) this.busy.add(id);
+      try {
+        await this.wave(wave, marked);
+      } catch (e) {
+        this.ctx.logger.warn({ err: e }, 'delivery failed');
+      } finally {
+        for (const id of wave) this.busy.delete(id);
+      }
     }
-    if (this.again.delete(id) && !this.stopped) await this.tryWork(id);
+    const again = free.filter((id) => this.again.delete(id));
+    if (again.length && !this.stopped) await this.workOn(again, new Set(again));
   }
 
-  private async tryWorkOnce(id: string): Promise<void> {
-    const state = await this.ctx.state.state(id);
-    if (!state || state.deleted || state.status === 'off') {
-      await this.ctx.state.clearDue(id);
-      return;
+  /** One wave: states, leases claimed together, then each subscription's turn at once. */
+  private async wave(ids: string[], marked: ReadonlySet<string>): Promise<void> {
+    const now = this.ctx.now();
+    const states = await this.ctx.states.getMany(ids);
+    const gone = ids.filter((id) => !live(states.get(id)));
+    const todo = ids.filter((id) => live(states.get(id)));
+    await this.ctx.state.clearDueMany(gone);
+    await this.releaseIdle((_h, id) => gone.includes(id));
+    // Unheld: read the runtime first, to claim only what is due (not one backing off).
+    const claim: string[] = [];
+    const ready: string[] = [];
+    await Promise.all(
+      todo.map(async (id) => {
+        const s = states.get(id)!;
+        const h = await this.usable(id);
+        if (h) {
+          if (mayBeDue(this.ctx.hub, s, h.rt, now, marked.has(id))) ready.push(id);
+          return;
+        }
+        const rt = (await this.ctx.state.runtime(id)) ?? freshRuntime(id);
+        // Rows handed on in memory exist: no need to read one to know.
+        const due = this.handed.has(id) ? mayBeDue(this.ctx.hub, s, rt, now, true) : await isDue(this.ctx, s, rt);
+        if (due) claim.push(id);
+      }),
+    );
+    const claimed = (await Promise.all(claim.map(async (id) => [id, await this.leases.acquire(id)] as const))).filter((c): c is [string, HeldLease] => c[1] !== undefined);
+    // Unmark before looking: work recorded from now on leaves a new mark, so none is missed.
+    const working = [...ready, ...claimed.map(([id]) => id)];
+    await this.ctx.state.clearDueMany(working);
+    // Re-read after taking the lease: the previous holder may have progressed meanwhile.
+    await Promise.all(
+      claimed.map(async ([id, lease]) => {
+        this.held.set(id, { lease, rt: (await this.ctx.state.runtime(id)) ?? freshRuntime(id), idleSince: now.getTime(), kept: false });
+      }),
+    );
+    for (const id of ids) if (!working.includes(id)) this.handed.delete(id);
+    await Promise.all(working.map((id) => this.turn(states.get(id)!, this.held.get(id)!)));
+  }
+
+  /** A lease kept from an earlier turn, renewed when it runs low; undefined when none (or it was lost). */
+  private async usable(id: string): Promise<Held | undefined> {
+    const h = this.held.get(id);
+    if (!h) return undefined;
+    if (h.lease.until - this.ctx.now().getTime() > this.ctx.opts.leaseMs / 2) return h;
+    const next = await this.leases.renew(h.lease).catch(() => undefined);
+    if (next) {
+      h.lease = next;
+      return h;
     }
-    const rt = (await this.ctx.state.runtime(id)) ?? freshRuntime(id);
-    if (!(await isDue(this.ctx, state, rt))) return;
-    const first = await this.leases.acquire(id);
-    if (!first) return;
+    this.held.delete(id);
+    return undefined;
+  }
+
+  private async turn(state: StateDoc, h: Held): Promise<void> {
+    const id = state._id;
+    const rows = this.handed.get(id);
+    this.handed.delete(id);
     this.running++;
-    const held = { lease: first };
+    const before = h.rt.delivered;
     let failed = false;
+    let keep = false;
     try {
-      failed = !(await this.workHolding(state, held));
+      failed = !(await new DeliveryRun(this.run, state, h.rt, () => this.fence(h), rows).work());
+      // Kept while events flow to a rest-hook (a handshake alone or a failure gives it back).
+      keep = !failed && state.spec.channelType === 'rest-hook' && (h.rt.delivered > before || h.kept);
     } catch (e) {
       failed = true;
       if (e instanceof LeaseLost) this.ctx.logger.info({ subscription: id }, e.message);
       else this.ctx.logger.error({ err: e, subscription: id }, 'subscription delivery failed unexpectedly');
     } finally {
       this.running--;
+      h.idleSince = this.ctx.now().getTime();
       if (failed) await this.mark([id]).catch(() => undefined);
-      await this.leases.release(held.lease).catch((e: unknown) => this.ctx.logger.warn({ err: e }, 'lease release failed'));
+      // A websocket's lease goes back at once: the instance its client is bound to must get it.
+      h.kept = keep;
+      if (!keep || this.stopped) await this.release(id, h);
     }
   }
 
-  private async workHolding(state: StateDoc, held: { lease: HeldLease }): Promise<boolean> {
-    // Unmark before looking: work recorded from now on leaves a new mark, so none is missed.
-    await this.ctx.state.clearDue(state._id);
-    // Re-read after taking the lease: the previous holder may have progressed meanwhile.
-    const rt = (await this.ctx.state.runtime(state._id)) ?? freshRuntime(state._id);
-    return new DeliveryRun(this.run, state, rt, () => this.fence(held)).work();
+  private async release(id: string, h: Held): Promise<void> {
+    if (this.held.get(id) === h) this.held.delete(id);
+    await this.leases.release(h.lease).catch((e: unknown) => this.ctx.logger.warn({ err: e }, 'lease release failed'));
+  }
+
+  /** Gives back kept leases that are idle and match `which`. */
+  private async releaseIdle(which: (h: Held, id: string) => boolean): Promise<void> {
+    const out = [...this.held].filter(([id, h]) => !this.busy.has(id) && which(h, id));
+    await Promise.all(out.map(([id, h]) => this.release(id, h)));
   }
 
   /**
@@ -155,10 +249,22 @@ export class DeliveryWorker {
    * contender only claims a link after ours expired); below that, renew by claiming the next link,
    * which fails exactly when another instance got there first.
    */
-  private async fence(held: { lease: HeldLease }): Promise<void> {
+  private async fence(held: Held): Promise<void> {
     if (held.lease.until - this.ctx.now().getTime() > this.ctx.opts.leaseMs / 2) return;
     const next = await this.leases.renew(held.lease);
     if (!next) throw new LeaseLost(held.lease.name);
     held.lease = next;
   }
+}
+
+function live(s: StateDoc | null | undefined): s is StateDoc {
+  return Boolean(s && !s.deleted && s.status !== 'off');
+}
+
+/** From memory, for a lease kept with its runtime: whether a turn could have anything to do. */
+function mayBeDue(hub: WebSocketHub, s: StateDoc, rt: RuntimeDoc, now: Date, marked: boolean): boolean {
+  if (handshakeDue(s, rt, now)) return true;
+  if (!canPush(hub, s)) return false;
+  if (s.spec.heartbeatSeconds && (rt.nextHeartbeatAt ?? new Date(0)) <= now) return true;
+  return marked && rt.nextAttemptAt <= now;
 }

@@ -20,6 +20,8 @@ export interface ActiveSubscription {
 const PATIENT_ELEMENT_TYPES = new Set([
   'Observation', 'Condition', 'Encounter', 'DiagnosticReport', 'MedicationRequest', 'MedicationStatement',
   'Procedure', 'AllergyIntolerance', 'Immunization', 'ServiceRequest', 'CarePlan', 'QuestionnaireResponse',
+  // Alert episodes: `patient` is Flag.subject where it is a Patient, `subject` Flag.subject.
+  'Flag',
 ]);
 
 /** Normalises "Patient/1", "1" or "http://x/fhir/Patient/1/_history/2" to "Patient/1". */

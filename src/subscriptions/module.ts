@@ -55,13 +55,16 @@ export async function createSubscriptionsModule(deps: SubscriptionsModuleDeps): 
     },
     writeResource: (resource, ifMatch) => store.update(resource.resourceType, resource.id!, resource, { principal: anonymousPrincipal, internal: true }, ifMatch),
     rangeContext: (obs) => alerting.rangeContext(obs),
+    leaseEpoch: () => core.storage.outbox.heldEpoch(),
     onAttempt: (channel, ok, committedAt, now) => metrics.metrics.delivery(channel, ok, committedAt, now),
   });
   core.addBeforeWrite((ctx, r, prev) => subs.beforeWrite(ctx, r, prev));
+  // Alerting's Flags are matched in the outbox batch that wrote them (see AlertingService.onDerived).
+  alerting.service.onDerived((events) => subs.onDerived(events));
   return {
     service: subs,
     attach: (server) => subs.attach(server),
-    consumers: [(events) => subs.onCommitted(events)],
+    consumers: [(events, info) => subs.onCommitted(events, info)],
     gauges: [
       {
         name: 'vigil_subscriptions_active',

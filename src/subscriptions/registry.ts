@@ -23,6 +23,8 @@ export class SubscriptionRegistry {
   readonly index: ActiveIndex;
   private topics = new Map<string, CompiledTopic>();
   private generation = -1;
+  /** The outbox lease epoch in which the generation was last looked at. */
+  private freshEpoch?: number;
   private indexedIds = new Set<string>();
   /** resourceVid/status/updatedAt of what is indexed, to skip recompiling unchanged subscriptions. */
   private indexedVersion = new Map<string, string>();
@@ -61,13 +63,24 @@ export class SubscriptionRegistry {
     this.topics = next;
   }
 
-  /** Another instance changed subscriptions (or topics) when the shared generation moved. */
-  async refreshIfStale(): Promise<void> {
+  /**
+   * Another instance changed subscriptions (or topics) when the shared generation moved. Only
+   * the outbox consumer moves it, so within one outbox lease epoch (`epoch`, see BatchInfo) one
+   * look is enough: after it, only this instance's own consumer changes anything.
+   */
+  async refreshIfStale(epoch?: number): Promise<void> {
+    if (epoch !== undefined && epoch === this.freshEpoch) return;
     const g = await this.deps.state.generation();
     if (g !== this.generation) {
       this.reloadTopics();
       await this.reload(g);
     }
+    this.freshEpoch = epoch;
+  }
+
+  /** Whether the index was checked against the generation during lease epoch `epoch` (and so is current). */
+  isFreshIn(epoch: number | undefined): boolean {
+    return epoch !== undefined && epoch === this.freshEpoch;
   }
 
   /** Tells every instance (this one included) that subscriptions changed. */
@@ -75,6 +88,7 @@ export class SubscriptionRegistry {
     const n = await this.deps.state.bumpGeneration();
     // Skipped numbers mean someone else changed something too: reload on the next batch.
     if (n === this.generation + 1) this.generation = n;
+    else this.freshEpoch = undefined;
   }
 
   async reload(generation?: number): Promise<void> {

@@ -5,9 +5,9 @@ import type { Db } from 'mongodb';
 import type pino from 'pino';
 import type { AccessPolicy, Principal } from '../auth/types';
 import type { Config } from '../config';
-import type { CommittedEvent, ResourceRepository } from '../storage';
+import type { BatchInfo, CommittedEvent, ResourceRepository } from '../storage';
 import type { QueryExecutor } from '../storage/query/executor';
-import { SubscriptionState } from '../storage/state/subscriptions';
+import { SubscriptionState, type NotificationRow } from '../storage/state/subscriptions';
 import { checkClientWrite } from './client-writes';
 import { EXT } from './constants';
 import { ObservationDefinitions } from './definitions';
@@ -18,7 +18,8 @@ import { NotificationLog } from './numbering';
 import { type OperationRoute, subscriptionOperations } from './operations';
 import { subscriptionOptionsFromEnv, type SubscriptionOptions } from './options';
 import { SubscriptionRegistry } from './registry';
-import { syncSubscription, type SyncDeps } from './state-sync';
+import { StateCache } from './state-cache';
+import { syncSubscriptions, type SyncDeps } from './state-sync';
 import { StatusWriter, type WriteResource } from './status-writer';
 import { topicToBasic } from './topic-basic';
 import { loadShippedTopics, type CriteriaEvaluator, type SubscriptionTopicResource } from './topics';
@@ -53,6 +54,8 @@ export interface SubscriptionDeps {
    * read Subscription `id`, for R4 `bind <id>`; resolves to a refusal text, or undefined.
    */
   authorizeBind?(authorization: string | undefined, id: string): Promise<string | undefined>;
+  /** The outbox lease epoch while this instance holds the lease (undefined otherwise); absent: never. */
+  leaseEpoch?: () => number | undefined;
   /** Metrics hook for delivery attempts (see DeliveryContext.onAttempt). */
   onAttempt?: (channel: string, ok: boolean, committedAt: Date[], now: Date) => void;
 }
@@ -64,6 +67,7 @@ export interface SubscriptionDeps {
  */
 export class SubscriptionService {
   private readonly state: SubscriptionState;
+  private readonly states: StateCache;
   private readonly log: NotificationLog;
   private readonly registry: SubscriptionRegistry;
   private readonly definitions: ObservationDefinitions;
@@ -78,6 +82,7 @@ export class SubscriptionService {
 
   private constructor(private readonly deps: SubscriptionDeps) {
     this.state = new SubscriptionState(deps.db);
+    this.states = new StateCache(this.state, deps.leaseEpoch ?? (() => undefined));
     this.log = new NotificationLog(this.state);
     this.opts = { ...subscriptionOptionsFromEnv(), ...deps.options };
     this.now = deps.now ?? (() => new Date());
@@ -89,6 +94,7 @@ export class SubscriptionService {
     const status = new StatusWriter({ repository: deps.repository, writeResource: deps.writeResource, logger: deps.logger });
     this.worker = new DeliveryWorker({
       state: this.state,
+      states: this.states,
       repository: deps.repository,
       log: this.log,
       hub: this.hub,
@@ -100,7 +106,7 @@ export class SubscriptionService {
       now: this.now,
       onAttempt: deps.onAttempt,
     });
-    this.sync = { state: this.state, registry: this.registry, criteria: deps.criteria, logger: deps.logger, now: this.now, handshakeDue: (ids) => this.workOn(ids) };
+    this.sync = { state: this.state, cache: this.states, registry: this.registry, criteria: deps.criteria, logger: deps.logger, now: this.now };
     this.binding = { state: this.state, worker: this.worker, logger: deps.logger, authEnabled: deps.config.authEnabled, authorizeBind: deps.authorizeBind, now: this.now };
   }
 
@@ -152,27 +158,53 @@ export class SubscriptionService {
   // ---------------------------------------------------------------- after the commit
 
   /** Outbox consumer: records the rows of every match before it returns (so none is lost). */
-  async onCommitted(events: CommittedEvent[]): Promise<void> {
-    await this.registry.refreshIfStale();
+  async onCommitted(events: CommittedEvent[], info?: BatchInfo): Promise<void> {
+    await this.registry.refreshIfStale(info?.epoch);
+    await this.match(events);
+  }
+
+  /**
+   * Versions a later consumer of the same outbox batch committed (alerting's Flags): matched now
+   * rather than when the outbox offers them (its next pass recognises them by history id). The
+   * registry was brought up to date by this batch's onCommitted.
+   */
+  async onDerived(events: CommittedEvent[]): Promise<void> {
+    await this.match(events);
+  }
+
+  private async match(events: CommittedEvent[]): Promise<void> {
     const now = this.now();
     const match = { registry: this.registry, criteria: this.deps.criteria, repository: this.deps.repository };
     const hits: Hit[] = [];
-    for (const ev of events) {
-      // In commit order: a Subscription matches the versions committed after it, not before.
-      if (ev.type === 'Subscription') await syncSubscription(this.sync, ev);
-      else if (ev.type === 'ObservationDefinition') await this.definitions.reload();
+    const handshakes: string[] = [];
+    for (let i = 0; i < events.length; ) {
+      const ev = events[i];
+      if (ev.type === 'Subscription') {
+        // In commit order: a Subscription matches the versions committed after it, not before.
+        // A run of Subscription versions is applied together (see syncSubscriptions).
+        let j = i;
+        while (j < events.length && events[j].type === 'Subscription') j++;
+        handshakes.push(...(await syncSubscriptions(this.sync, events.slice(i, j))));
+        i = j;
+        continue;
+      }
+      if (ev.type === 'ObservationDefinition') await this.definitions.reload();
       else hits.push(...(await hitsOf(match, ev, now)));
+      i++;
     }
     const bySub = await rowsForHits(this.deps.repository, hits, now);
-    if (bySub.size === 0) return;
-    await Promise.all([...bySub].map(([sub, rows]) => this.log.record(sub, rows)));
-    await this.workOn([...bySub.keys()]);
+    const recorded = new Map(await Promise.all([...bySub].map(async ([sub, rows]) => [sub, await this.log.record(sub, rows)] as const)));
+    await this.workOn([...new Set([...handshakes, ...bySub.keys()])], recorded);
   }
 
-  /** The mark tells any instance there is work; the local kick delivers right away. */
-  private async workOn(ids: string[]): Promise<void> {
+  /**
+   * The mark tells any instance there is work; the local kick delivers right away, with the rows
+   * just recorded handed on in memory (they are stored and marked first, so a crash loses none).
+   */
+  private async workOn(ids: string[], rows?: ReadonlyMap<string, NotificationRow[]>): Promise<void> {
+    if (ids.length === 0) return;
     await this.worker.mark(ids);
-    this.worker.kick(ids);
+    this.worker.kick(ids, rows);
   }
 
   // ---------------------------------------------------------------- websocket
@@ -209,7 +241,10 @@ export class SubscriptionService {
     // Safety net for multi-instance changes the generation check might miss, and stored definitions.
     this.refreshTimer = setInterval(() => {
       this.registry.reloadTopics();
-      void Promise.all([this.definitions.reload(), this.registry.reload()]).catch((e: unknown) => this.deps.logger.warn({ err: e }, 'subscription refresh failed'));
+      // Not while this instance's consumer keeps the index current (a scan of every state, slow
+      // on FerretDB with 1,000 subscriptions, for nothing: only that consumer changes them).
+      const current = this.registry.isFreshIn(this.deps.leaseEpoch?.());
+      void Promise.all([this.definitions.reload(), current ? undefined : this.registry.reload()]).catch((e: unknown) => this.deps.logger.warn({ err: e }, 'subscription refresh failed'));
     }, 60_000);
     this.refreshTimer.unref();
   }

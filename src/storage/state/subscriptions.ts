@@ -232,11 +232,13 @@ export class SubscriptionState {
   /**
    * Stores the state of a newer version. `previousVid` is the version the caller read (undefined:
    * none existed); a racing replay that got there first wins, which is harmless: both hold the
-   * same committed version.
+   * same committed version. The replace is by bare `_id`: the one writer (the outbox consumer,
+   * in commit order) has checked the stored version just before, and a filter on `resourceVid`
+   * would be a read-modify-write on FerretDB anyway, at the cost of a slower plan.
    */
   async putState(doc: StateDoc, previousVid: number | undefined): Promise<void> {
     try {
-      if (previousVid !== undefined) await this.states.replaceOne({ _id: doc._id, resourceVid: previousVid }, doc);
+      if (previousVid !== undefined) await this.states.replaceOne({ _id: doc._id }, doc);
       else await this.states.insertOne(doc);
     } catch (e) {
       if (!isDuplicateKey(e)) throw e;
@@ -327,7 +329,14 @@ export class SubscriptionState {
   }
 
   async clearDue(id: string): Promise<void> {
-    await this.due.deleteOne({ _id: id });
+    await this.clearDueMany([id]);
+  }
+
+  /** Clears many marks in one write (`$in` scans, but this collection holds only what is due). */
+  async clearDueMany(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    if (ids.length === 1) await this.due.deleteOne({ _id: ids[0] });
+    else await this.due.deleteMany({ _id: { $in: [...ids] } });
   }
 
   /** Every marked Subscription id (a small collection: marks go as soon as the work is looked at). */

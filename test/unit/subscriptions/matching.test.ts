@@ -7,6 +7,7 @@ import { ActiveIndex, patientKey, pinnedKeys, pinnedPatients } from '../../../sr
 import { parseSubscription, type SubscriptionSpec } from '../../../src/subscriptions/spec';
 import { compileTopic, topicFires, type CompiledTopic, type SubscriptionTopicResource } from '../../../src/subscriptions/topics';
 import { realSearch } from './search';
+import { SERVED_TYPES } from '../../../src/resources/registry';
 
 const IG = path.join(__dirname, '../../../ig');
 const topicJson = (n: string) => JSON.parse(readFileSync(path.join(IG, `SubscriptionTopic-${n}.json`), 'utf8')) as SubscriptionTopicResource;
@@ -119,6 +120,23 @@ describe('subscription matching with the real search evaluator', () => {
     expect(idx.criteriaCandidates('Observation', obs('nobody', 1))).toEqual([]);
     idx.remove('s7');
     expect(idx.criteriaCandidates('Observation', obs('p7', 1))).toEqual([]);
+  });
+
+  it('pins alert-episode Flags by patient: 1,000 subscriptions, only the pinned one and the unpinned are looked at', async () => {
+    const idx = new ActiveIndex(await realSearch([...SERVED_TYPES]));
+    const topic = 'http://vigil-fhir.org/fhir/SubscriptionTopic/alert-episode';
+    const mk = (id: string, query: string): SubscriptionSpec => ({
+      id, kind: 'topic', topic, filters: [{ resourceType: 'Flag', query }], channelType: 'rest-hook', endpoint: 'http://127.0.0.1:9/', headers: [], content: 'id-only', maxCount: 1, status: 'active',
+    });
+    for (let i = 0; i < 999; i++) idx.put(mk(`f${i}`, `patient=Patient/other-${i}`), allowAllPolicy, new Set(['Flag']));
+    idx.put(mk('hr', 'code=http://loinc.org|8867-4'), allowAllPolicy, new Set(['Flag']));
+    const flag = (patient: string) =>
+      ({ resourceType: 'Flag', id: 'x', status: 'active', code: { coding: [{ system: 'http://loinc.org', code: '8867-4' }] }, subject: { reference: `Patient/${patient}` } }) as const;
+    const cands = (patient: string) => idx.topicCandidates(topic, 'Flag', flag(patient)).map((s) => s.spec.id).sort();
+    expect(cands('other-5')).toEqual(['f5', 'hr']);
+    expect(cands('nobody')).toEqual(['hr']);
+    const passes = (patient: string) => idx.topicCandidates(topic, 'Flag', flag(patient)).filter((s) => idx.filtersPass(s, 'Flag', flag(patient))).map((s) => s.spec.id).sort();
+    expect(passes('other-5')).toEqual(['f5', 'hr']);
   });
 
   it('pins by code and device too, and pinned candidates still go through the real evaluator', () => {
