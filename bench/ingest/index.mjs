@@ -16,6 +16,7 @@
 // Settings (environment):
 //   BENCH_INGEST_SINGLE=1500        POSTs per concurrency            BENCH_INGEST_CONCURRENCY=1,8,32
 //   BENCH_INGEST_BUNDLES=20         transaction Bundles of 100        BENCH_INGEST_ALERTING=on|off (alerting and NEWS2)
+//   BENCH_INGEST_OUTBOX=running|paused (paused: post-commit work only between cases)
 //   BENCH_INGEST_TOTAL=0            afterwards, load transaction Bundles until this many Observations are stored
 //                                   (100000 for the issue's memory aim), then report memory
 import { randomUUID } from 'node:crypto';
@@ -26,6 +27,9 @@ const BUNDLES = Number(process.env.BENCH_INGEST_BUNDLES ?? 20);
 const CONCURRENCY = (process.env.BENCH_INGEST_CONCURRENCY ?? '1,8,32').split(',').map(Number);
 const ALERTING = (process.env.BENCH_INGEST_ALERTING ?? 'on') !== 'off';
 const TOTAL = Number(process.env.BENCH_INGEST_TOTAL ?? 0);
+// `paused`: the outbox does not run beside the load; each case's post-commit work is drained after
+// it (drainSecs), so perSec is the commit path alone and drainSecs the consumers alone.
+const OUTBOX = process.env.BENCH_INGEST_OUTBOX ?? 'running';
 const AIM = { single: 0.8, transaction: 0.5, rssMb: 400 };
 
 const LOINC = [
@@ -134,6 +138,7 @@ async function report(stack, name, ours, raw, rawCase, aim, perFailure = 1) {
     case: name,
     database: stack.database,
     alerting: ALERTING,
+    outbox: OUTBOX,
     ...ours,
     drainSecs: round2(drainSecs),
     sustainedPerSec: Math.round(stored / (ours.secs + drainSecs)),
@@ -180,7 +185,13 @@ async function engineCosts(db) {
   return { ...out, ceilingSingleC1: round2(out.raw.insertOneMs / sum('insertOneMs')), ceilingTransaction: round2(out.raw.insertMany100Ms / sum('insertMany100Ms')) };
 }
 
-const stack = await startStack({ env: ALERTING ? {} : { ALERTING_ENABLED: 'false', NEWS2_ENABLED: 'false' } });
+const stack = await startStack({
+  env: {
+    ...(ALERTING ? {} : { ALERTING_ENABLED: 'false', NEWS2_ENABLED: 'false' }),
+    // A paused outbox lags by design: back-pressure on outbox lag would refuse the load.
+    ...(OUTBOX === 'paused' ? { BACKPRESSURE_MAX_OUTBOX_LAG_MS: '0' } : {}),
+  },
+});
 let stored = 0;
 try {
   // Warm-up (JIT, connection pools, first bucket documents); not counted.
@@ -188,6 +199,7 @@ try {
   await singlePosts(stack, 8, 200, 10_000_000);
   await drained(stack.vigil);
   stored += 200;
+  if (OUTBOX === 'paused') await stack.vigil.outbox.stop();
   let offset = 0;
   for (const c of CONCURRENCY) {
     const raw = await rawInsertOne(stack.db, c, offset);
