@@ -1,5 +1,5 @@
 // Shared benchmark helpers: a fresh embedded database, the server in-process, figures as JSON lines.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,7 +13,7 @@ export function emit(obj) {
 }
 
 /** Starts FerretDB in a temp dir (or uses MONGODB_URI) and the built server on a loopback port. */
-export async function startStack({ auth = false, env = {} } = {}) {
+export async function startStack({ auth = false, env = {}, clientOptions = {} } = {}) {
   const { startEmbeddedDatabase, freePort } = require(path.join(root, 'dist/storage/embedded.js'));
   const { loadConfig } = require(path.join(root, 'dist/config.js'));
   const { createVigil } = require(path.join(root, 'dist/app.js'));
@@ -32,7 +32,7 @@ export async function startStack({ auth = false, env = {} } = {}) {
     MONGODB_DB: `vigil_bench_${Date.now()}`,
     ...env,
   });
-  const client = await MongoClient.connect(uri, { maxPoolSize: 64 });
+  const client = await MongoClient.connect(uri, { maxPoolSize: 64, ...clientOptions });
   const db = client.db(config.dbName);
   const vigil = await createVigil({ config, db, logger: pino({ level: 'silent' }) });
   await vigil.start();
@@ -46,6 +46,8 @@ export async function startStack({ auth = false, env = {} } = {}) {
     db,
     vigil,
     database: embedded ? 'ferretdb-sqlite' : 'mongodb',
+    /** The embedded FerretDB's pid (undefined with MONGODB_URI). */
+    databasePid: embedded?.pid,
     async stop() {
       server.closeAllConnections?.();
       await new Promise((r) => server.close(r));
@@ -79,4 +81,14 @@ export function percentiles(samples) {
   const at = (p) => s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
   const round = (x) => Math.round(x * 100) / 100;
   return { p50: round(at(50)), p95: round(at(95)), p99: round(at(99)), max: round(s[s.length - 1]) };
+}
+
+/** Resident memory (VmRSS) of a process in MB, from /proc (Linux); undefined when unreadable. */
+export function rssMb(pid) {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : undefined;
+  } catch {
+    return undefined;
+  }
 }

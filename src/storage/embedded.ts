@@ -9,6 +9,8 @@ const BIN = path.join(ROOT, '.tools', 'bin', 'ferretdb');
 
 export interface EmbeddedDatabase {
   uri: string;
+  /** The FerretDB process (benchmarks read its resident memory). */
+  pid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -81,6 +83,7 @@ export async function startEmbeddedDatabase(
   opts.log?.(`embedded database (FerretDB, SQLite) listening on 127.0.0.1:${port}, data in ${dbDir}`);
   return {
     uri: `mongodb://127.0.0.1:${port}/`,
+    pid: child.pid,
     async stop() {
       if (exited) return;
       child.kill('SIGTERM');

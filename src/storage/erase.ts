@@ -2,6 +2,7 @@ import type { Resource } from 'fhir/r4';
 import type { Logger } from 'pino';
 import { Errors, type FhirError } from '../errors';
 import { type Collections, isDuplicateKey } from './collections';
+import { ErasedMarks, MARK_MARGIN_MS, MARKS_TRUSTED_MS } from './erased-marks';
 import { findByIds } from './lookup';
 import { STALE_INTENT_MS } from './outbox';
 import type { QueryExecutor } from './query';
@@ -44,40 +45,57 @@ export function isErasedCompartment(e: unknown): boolean {
  * the outbox get past a marker, and the sweep of every stored trace of resources (all versions,
  * current documents, out-of-line bodies, outbox intents, search bucket entries, journal entries).
  *
- * Why the order works: a commit writes its intent, then reads the markers. A writer that missed a
- * marker read before the marker existed, so its intent was there before it too: `settleWriters`
- * waits for exactly those intents, and the sweep after it sees their versions. Writers that come
- * later see the marker and are refused (derived writes from outbox consumers included).
+ * Why the order works: a commit writes its intent, then consults the markers (this process's
+ * copy, erased-marks.ts). A writer that missed a marker used a copy read before the marker existed
+ * and trusted for MARKS_TRUSTED_MS at most; `mark` waits that long, so the writer's intent was
+ * stored before `mark` returned: `settleWriters` waits for exactly those intents, and the sweep
+ * after it sees their versions. Writers that come later see the marker and are refused (derived
+ * writes from outbox consumers included).
  */
 export class StorageErasure {
+  private readonly marks: ErasedMarks<ErasedDoc>;
+
   constructor(
     private readonly cols: Collections,
     private readonly executor: QueryExecutor,
     private readonly index: IndexFn,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.marks = new ErasedMarks(cols.erased);
+  }
 
   // ---------------------------------------------------------------- markers
 
-  /** Marks a patient's compartment erased (idempotent: a unique insert). */
+  /**
+   * Marks a patient's compartment erased (idempotent: a unique insert), then waits out the time
+   * any process may still trust a copy of the marks read before the insert (erased-marks.ts), so
+   * that every writer which missed the mark has stored its outbox intent by the time this returns
+   * (and `settleWriters` sees it).
+   */
   async mark(patientId: string): Promise<void> {
-    await this.cols.erased.insertOne({ _id: `Patient/${patientId}`, at: new Date() }).catch((e: unknown) => (isDuplicateKey(e) ? undefined : Promise.reject(e)));
+    const ref = `Patient/${patientId}`;
+    await this.cols.erased.insertOne({ _id: ref, at: new Date() }).catch((e: unknown) => (isDuplicateKey(e) ? undefined : Promise.reject(e)));
+    this.marks.noteMarked(ref);
+    await new Promise((r) => setTimeout(r, MARKS_TRUSTED_MS + MARK_MARGIN_MS));
   }
 
   async isErased(patientId: string): Promise<boolean> {
     return (await this.cols.erased.findOne({ _id: `Patient/${patientId}` })) !== null;
   }
 
-  /** Refuses (422) writes into an erased compartment: a point read per compartment named. */
+  /**
+   * Refuses (422) writes into an erased compartment, from this process's copy of the marks
+   * (erased-marks.ts: at most one read of the marks per MARKS_TRUSTED_MS, shared by all writers).
+   * Called after the writes' outbox intents are stored and before their commit point.
+   */
   async refuseErased(writes: readonly PreparedWrite[]): Promise<void> {
     const refs = new Set<string>();
     for (const w of writes) {
       for (const c of w.doc.comp) if (c.startsWith('Patient/')) refs.add(c);
       if (w.type === 'Patient') refs.add(`Patient/${w.id}`);
     }
-    if (refs.size === 0) return;
-    const [hit] = await findByIds(this.cols.erased, [...refs]);
-    if (hit) throw Errors.unprocessable(`${hit._id} was erased; nothing can be written into its compartment`, MESSAGE_CODE);
+    const hit = await this.marks.firstErased([...refs]);
+    if (hit) throw Errors.unprocessable(`${hit} was erased; nothing can be written into its compartment`, MESSAGE_CODE);
   }
 
   // ---------------------------------------------------------------- waits

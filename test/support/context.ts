@@ -34,6 +34,8 @@ export interface TestContextOptions {
   clock?: () => Date;
   /** Sees every command the app sends to the database (the driver's command monitoring). */
   onCommand?: (e: CommandStartedEvent) => void;
+  /** Share another context's database (a second instance on one database); only the context that made it drops it. */
+  dbName?: string;
 }
 
 /**
@@ -57,7 +59,7 @@ export async function createTestContext(opts: TestContextOptions = {}): Promise<
     BACKPRESSURE_MAX_DB_LATENCY_MS: '0',
     ...opts.env,
   });
-  const dbName = `vigil_test_${randomBytes(6).toString('hex')}`;
+  const dbName = opts.dbName ?? `vigil_test_${randomBytes(6).toString('hex')}`;
   config.dbName = dbName;
   const client = await MongoClient.connect(uri, { monitorCommands: true });
   if (opts.onCommand) client.on('commandStarted', opts.onCommand);
@@ -87,7 +89,7 @@ export async function createTestContext(opts: TestContextOptions = {}): Promise<
         await new Promise<void>((resolve) => server!.close(() => resolve()));
       }
       await vigil.stop();
-      await db.dropDatabase().catch(() => undefined);
+      if (!opts.dbName) await db.dropDatabase().catch(() => undefined);
       await client.close();
       rmSync(dataDir, { recursive: true, force: true });
     },
