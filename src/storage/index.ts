@@ -65,7 +65,7 @@ export async function createStorage(deps: StorageDeps): Promise<Storage> {
   const engine = deps.engine ?? (await detectEngine(deps.db));
   const cols = new Collections(deps.db);
   const bodies = new Bodies(cols.bodies, deps.inlineMax ?? DEFAULT_INLINE_MAX);
-  const versions = new Versions(cols, deps.index, bodies);
+  const versions = new Versions(cols, deps.index, bodies, engine === 'ferretdb' ? 'read' : 'filter');
   const journal = new TransactionJournal(versions, deps.logger, deps.crashPoint);
   const outbox = new Outbox(versions, deps.logger);
   const inner = createExecutor(engine, deps.db, deps.index);

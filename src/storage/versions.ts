@@ -15,10 +15,19 @@ export type IndexFn = (resource: Resource) => { idx: IndexEntries; comp: string[
 export class Versions {
   private readonly creations = new Map<string, GroupInserter<CurrentDoc>>();
 
+  /**
+   * `read`: a current document is replaced only after a read by `_id` found an older version,
+   * never by a `{ _id, vid: { $lt } }` filter: FerretDB 1.24 pushes down only a bare `_id`, so
+   * that filter scanned the whole collection on every update (each Subscription status write
+   * scanned every Subscription). Its conditional replace is a read-modify-write anyway, so the
+   * read widens no race: a version overtaken in between is repaired by the outbox as before.
+   * `filter` (MongoDB) keeps the atomic conditional replace.
+   */
   constructor(
     readonly cols: Collections,
     private readonly index: IndexFn,
     readonly bodies: Bodies,
+    private readonly replaceBy: 'filter' | 'read' = 'filter',
   ) {}
 
   /**
@@ -74,6 +83,13 @@ export class Versions {
         if (!isDuplicateKey(e)) throw e;
       }
     }
+    if (this.replaceBy === 'read') {
+      const existing = await col.findOne({ _id: doc._id }, { projection: { vid: 1 } });
+      if (existing && existing.vid >= doc.vid) return;
+      if (existing) await col.replaceOne({ _id: doc._id }, doc);
+      else await col.insertOne(doc).catch((e: unknown) => (isDuplicateKey(e) ? this.applyCurrent(type, doc, doc.vid - 1) : Promise.reject(e)));
+      return;
+    }
     const r = await col.replaceOne({ _id: doc._id, vid: { $lt: doc.vid } }, doc);
     if (r.matchedCount === 0) {
       // Either a newer version is already current (fine), or the document vanished; in the
@@ -103,6 +119,15 @@ export class Versions {
     const updates = new Map<string, CurrentDoc[]>();
     for (const it of rest) updates.set(it.type, [...(updates.get(it.type) ?? []), it.doc]);
     for (const [type, docs] of updates) {
+      if (this.replaceBy === 'read') {
+        // One wave of point reads, then one bulk of replaces by bare `_id` (see the constructor).
+        const col = this.cols.current(type);
+        const vids = new Map((await findByIds(col, docs.map((d) => d._id), { projection: { vid: 1 } })).map((c) => [c._id, c.vid]));
+        const older = docs.filter((d) => (vids.get(d._id) ?? Infinity) < d.vid);
+        if (older.length > 0) await col.bulkWrite(older.map((d) => ({ replaceOne: { filter: { _id: d._id }, replacement: d } })), { ordered: false });
+        for (const d of docs) if (!vids.has(d._id)) await this.applyCurrent(type, d, d.vid - 1);
+        continue;
+      }
       // One bulk of plain replaces (no upserts: a bulk of upserts beside concurrent inserts
       // once stalled FerretDB, see README); anything not matched is placed one by one.
       const ops = docs.map((d) => ({ replaceOne: { filter: { _id: d._id, vid: { $lt: d.vid } }, replacement: d } }));
