@@ -58,13 +58,14 @@ describe('transaction round trips', () => {
     const summary = own.map((e) => `${e.commandName} ${collectionOf(e)}`);
     // Writes: a handful of bulk commands whatever the entry count.
     expect(summary.filter((c) => !c.startsWith('find ')).length).toBeLessThanOrEqual(10);
-    // Reads: one point read per updated resource at most (issued together; `$in` on `_id` scans
-    // on the embedded engine), plus at most one read of the erased-compartment marks (the
-    // process's copy is re-read when older than its trust window, src/storage/erased-marks.ts),
-    // and no other.
+    // Reads: two concurrent waves of point reads by `_id` per updated resource at most (`$in` on
+    // `_id` scans on the embedded engine): the targets before the commit, and on the embedded
+    // engine the version guard before each current document is replaced (src/storage/versions.ts;
+    // a `vid` filter there scans the collection); plus at most one read of the erased-compartment
+    // marks (re-read when older than its trust window, src/storage/erased-marks.ts); no other.
     const finds = summary.filter((c) => c.startsWith('find '));
     expect(finds.filter((c) => c === 'find erased_compartments').length).toBeLessThanOrEqual(1);
-    expect(finds.filter((c) => c !== 'find erased_compartments').length).toBeLessThanOrEqual(50);
+    expect(finds.filter((c) => c !== 'find erased_compartments').length).toBeLessThanOrEqual(ctx.vigil.search.executor.engine === 'ferretdb' ? 100 : 50);
 
     // Everything landed: the updates are current, the creates readable.
     for (const id of ids.slice(0, 3)) {
