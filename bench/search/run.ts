@@ -25,6 +25,7 @@ import { HistoryPlan } from '../../src/storage/history-plan';
 import type { Explanation } from '../../src/storage/query';
 import type { BucketSource } from '../../src/storage/query/buckets';
 import { Versions } from '../../src/storage/versions';
+import { Bodies } from '../../src/storage/bodies';
 import { VITALS, generateObservations, generatePatient, rng } from './generate';
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
@@ -181,7 +182,7 @@ function describePlan(plan: Explanation, database: string): string {
 /** `[type]/_history?_since=`: storage's history plan against the raw filter on the history collection. */
 async function measureHistory(db: Db, service: SearchService, r: SearchRequest, iterations: number, warmup: number): Promise<Record<string, unknown>> {
   const cols = new Collections(db);
-  const plan = new HistoryPlan(cols, new Versions(cols, (res) => service.index(res)), service.executor);
+  const plan = new HistoryPlan(cols, new Versions(cols, (res) => service.index(res), new Bodies(cols.bodies)), service.executor);
   const since = new Date(r.params.find(([n]) => n === '_since')?.[1] ?? 0);
   const times: number[] = [];
   const raw: number[] = [];
