@@ -20,7 +20,7 @@ import { DAY_MS, HOUR_MS, bareCodes, dateRangeOf, dayKey, hourKey, pick, spanKey
  * - `Observation|pc|Patient/x|8867-4|2024-03-01T06`: the patient's Observations of that code and
  *   six hours, each entry carrying the whole current document (a query pinning patient and code, the
  *   commonest monitoring query, then needs no read per result), with a directory
- *   `Observation|pc|Patient/x|8867-4` listing the days and the ids whose entries may be stale;
+ *   `Observation|pc|Patient/x|8867-4` listing the blocks and the ids whose entries may be stale;
  * - `Observation|c|8867-4|2024-03-01T10`: Observations of that code in that UTC hour;
  * - `Observation|cv|59408-5|u-1:8|2024-03-01`: Observations of that code whose value falls in
  *   that band (value-bands.ts) on that day, carrying documents as `pc` entries do, with the
@@ -32,10 +32,10 @@ import { DAY_MS, HOUR_MS, bareCodes, dateRangeOf, dayKey, hourKey, pick, spanKey
  * readers fetch the current documents by `_id` and check the exact condition, the access policy
  * and `deleted` on each. A query the buckets cannot bound gets no plan.
  *
- * A document carried by a `pc` entry stands in for that read, so it must be current: every
- * version past the first (updates, deletes) adds its id to the `t` unit ("touched") of the
- * directories of the (patient, code) pairs of that version and of the one before it, where
- * older entries of the id may lie; readers fetch touched ids by `_id` as elsewhere. Remote
+ * A document carried by a `pc` or `cv` entry stands in for that read, so it must be current:
+ * every version past the first (updates, deletes) adds its id to the `t` unit ("touched") of the
+ * `pc` directories of the (patient, code) pairs and the `cv` directories of the codes of that
+ * version and of the one before it, where older entries of the id may lie; readers fetch touched ids by `_id` as elsewhere. Remote
  * monitoring readings are written once, so touched lists stay short.
  */
 
@@ -56,7 +56,7 @@ const PATIENT_FIELDS = new Set(['code', 'code:s', 'category', 'date', 'status'])
 const PC_FIELDS = new Set(['date', 'code:s']);
 /** A patient walk over more codes than this reads the patient's day buckets (and then each result by `_id`). */
 const MAX_PC_OWNERS = 12;
-/** Directory unit of a `pc` directory listing touched ids (never a day key). */
+/** Directory unit of a `pc` or `cv` directory listing touched ids (never a time key). */
 const TOUCHED = 't';
 const CODE_FIELDS = new Set(['code', 'date', 'value-quantity', 'status']);
 
@@ -86,7 +86,7 @@ export interface Candidate {
   i: string;
   l: number;
   c: string;
-  /** The current document, carried by its entry (`pc` buckets, ids not touched). */
+  /** The current document, carried by its entry (`pc` and `cv` buckets, ids not touched). */
   d?: CurrentDoc;
 }
 
@@ -105,6 +105,13 @@ export interface WalkStep {
 type Order = 'desc' | 'asc' | 'none';
 /** Bucket kinds a walk reads (see the file comment). */
 type Kind = 'c' | 'p' | 'pc' | 'cv';
+/** What a walk reads: its owners' directories, and the ids whose carried documents may be stale. */
+interface Route {
+  kind: Kind;
+  owners: string[];
+  dirs: Dir[];
+  touched: Set<string>;
+}
 
 export class BucketIndex {
   constructor(private readonly store: BucketStore) {}
@@ -158,7 +165,7 @@ export class BucketIndex {
     }
   }
 
-  /** A later version: its id is touched in the `pc` directories of its and its predecessor's pairs. */
+  /** A later version: its id is touched in the `pc` and `cv` directories of its and its predecessor's pairs and codes. */
   private touchedOps(doc: BucketSource, ops: Ops): void {
     if (!doc.deleted && (doc.vid ?? 1) <= 1) return;
     const dirs = new Set<string>();
@@ -200,17 +207,12 @@ export class BucketIndex {
       yield { ids, bound: order === 'asc' ? Infinity : -Infinity, codesLeft: new Set() };
       return;
     }
-    const { kind, owners, dirs } = await this.route(plan, cond);
+    const { kind, owners, dirs, touched } = await this.route(plan, cond);
     const byCode = kind === 'c';
     const unitMs = byCode ? HOUR_MS : kind === 'pc' ? PC_UNIT_MS : DAY_MS;
     // Pair buckets carry documents (more bytes per bucket): fewer read at once.
     const perStep = byCode ? HOURS_PER_STEP : kind === 'pc' ? Math.max(1, Math.floor(8 / owners.length)) : DAYS_PER_STEP;
     const pre = project(cond, byCode || kind === 'cv' ? CODE_FIELDS : kind === 'pc' ? PC_FIELDS : PATIENT_FIELDS, true);
-    const touched = new Set<string>();
-    for (const dir of dirs) {
-      for (const id of dir.get(TOUCHED) ?? []) touched.add(id);
-      dir.delete(TOUCHED);
-    }
     // unit (day or hour) -> owners having it; codes per unit
     const byUnit = new Map<string, { owners: string[]; codes: Set<string> }>();
     for (let i = 0; i < owners.length; i++) {
@@ -265,8 +267,11 @@ export class BucketIndex {
    * patients' directories list, unless there are too many or a reading has no coded code (it is
    * in no pair bucket); then the patients' day buckets.
    */
-  private async route(plan: BucketPlan, cond: Cond): Promise<{ kind: Kind; owners: string[]; dirs: Dir[] }> {
-    const dirsOf = async (kind: Kind, owners: string[]) => ({ kind, owners, dirs: await this.store.readDirs(owners.map((o) => `Observation|${kind}|${o}`)) });
+  private async route(plan: BucketPlan, cond: Cond): Promise<Route> {
+    const dirsOf = async (kind: Kind, owners: string[]): Promise<Route> => {
+      const dirs = await this.store.readDirs(owners.map((o) => `Observation|${kind}|${o}`));
+      return { kind, owners, dirs, touched: takeTouched(dirs) };
+    };
     const banded = plan.codes && plan.byValue ? await this.bandRoute(plan.codes, cond) : undefined;
     if (banded) return banded;
     if (plan.codes) return dirsOf('c', plan.codes);
@@ -290,18 +295,14 @@ export class BucketIndex {
    * A value-band walk: each (code, band) that may hold a match is an owner, its days (from the
    * code's directory) its units; the touched ids of the code's directory go with the first.
    */
-  private async bandRoute(codes: string[], cond: Cond): Promise<{ kind: Kind; owners: string[]; dirs: Dir[] } | undefined> {
+  private async bandRoute(codes: string[], cond: Cond): Promise<Route | undefined> {
     const stored = await this.store.readDirs(codes.map(cvKey));
+    const touched = takeTouched(stored);
     const owners: string[] = [];
     const dirs: Dir[] = [];
-    const touched = new Set<string>();
     codes.forEach((code, i) => {
       const byBand = new Map<string, Dir>();
       for (const [unit, values] of stored[i]) {
-        if (unit === TOUCHED) {
-          for (const id of values) touched.add(id);
-          continue;
-        }
         for (const band of values) {
           if (!bandMayMatch(cond, band)) continue;
           const dir = byBand.get(band) ?? new Map<string, Set<string>>();
@@ -316,13 +317,9 @@ export class BucketIndex {
     });
     // Nothing excluded (a bound on the value as sent over base-unit bands): the code's hour
     // buckets hold the same candidates in fewer bytes.
-    const all = stored.reduce((n, dir) => n + new Set([...dir].filter(([u]) => u !== TOUCHED).flatMap(([, bs]) => [...bs])).size, 0);
+    const all = stored.reduce((n, dir) => n + new Set([...dir.values()].flatMap((bs) => [...bs])).size, 0);
     if (owners.length > 0 && owners.length === all) return undefined;
-    if (touched.size > 0) {
-      if (dirs.length === 0) return { kind: 'cv', owners: [], dirs: [] };
-      dirs[0].set(TOUCHED, touched);
-    }
-    return { kind: 'cv', owners, dirs };
+    return { kind: 'cv', owners, dirs, touched };
   }
 
   /** Entries in these buckets that the pre-filter keeps, each (id, date, code) once. */
@@ -339,6 +336,16 @@ export class BucketIndex {
     }
     return [...out.values()];
   }
+}
+
+/** Removes the touched units from directories read, returning their ids. */
+function takeTouched(dirs: readonly Dir[]): Set<string> {
+  const touched = new Set<string>();
+  for (const dir of dirs) {
+    for (const id of dir.get(TOUCHED) ?? []) touched.add(id);
+    dir.delete(TOUCHED);
+  }
+  return touched;
 }
 
 function pcKey(patient: string, code: string): string {
