@@ -63,6 +63,13 @@ export async function createResourcesModule(deps: ResourcesDeps): Promise<Resour
     cursors,
     store,
     addBeforeWrite: (step) => void steps.push(step),
+    gauges: [
+      {
+        name: 'vigil_search_entries_staged',
+        help: 'Search entries of committed versions held in memory, not stored yet (embedded engine; the outbox stores them)',
+        collect: () => [{ value: storage.executor.staged() }],
+      },
+    ],
     prepareAudit: (e) => store.prepare('AuditEvent', newId(), e, null, 'POST', { principal: anonymousPrincipal, internal: true }, clock()),
     async prepare() {
       await storage.ensureIndexes(SERVED_TYPES);

@@ -47,7 +47,7 @@ export interface Storage {
   repository: ResourceRepository;
   /** The query face, of the kind `engine` needs (fed the search module's conditions). */
   executor: QueryExecutor;
-  /** Post-commit consumers register here (the executor's own is registered first). */
+  /** Post-commit consumers register here (the executor stages its entries first and stores them last). */
   outbox: Outbox;
   /** Creates the storage collections' indexes (idempotent). */
   ensureIndexes(types: readonly string[]): Promise<void>;
@@ -68,12 +68,16 @@ export async function createStorage(deps: StorageDeps): Promise<Storage> {
   const versions = new Versions(cols, deps.index, bodies, engine === 'ferretdb' ? 'read' : 'filter');
   const journal = new TransactionJournal(versions, deps.logger, deps.crashPoint);
   const outbox = new Outbox(versions, deps.logger);
-  const inner = createExecutor(engine, deps.db, deps.index);
+  // The executor unstages entries of this instance's commits once the outbox is done with them
+  // (stored by whichever instance holds its lease).
+  const inner = createExecutor(engine, deps.db, deps.index, { open: (ids) => outbox.openIntents(ids) });
   const executor = withBodies(inner, bodies);
   // Events of big versions get their full resource first; the executor's entries of committed
-  // versions are stored before any other consumer runs.
+  // versions are staged for this instance's readers before any other consumer runs, and stored
+  // after them all, so that notifications never wait for the buckets' writes.
   outbox.addConsumer(eventBodies(cols, bodies));
-  outbox.addConsumer((events) => executor.onCommitted(events));
+  outbox.addConsumer((events) => executor.onHandedOn(events));
+  outbox.addConsumer((events) => executor.onCommitted(events), 'last');
   const live = (writes: readonly PreparedWrite[]) => writes.filter((w) => !w.noop).map((w) => ({ type: w.type, doc: { ...w.doc, prior: w.current } }));
   const atCommitPoint: CommitPointHook = (writes) => executor.atCommitPoint(live(writes));
   const erasure = new StorageErasure(cols, inner, deps.index, deps.logger);

@@ -65,6 +65,8 @@ export class Outbox {
   /** Bumped each time the lease is acquired anew (see BatchInfo). */
   private epoch = 0;
   private readonly consumers: CommitConsumer[] = [];
+  /** Run after every consumer (storage's own durable entries, which no notification waits for). */
+  private readonly finishers: CommitConsumer[] = [];
 
   constructor(
     private readonly versions: Versions,
@@ -80,9 +82,12 @@ export class Outbox {
     return this.versions.cols;
   }
 
-  /** Registered by the modules that own post-commit work (search entries, subscriptions). */
-  addConsumer(c: CommitConsumer): void {
-    this.consumers.push(c);
+  /**
+   * Registered by the modules that own post-commit work (search entries, subscriptions); they run
+   * in the order registered, those added with `last` after all others.
+   */
+  addConsumer(c: CommitConsumer, order: 'in-turn' | 'last' = 'in-turn'): void {
+    (order === 'last' ? this.finishers : this.consumers).push(c);
   }
 
   start(): void {
@@ -103,6 +108,13 @@ export class Outbox {
   async pendingCommitted(): Promise<HistoryDoc[]> {
     const intents = await this.cols.outbox.find({}, { projection: { _id: 1 } }).toArray();
     return this.versions.committedByIds(intents.map((i) => i._id));
+  }
+
+  /** Of these history ids, those whose intents are still there (`$in` scans, but this collection stays small). */
+  async openIntents(historyIds: readonly string[]): Promise<ReadonlySet<string>> {
+    if (historyIds.length === 0) return new Set();
+    const found = await this.cols.outbox.find({ _id: { $in: [...historyIds] } }, { projection: { _id: 1 } }).toArray();
+    return new Set(found.map((i) => i._id));
   }
 
   /** When the oldest pending intent was written (outbox lag, for metrics and back-pressure). */
@@ -225,7 +237,7 @@ export class Outbox {
       await this.repairCurrent(ready);
       const events = ready.map((h) => this.eventOf(h));
       const info: BatchInfo = { epoch: this.epoch };
-      for (const c of this.consumers) {
+      for (const c of [...this.consumers, ...this.finishers]) {
         // Checked against the database above; between consumers the lease's own time is the fence
         // (only our link can follow ours before it expires), which saves a read per consumer.
         if (!this.heldLocally()) return 0;

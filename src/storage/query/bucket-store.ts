@@ -76,6 +76,14 @@ export function pushEntry(ops: Ops, key: string, e: Entry): void {
 /** A directory as readers see it: unit -> codes recorded with it (stored and staged). */
 export type Dir = Map<string, Set<string>>;
 
+/** Of these history ids, those whose outbox intents are still there (post-commit work pending). */
+export type OpenVersions = (historyIds: readonly string[]) => Promise<ReadonlySet<string>>;
+
+/** Entries staged at a commit point are looked after once this old (the outbox had its chance)... */
+const SETTLE_MS = 1000;
+/** ...by a sweep at most this often, started by a later stage. */
+const SWEEP_MS = 2000;
+
 export class BucketStore {
   private readonly col: Collection<BucketDoc>;
   private readonly dirs: Collection<DirDoc>;
@@ -88,10 +96,29 @@ export class BucketStore {
   private readonly written = new Map<string, { part: number; bytes: number; carried: number }>();
   /** `record` calls run one at a time (read-modify-write updates on FerretDB). */
   private chain: Promise<void> = Promise.resolve();
+  /**
+   * What was staged at this process's commit points, oldest first, until the outbox is done with
+   * those versions. Whoever holds the outbox lease stores (and there unstages) the entries; on
+   * any other instance they would stay staged for good, so a sweep unstages them once their
+   * intents are gone (an intent is deleted only after every consumer, storing last, is done).
+   */
+  private awaiting: { ids: readonly string[]; ops: Ops; at: number }[] = [];
+  private sweptAt = 0;
+  private sweeping = false;
 
-  constructor(db: Db) {
+  constructor(
+    db: Db,
+    private readonly open?: OpenVersions,
+  ) {
     this.col = db.collection<BucketDoc>(BUCKET_COLLECTION);
     this.dirs = db.collection<DirDoc>(BUCKET_COLLECTION);
+  }
+
+  /** Entries held in memory and not stored yet (an operator's gauge: a backlog, or a leak). */
+  stagedCount(): number {
+    let n = 0;
+    for (const m of this.staged.values()) n += m.size;
+    return n;
   }
 
   /** Adds units (with a code) to a directory of `ops`, unless known to be stored. */
@@ -105,8 +132,15 @@ export class BucketStore {
     }
   }
 
-  /** Right after the commit point: readers see these entries from now on. */
-  stage(ops: Ops): void {
+  /**
+   * Right after the commit point: readers see these entries from now on. `versions` (history
+   * ids) are the committed versions they belong to, when this process committed them.
+   */
+  stage(ops: Ops, versions?: readonly string[]): void {
+    if (versions?.length && this.open) {
+      this.awaiting.push({ ids: versions, ops, at: Date.now() });
+      this.sweepSoon();
+    }
     for (const [key, entries] of ops.buckets) {
       const m = this.staged.get(key) ?? new Map<string, Entry>();
       // A snapshot: a carried document must not follow later changes to the writer's objects.
@@ -141,6 +175,11 @@ export class BucketStore {
       updates.push(() => this.dirs.updateOne({ _id: key }, { $addToSet: { u: { $each: pairs } } }, { upsert: true }));
     }
     for (let i = 0; i < updates.length; i += concurrency) await Promise.all(updates.slice(i, i + concurrency).map((u) => u()));
+    this.unstage(ops);
+  }
+
+  /** Takes entries out of memory: they are in the database now. */
+  private unstage(ops: Ops): void {
     for (const [key, entries] of ops.buckets) {
       const m = this.staged.get(key);
       if (!m) continue;
@@ -148,6 +187,30 @@ export class BucketStore {
       if (m.size === 0) this.staged.delete(key);
     }
     for (const [key, units] of ops.dirs) this.unstageDir(key, units);
+  }
+
+  /** Starts a sweep of `awaiting` when one is due and none runs (failures wait for the next). */
+  private sweepSoon(): void {
+    const now = Date.now();
+    if (this.sweeping || now - this.sweptAt < SWEEP_MS || now - this.awaiting[0].at < SETTLE_MS) return;
+    this.sweeping = true;
+    this.sweptAt = now;
+    void this.sweep(now - SETTLE_MS)
+      .catch(() => undefined)
+      .finally(() => (this.sweeping = false));
+  }
+
+  private async sweep(before: number): Promise<void> {
+    let n = 0;
+    while (n < this.awaiting.length && this.awaiting[n].at <= before) n++;
+    const due = this.awaiting.slice(0, n);
+    const ids = due.flatMap((a) => a.ids);
+    const open = new Set<string>();
+    for (let i = 0; i < ids.length; i += 500) for (const id of await this.open!(ids.slice(i, i + 500))) open.add(id);
+    const kept = due.filter((a) => a.ids.some((id) => open.has(id)));
+    for (const a of due) if (!kept.includes(a)) this.unstage(a.ops);
+    // Items staged during the reads are behind the first n: they stay as they were.
+    this.awaiting = [...kept, ...this.awaiting.slice(n)];
   }
 
   /**

@@ -127,9 +127,19 @@ export interface QueryExecutor {
   ensureIndexes(specs: ReadonlyMap<string, IndexSpec[]>): Promise<void>;
   /** Stale index values and engine-side structures, rebuilt before serving (idempotent). */
   maintain(m: Maintenance): Promise<void>;
+  /** Entries of committed versions held in memory and not stored yet (0 where nothing is staged). */
+  staged(): number;
   /** Synchronously at a commit point (storage calls it): entries readers need at once. */
   atCommitPoint(versions: readonly LiveVersion[]): void;
-  /** Outbox consumer: engine-side structures of committed versions, stored durably. */
+  /**
+   * Outbox consumer, first: what readers of this instance need of the batch's versions, in memory
+   * (the lease holder may not be the instance that committed them), before the other consumers run.
+   */
+  onHandedOn(events: readonly CommittedEvent[]): Promise<void>;
+  /**
+   * Outbox consumer, last: engine-side structures of committed versions, stored durably. Last,
+   * so that no notification waits for them: readers of this instance saw them since onHandedOn.
+   */
   onCommitted(events: readonly CommittedEvent[]): Promise<void>;
   /**
    * Loaders and tests: stores engine-side entries of documents written around storage

@@ -3,10 +3,10 @@ import type { AccessPolicy } from '../../auth/types';
 import type { Collections } from '../collections';
 import type { Engine } from '../engine';
 import type { CommittedEvent } from '../outbox';
-import type { CurrentDoc, IndexEntries } from '../types';
+import { type CurrentDoc, historyId, type IndexEntries } from '../types';
 import type { IndexFn } from '../versions';
 import { collectCandidates, compareBy, lastnViaBuckets, type WalkInput } from './bucket-walk';
-import { BucketStore, type Ops, emptyOps } from './bucket-store';
+import { BucketStore, type OpenVersions, type Ops, emptyOps } from './bucket-store';
 import { BUCKET_LAYOUT, BucketIndex, type BucketSource } from './buckets';
 import type { CountQuery, Explanation, HistoryIds, HistoryQuery, LastnQuery, LiveVersion, Maintenance, PageQuery, SearchPage } from './executor';
 import { DATE_SORT, keysetCond } from './keys';
@@ -39,15 +39,18 @@ export class FerretExecutor extends MongoExecutor {
   private readonly store: BucketStore;
   private readonly buckets: BucketIndex;
   private readonly time: TimeBuckets;
+  /** Entries of the batch being handed on, from onHandedOn to onCommitted (the outbox hands each consumer the same array). */
+  private readonly handedOn = new WeakMap<readonly CommittedEvent[], Ops>();
 
   constructor(
     db: Db,
     cols: Collections,
     private readonly index: IndexFn,
     private readonly scanBudget = DEFAULT_SCAN_BUDGET,
+    open?: OpenVersions,
   ) {
     super(db, cols);
-    this.store = new BucketStore(db);
+    this.store = new BucketStore(db, open);
     this.buckets = new BucketIndex(this.store);
     this.time = new TimeBuckets(this.store);
   }
@@ -154,16 +157,40 @@ export class FerretExecutor extends MongoExecutor {
   }
 
   override atCommitPoint(versions: readonly LiveVersion[]): void {
-    this.store.stage(this.opsOfVersions(versions));
+    this.store.stage(
+      this.opsOfVersions(versions),
+      versions.flatMap((v) => (v.doc.vid ? [historyId(v.type, v.doc._id, v.doc.vid)] : [])),
+    );
+  }
+
+  override staged(): number {
+    return this.store.stagedCount();
   }
 
   override async recordTrail(versions: readonly LiveVersion[]): Promise<void> {
     await this.store.record(this.opsOfVersions(versions));
   }
 
-  /** Stores the bucket entries of committed versions (staged at their commit point). */
+  /**
+   * Stages the bucket entries of a batch's versions on this instance (they were staged where they
+   * were committed, which may be another instance), so that the consumers after this one read
+   * them; `onCommitted` stores the same entries at the end of the batch.
+   */
+  override async onHandedOn(events: readonly CommittedEvent[]): Promise<void> {
+    const ops = this.opsOfVersions(await this.versionsOf(events));
+    this.store.stage(ops);
+    this.handedOn.set(events, ops);
+  }
+
+  /** Stores the bucket entries of committed versions (staged at their commit point and in onHandedOn). */
   override async onCommitted(events: readonly CommittedEvent[]): Promise<void> {
-    const versions: LiveVersion[] = await Promise.all(
+    const ops = this.handedOn.get(events) ?? this.opsOfVersions(await this.versionsOf(events));
+    this.handedOn.delete(events);
+    await this.store.record(ops);
+  }
+
+  private versionsOf(events: readonly CommittedEvent[]): Promise<LiveVersion[]> {
+    return Promise.all(
       events.map(async (e) => ({
         type: e.type,
         doc: {
@@ -178,7 +205,6 @@ export class FerretExecutor extends MongoExecutor {
         },
       })),
     );
-    await this.store.record(this.opsOfVersions(versions));
   }
 
   private async priorOf(e: CommittedEvent): Promise<{ idx: IndexEntries; comp: string[] } | null> {

@@ -3,6 +3,7 @@ import { Collections } from '../collections';
 import type { Engine } from '../engine';
 import type { IndexFn } from '../versions';
 import type { QueryExecutor } from './executor';
+import type { OpenVersions } from './bucket-store';
 import { FerretExecutor } from './ferret';
 import { MongoExecutor } from './mongo';
 
@@ -14,7 +15,7 @@ export type { ScanPoint } from './time-buckets';
 export { DATE_SORT, hasElemRange, keysetCond, relax, sortValue, type KeyValue, type SortKey } from './keys';
 
 /** The executor of a database kind (chosen once, at start-up). */
-export function createExecutor(engine: Engine, db: Db, index: IndexFn, opts: { scanBudget?: number } = {}): QueryExecutor {
+export function createExecutor(engine: Engine, db: Db, index: IndexFn, opts: { scanBudget?: number; open?: OpenVersions } = {}): QueryExecutor {
   const cols = new Collections(db);
-  return engine === 'ferretdb' ? new FerretExecutor(db, cols, index, opts.scanBudget) : new MongoExecutor(db, cols);
+  return engine === 'ferretdb' ? new FerretExecutor(db, cols, index, opts.scanBudget, opts.open) : new MongoExecutor(db, cols);
 }

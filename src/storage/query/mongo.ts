@@ -167,6 +167,14 @@ export class MongoExecutor implements QueryExecutor {
     // MongoDB serves every query from indexes: nothing to stage.
   }
 
+  staged(): number {
+    return 0;
+  }
+
+  async onHandedOn(_events: readonly CommittedEvent[]): Promise<void> {
+    // Nothing beside the current documents.
+  }
+
   async onCommitted(_events: readonly CommittedEvent[]): Promise<void> {
     // Nothing beside the current documents.
   }
