@@ -67,6 +67,12 @@ export class DeliveryWorker {
   private handed = new Map<string, NotificationRow[]>();
   private draining?: Promise<void>;
   private sweeping?: Promise<void>;
+  /**
+   * Due-mark deletes in flight beside a send, by subscription. A new mark waits for them: one
+   * written before such a delete landed would be deleted with it (an insert beside an existing
+   * mark is a no-op), and rows recorded after a crash there would then have no mark.
+   */
+  private clearing = new Map<string, Promise<unknown>>();
 
   constructor(private readonly ctx: DeliveryContext) {
     this.leases = ctx.state.deliveryLeases(randomUUID(), ctx.opts.leaseMs, () => ctx.now().getTime());
@@ -127,8 +133,20 @@ export class DeliveryWorker {
   }
 
   /** Leaves a mark so that this subscription is looked at again (by any instance). */
-  mark(ids: string[]): Promise<void> {
-    return this.ctx.state.markDue(ids, this.ctx.now());
+  async mark(ids: string[]): Promise<void> {
+    await Promise.all(ids.map((id) => this.clearing.get(id)));
+    await this.ctx.state.markDue(ids, this.ctx.now());
+  }
+
+  /** Deletes marks without waiting (see `clearing`); the caller awaits the result when it suits it. */
+  private clearBeside(ids: string[]): Promise<void> {
+    const deleted = this.ctx.state.clearDueMany(ids);
+    const settled = deleted.catch(() => undefined);
+    for (const id of ids) this.clearing.set(id, settled);
+    void settled.then(() => {
+      for (const id of ids) if (this.clearing.get(id) === settled) this.clearing.delete(id);
+    });
+    return deleted;
   }
 
   /** Works on subscriptions in waves; `marked` ones have (or had) work recorded. */
@@ -180,9 +198,13 @@ export class DeliveryWorker {
       }),
     );
     const claimed = (await Promise.all(claim.map(async (id) => [id, await this.leases.acquire(id)] as const))).filter((c): c is [string, HeldLease] => c[1] !== undefined);
-    // Unmark before looking: work recorded from now on leaves a new mark, so none is missed.
+    // Unmark before looking: work recorded from now on leaves a new mark, so none is missed. Rows
+    // handed in memory need no look: their marks go beside the send, not before it (a delete
+    // queued behind other writes would hold the notification back), and new marks wait for that.
     const working = [...ready, ...claimed.map(([id]) => id)];
-    await this.ctx.state.clearDueMany(working);
+    const handedOnly = working.filter((id) => this.handed.has(id));
+    await this.ctx.state.clearDueMany(working.filter((id) => !this.handed.has(id)));
+    const unmarked = this.clearBeside(handedOnly);
     // Re-read after taking the lease: the previous holder may have progressed meanwhile.
     await Promise.all(
       claimed.map(async ([id, lease]) => {
@@ -190,7 +212,7 @@ export class DeliveryWorker {
       }),
     );
     for (const id of ids) if (!working.includes(id)) this.handed.delete(id);
-    await Promise.all(working.map((id) => this.turn(states.get(id)!, this.held.get(id)!)));
+    await Promise.all([unmarked, ...working.map((id) => this.turn(states.get(id)!, this.held.get(id)!))]);
   }
 
   /** A lease kept from an earlier turn, renewed when it runs low; undefined when none (or it was lost). */

@@ -7,7 +7,7 @@ import type { AccessPolicy, Principal } from '../auth/types';
 import type { Config } from '../config';
 import type { BatchInfo, CommittedEvent, ResourceRepository } from '../storage';
 import type { QueryExecutor } from '../storage/query/executor';
-import { SubscriptionState, type NotificationRow } from '../storage/state/subscriptions';
+import { SubscriptionState } from '../storage/state/subscriptions';
 import { checkClientWrite } from './client-writes';
 import { EXT } from './constants';
 import { ObservationDefinitions } from './definitions';
@@ -193,18 +193,16 @@ export class SubscriptionService {
       i++;
     }
     const bySub = await rowsForHits(this.deps.repository, hits, now);
-    const recorded = new Map(await Promise.all([...bySub].map(async ([sub, rows]) => [sub, await this.log.record(sub, rows)] as const)));
-    await this.workOn([...new Set([...handshakes, ...bySub.keys()])], recorded);
-  }
-
-  /**
-   * The mark tells any instance there is work; the local kick delivers right away, with the rows
-   * just recorded handed on in memory (they are stored and marked first, so a crash loses none).
-   */
-  private async workOn(ids: string[], rows?: ReadonlyMap<string, NotificationRow[]>): Promise<void> {
+    const ids = [...new Set([...handshakes, ...bySub.keys()])];
     if (ids.length === 0) return;
-    await this.worker.mark(ids);
-    this.worker.kick(ids, rows);
+    // Rows and marks are stored together (a mark whose rows are not there yet only makes a
+    // worker look early and find nothing); the local kick delivers right away, with the rows just
+    // recorded handed on in memory, only once both are stored, so a crash loses none.
+    const [recorded] = await Promise.all([
+      Promise.all([...bySub].map(async ([sub, rows]) => [sub, await this.log.record(sub, rows)] as const)),
+      this.worker.mark(ids),
+    ]);
+    this.worker.kick(ids, new Map(recorded));
   }
 
   // ---------------------------------------------------------------- websocket
