@@ -47,12 +47,12 @@ interface PendingFlag {
 /**
  * Everything one outbox batch makes alerting write, in as few round trips as the work allows:
  * episode states, NEWS2 inputs and deadlines each in one bulk replace, and beside them the
- * batch's Flags and NEWS2 Observations committed together (one concurrent wave of single-version
- * commits, whose intents and versions storage groups into one insert each). They need not be all
- * or nothing: each Flag stands alone, and a replayed NEWS2 Observation that exists already must
- * not hold back the batch's Flags. A journal commit would cost seven sequential round trips where
- * this costs three. A crash in between is repaired by the replay (the outbox intents are still
- * there; the keys say what was decided).
+ * batch's Flags and NEWS2 Observations committed together (concurrent single-version commits,
+ * whose intents and versions storage groups into one insert each), in two waves (see flush).
+ * They need not be all or nothing: each Flag stands alone, and a replayed NEWS2 Observation that
+ * exists already must not hold back the batch's Flags. A journal commit would cost seven
+ * sequential round trips where this costs three. A crash in between is repaired by the replay
+ * (the outbox intents are still there; the keys say what was decided).
  */
 export class DerivedBatch {
   private states = new Map<string, AlertStateDoc>();
@@ -100,12 +100,21 @@ export class DerivedBatch {
     if (this.flags.has(episodeId)) await this.flush();
   }
 
+  /**
+   * Two waves. First what a notification depends on: the Flags (with any resource they refer
+   * to), their index entries, episode states and deadlines; then the listener matches the new
+   * versions. Then what no notification waits for: the NEWS2 Observations no Flag refers to and
+   * the NEWS2 inputs, both rebuilt by a replay of the same events after a crash in between.
+   */
   async flush(): Promise<void> {
+    const flags = [...this.flags.values()];
+    const creates = this.creates;
+    const referred = (r: Resource) => flags.some((f) => refersTo(f.resource, r));
+    const first = creates.filter(referred);
+    const later = creates.filter((r) => !referred(r));
     const states = [...this.states.values()];
     const latest = [...this.latest.values()];
     const deadlines = [...this.deadlines.values()];
-    const flags = [...this.flags.values()];
-    const creates = this.creates;
     const index = this.flagIndex;
     this.flagIndex = [];
     this.states.clear();
@@ -113,11 +122,10 @@ export class DerivedBatch {
     this.deadlines.clear();
     this.flags.clear();
     this.creates = [];
-    const writes = [...creates.map((resource) => ({ resource, current: null })), ...flags.map((f) => ({ resource: f.resource, current: f.current }))];
+    const writes = [...first.map((resource) => ({ resource, current: null })), ...flags.map((f) => ({ resource: f.resource, current: f.current }))];
     const [results] = await Promise.all([
       writes.length ? this.resources.commit(writes) : Promise.resolve([]),
       this.st.putStates(states),
-      this.st.putLatest(latest),
       this.st.putDeadlines(deadlines),
       // Inserted in the same wave: a Flag's current version, what makes it readable, is the
       // last of its commit's three steps, so the entry is there before anyone can acknowledge it.
@@ -126,15 +134,27 @@ export class DerivedBatch {
     // A create that clashed is a replay (the NEWS2 Observation exists); a Flag that lost its
     // If-Match (an acknowledgement, another instance) is projected again from the database.
     for (let i = 0; i < flags.length; i++) {
-      const r = results[creates.length + i];
+      const r = results[first.length + i];
       if (r === 'conflict') await flags[i].retry();
       else flags[i].done(r);
     }
-    // New versions only (an unchanged write commits nothing and returns the current document).
+    await this.tell(writes, results);
+    const laterWrites = later.map((resource) => ({ resource, current: null }));
+    const [laterResults] = await Promise.all([laterWrites.length ? this.resources.commit(laterWrites) : Promise.resolve([]), this.st.putLatest(latest)]);
+    await this.tell(laterWrites, laterResults);
+  }
+
+  /** New versions only (an unchanged write commits nothing and returns the current document). */
+  private async tell(writes: { resource: Resource; current: CurrentDoc | null }[], results: Array<CurrentDoc | 'conflict'>): Promise<void> {
     const events = writes.flatMap((w, i) => {
       const r = results[i];
       return r !== 'conflict' && r.vid > (w.current?.vid ?? 0) ? [derivedEvent(r, w.current)] : [];
     });
     if (events.length && this.listener) await this.listener(events);
   }
+}
+
+/** Whether `flag` names `r` (`Type/id`) anywhere (a flag-detail extension's reference). */
+function refersTo(flag: Resource, r: Resource): boolean {
+  return r.id !== undefined && JSON.stringify(flag).includes(`"${r.resourceType}/${r.id}"`);
 }
