@@ -143,8 +143,13 @@ export class BucketStore {
     }
     for (const [key, entries] of ops.buckets) {
       const m = this.staged.get(key) ?? new Map<string, Entry>();
-      // A snapshot: a carried document must not follow later changes to the writer's objects.
-      for (const e of entries) m.set(token(e), e.d ? snapshot(e) : e);
+      // A snapshot: a carried document must not follow later changes to the writer's objects. An
+      // entry staged already (its commit point, then the outbox hand-off on the same instance)
+      // is the same entry: it is not copied again.
+      for (const e of entries) {
+        const t = token(e);
+        if (!m.has(t)) m.set(t, e.d ? snapshot(e) : e);
+      }
       this.staged.set(key, m);
     }
     for (const [key, units] of ops.dirs) {
@@ -207,8 +212,11 @@ export class BucketStore {
     const ids = due.flatMap((a) => a.ids);
     const open = new Set<string>();
     for (let i = 0; i < ids.length; i += 500) for (const id of await this.open!(ids.slice(i, i + 500))) open.add(id);
-    const kept = due.filter((a) => a.ids.some((id) => open.has(id)));
-    for (const a of due) if (!kept.includes(a)) this.unstage(a.ops);
+    const kept: typeof due = [];
+    for (const a of due) {
+      if (a.ids.some((id) => open.has(id))) kept.push(a);
+      else this.unstage(a.ops);
+    }
     // Items staged during the reads are behind the first n: they stay as they were.
     this.awaiting = [...kept, ...this.awaiting.slice(n)];
   }
