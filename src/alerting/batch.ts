@@ -1,6 +1,7 @@
-import type { Resource } from 'fhir/r4';
+import type { Flag, Resource } from 'fhir/r4';
 import { historyId, type CommittedEvent, type CurrentDoc } from '../storage';
 import type { AlertDeadlineDoc, AlertFlagDoc, AlertingState, AlertLatestDoc, AlertStateDoc } from '../storage/state/alerting';
+import { ALERT_EXT } from './model';
 
 /** How the module reads and writes resources (the server's own commit path; see index.ts). */
 export interface ResourcePort {
@@ -154,7 +155,8 @@ export class DerivedBatch {
   }
 }
 
-/** Whether `flag` names `r` (`Type/id`) anywhere (a flag-detail extension's reference). */
+/** Whether one of `flag`'s flag-detail extensions (its triggering readings) names `r`. */
 function refersTo(flag: Resource, r: Resource): boolean {
-  return r.id !== undefined && JSON.stringify(flag).includes(`"${r.resourceType}/${r.id}"`);
+  const ref = `${r.resourceType}/${r.id}`;
+  return r.id !== undefined && ((flag as Flag).extension ?? []).some((x) => x.url === ALERT_EXT.flagDetail && x.valueReference?.reference === ref);
 }
