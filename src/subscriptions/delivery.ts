@@ -96,7 +96,11 @@ export class DeliveryWorker {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     await Promise.all([this.draining, this.sweeping]);
-    while (this.running > 0) await new Promise((r) => setTimeout(r, 10));
+    // A turn ends within a send's timeout plus its few writes; past that, stop anyway rather than
+    // hang the shutdown (its rows and marks are durable, its lease lapses for the next holder).
+    const giveUpAt = Date.now() + this.ctx.opts.deliveryTimeoutMs + 5000;
+    while (this.running > 0 && Date.now() < giveUpAt) await new Promise((r) => setTimeout(r, 10));
+    if (this.running > 0) this.ctx.logger.warn({ turns: this.running }, 'delivery stopped with turns still running');
     await this.releaseIdle(() => true);
   }
 
@@ -212,7 +216,10 @@ export class DeliveryWorker {
       }),
     );
     for (const id of ids) if (!working.includes(id)) this.handed.delete(id);
-    await Promise.all([unmarked, ...working.map((id) => this.turn(states.get(id)!, this.held.get(id)!))]);
+    // Every turn ends before the wave does (the wave's subscriptions are busy until then): a
+    // failed delete of marks must not end the wave early, or a second turn could start beside one.
+    const [cleared] = await Promise.allSettled([unmarked, ...working.map((id) => this.turn(states.get(id)!, this.held.get(id)!))]);
+    if (cleared.status === 'rejected') this.ctx.logger.warn({ err: cleared.reason }, 'due marks not deleted; they make a later look find nothing');
   }
 
   /** A lease kept from an earlier turn, renewed when it runs low; undefined when none (or it was lost). */

@@ -30,14 +30,33 @@ export async function sendHook(r: {
   headers['X-Vigil-Notification-Type'] = r.type;
   if (rows.length) headers['X-Vigil-Event-Numbers'] = rows.map((x) => x.num).join(',');
   const timeoutMs = spec.timeoutSeconds ? spec.timeoutSeconds * 1000 : r.defaultTimeoutMs;
-  try {
+  const ctl = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  // Our own timer, held until the request ends, settles the send whatever happens to the
+  // request underneath: a fetch whose connection the endpoint tore down was once seen never to
+  // settle, and a send that never ends holds its subscription's turn (and a graceful stop) forever.
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const e = new Error(`no answer within ${timeoutMs} ms`);
+      e.name = 'TimeoutError';
+      ctl.abort(e);
+      reject(e);
+    }, timeoutMs);
+  });
+  const exchange = async (): Promise<number> => {
     // An empty body is sent as none, so fetch adds no text/plain Content-Type.
-    const res = await fetch(r.url, { method: r.method, headers, body: body === '' ? undefined : body, signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
+    const res = await fetch(r.url, { method: r.method, headers, body: body === '' ? undefined : body, signal: ctl.signal, redirect: 'manual' });
     await res.arrayBuffer().catch(() => undefined);
-    return res.status >= 200 && res.status < 300 ? { ok: true } : { ok: false, error: `endpoint answered ${res.status}` };
+    return res.status;
+  };
+  try {
+    const status = await Promise.race([exchange(), deadline]);
+    return status >= 200 && status < 300 ? { ok: true } : { ok: false, error: `endpoint answered ${status}` };
   } catch (e) {
     const err = e as Error & { cause?: { code?: string } };
     const why = err.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (err.cause?.code ?? err.message);
     return { ok: false, error: `endpoint unreachable: ${why}` };
+  } finally {
+    clearTimeout(timer);
   }
 }
