@@ -43,6 +43,14 @@ const LEASE_NAME = 'outbox';
 /** Each consumer gets a batch only with this much lease left, so it ends before anyone can take over. */
 const FENCE_MS = LEASE_MS / 3;
 const BATCH = 200;
+/** Batches whose finishers (and intent deletes) may still run while later batches are consumed. */
+const MAX_TAILS = 4;
+
+/** A batch handed to every in-turn consumer, its finishers and intent delete still to come. */
+interface Tail {
+  ids: readonly string[];
+  done: Promise<void>;
+}
 
 /**
  * The outbox: every write inserts an intent (`outbox` collection, `_id` = history id) just
@@ -67,6 +75,15 @@ export class Outbox {
   private readonly consumers: CommitConsumer[] = [];
   /** Run after every consumer (storage's own durable entries, which no notification waits for). */
   private readonly finishers: CommitConsumer[] = [];
+  /**
+   * Batches past their in-turn consumers, oldest first. Finishers run one batch at a time in
+   * this order, beside the next batches' consumers: a notification never waits for the previous
+   * batch's search entries to be stored. Their intents stay until their finishers are done.
+   */
+  private tails: Tail[] = [];
+  /** Intents of `tails`: the next batch skips them (they are consumed already). */
+  private readonly inFlight = new Set<string>();
+  private readonly failedTails = new WeakSet<Promise<void>>();
 
   constructor(
     private readonly versions: Versions,
@@ -99,6 +116,7 @@ export class Outbox {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.running;
+    await this.settleTails();
     const l = this.lease;
     this.lease = undefined;
     if (l) await this.chain.release(l).catch(() => undefined);
@@ -200,10 +218,26 @@ export class Outbox {
   async drainNow(): Promise<void> {
     this.flushing++;
     try {
-      await this.run();
+      // Until nothing is pending here: a tail that failed leaves its intents for another pass.
+      for (let pass = 0; pass < 3; pass++) {
+        await this.run();
+        const failed = await this.settleTails();
+        if (!failed) break;
+      }
     } finally {
       this.flushing--;
     }
+  }
+
+  /** Waits for every tail; whether one failed. */
+  private async settleTails(): Promise<boolean> {
+    let failed = false;
+    while (this.tails.length > 0) {
+      const t = this.tails[0];
+      await t.done.catch(() => (failed = true));
+      if (this.tails[0] === t) this.tails.shift();
+    }
+    return failed;
   }
 
   /**
@@ -212,7 +246,9 @@ export class Outbox {
    * that died before their commit point, and hands the committed versions on.
    */
   private async processBatch(): Promise<number> {
-    const intents = await this.cols.outbox.find({}).sort({ at: 1, _id: 1 }).limit(BATCH).toArray();
+    while (this.tails.length >= MAX_TAILS) await this.tails[0].done.catch(() => undefined);
+    const skip = this.inFlight.size;
+    const intents = (await this.cols.outbox.find({}).sort({ at: 1, _id: 1 }).limit(BATCH + skip).toArray()).filter((i) => !this.inFlight.has(i._id)).slice(0, BATCH);
     if (intents.length === 0) return 0;
     const versions = await findByIds(this.cols.history, intents.map((i) => i._id));
     const byId = new Map(versions.map((h) => [h._id, h]));
@@ -233,11 +269,11 @@ export class Outbox {
       }
     }
     if (!(await this.fenced())) return 0;
+    const info: BatchInfo = { epoch: this.epoch };
+    const events = ready.map((h) => this.eventOf(h));
     if (ready.length > 0) {
       await this.repairCurrent(ready);
-      const events = ready.map((h) => this.eventOf(h));
-      const info: BatchInfo = { epoch: this.epoch };
-      for (const c of [...this.consumers, ...this.finishers]) {
+      for (const c of this.consumers) {
         // Checked against the database above; between consumers the lease's own time is the fence
         // (only our link can follow ours before it expires), which saves a read per consumer.
         if (!this.heldLocally()) return 0;
@@ -245,11 +281,41 @@ export class Outbox {
       }
     }
     const done = [...ready.map((h) => h._id), ...abandoned];
-    // One write for the whole batch; the outbox collection is small, so $in costs no big scan.
-    if (done.length) await this.cols.outbox.deleteMany({ _id: { $in: done } });
+    if (done.length) this.finish(done, events, info);
     if (abandoned.length) this.logger.warn({ count: abandoned.length }, 'dropped outbox intents of writes that never committed');
     // A full batch of which nothing could be done yet is not progress: wait for the next poll.
     return done.length === 0 ? 0 : intents.length;
+  }
+
+  /**
+   * The rest of a batch, queued behind the tails before it: its finishers, then one delete of its
+   * intents ($in: the outbox collection is small). A tail after a failed one does nothing either
+   * (their intents are offered again from the oldest, as after a crash), and none runs once the
+   * lease is gone or was taken anew (the epoch it was consumed in is over).
+   */
+  private finish(ids: string[], events: CommittedEvent[], info: BatchInfo): void {
+    const prev = this.tails.at(-1)?.done ?? Promise.resolve();
+    for (const id of ids) this.inFlight.add(id);
+    const done = prev.then(async () => {
+      for (const c of this.finishers) {
+        if (!this.heldLocally() || this.epoch !== info.epoch) throw new Error('the outbox lease was lost before the batch was finished');
+        if (events.length) await c(events, info);
+      }
+      if (!this.heldLocally() || this.epoch !== info.epoch) throw new Error('the outbox lease was lost before the batch was finished');
+      await this.cols.outbox.deleteMany({ _id: { $in: ids } });
+    });
+    const tail: Tail = { ids, done };
+    this.tails.push(tail);
+    void done
+      .catch((e: unknown) => {
+        // Only the first of a run of failures says why: the tails after it fail with it.
+        if (!this.failedTails.has(prev)) this.logger.error({ err: e }, 'outbox processing failed; will retry');
+        this.failedTails.add(done);
+      })
+      .finally(() => {
+        for (const id of ids) this.inFlight.delete(id);
+        this.tails = this.tails.filter((t) => t !== tail);
+      });
   }
 
   /**

@@ -94,8 +94,9 @@ export class BucketStore {
   private readonly stagedDirs = new Map<string, Dir>();
   /** Per bucket this process wrote to: its last part, the characters stored there, carried entries. */
   private readonly written = new Map<string, { part: number; bytes: number; carried: number }>();
-  /** `record` calls run one at a time (read-modify-write updates on FerretDB). */
-  private chain: Promise<void> = Promise.resolve();
+  /** `record` calls waiting for the store loop, which takes them all at once (see record). */
+  private queued: { ops: Ops; concurrency: number; settle: (e?: unknown) => void }[] = [];
+  private storing = false;
   /**
    * What was staged at this process's commit points, oldest first, until the outbox is done with
    * those versions. Whoever holds the outbox lease stores (and there unstages) the entries; on
@@ -164,9 +165,35 @@ export class BucketStore {
    * only, with no request traffic beside them) updates that many distinct buckets at once.
    */
   record(ops: Ops, concurrency = 1): Promise<void> {
-    const run = this.chain.then(() => this.store(ops, concurrency));
-    this.chain = run.catch(() => undefined);
-    return run;
+    return new Promise<void>((resolve, reject) => {
+      this.queued.push({ ops, concurrency, settle: (e) => (e === undefined ? resolve() : reject(e)) });
+      if (!this.storing) void this.storeQueued();
+    });
+  }
+
+  /**
+   * One store at a time (read-modify-write updates on FerretDB); what queued meanwhile goes in
+   * the next one together, one update per bucket for all of it. Under a stream of readings the
+   * buckets every reading touches (a code's, the history minute's) are then rewritten once per
+   * store, not once per outbox batch, and that rewrite is most of what storing costs.
+   */
+  private async storeQueued(): Promise<void> {
+    this.storing = true;
+    try {
+      while (this.queued.length > 0) {
+        const group = this.queued;
+        this.queued = [];
+        const ops = group.length === 1 ? group[0].ops : mergeOps(group.map((g) => g.ops));
+        try {
+          await this.store(ops, Math.max(...group.map((g) => g.concurrency)));
+          for (const g of group) g.settle();
+        } catch (e) {
+          for (const g of group) g.settle(e ?? new Error('storing search entries failed'));
+        }
+      }
+    } finally {
+      this.storing = false;
+    }
   }
 
   private async store(ops: Ops, concurrency: number): Promise<void> {
@@ -346,6 +373,30 @@ export class BucketStore {
     this.dirCache.clear();
     this.written.clear();
   }
+}
+
+/** Several batches' ops as one, in order; an entry twice (a batch offered again) goes once. */
+function mergeOps(all: readonly Ops[]): Ops {
+  const out = emptyOps();
+  const seen = new Map<string, Set<string>>();
+  for (const ops of all) {
+    for (const [key, entries] of ops.buckets) {
+      const tokens = seen.get(key) ?? new Set<string>();
+      seen.set(key, tokens);
+      for (const e of entries) {
+        const t = token(e);
+        if (tokens.has(t)) continue;
+        tokens.add(t);
+        pushEntry(out, key, e);
+      }
+    }
+    for (const [key, units] of ops.dirs) {
+      const m = out.dirs.get(key) ?? new Map<string, Set<string>>();
+      for (const [u, codes] of units) m.set(u, new Set([...(m.get(u) ?? []), ...codes]));
+      out.dirs.set(key, m);
+    }
+  }
+  return out;
 }
 
 function partKey(key: string, part: number): string {
