@@ -22,7 +22,7 @@ import type { ModuleParts } from './module';
 import { createResourcesModule } from './resources/module';
 import type { ResourceStore } from './resources/store';
 import type { SearchService } from './search/service';
-import type { CrashPoint, Outbox } from './storage';
+import { type CrashPoint, gateWritesForEngine, type Outbox } from './storage';
 import { createSubscriptionsModule } from './subscriptions/module';
 import type { SubscriptionService } from './subscriptions/service';
 
@@ -71,7 +71,8 @@ export interface Vigil {
  * parts (outbox consumers, gauges, lifecycle); this only orders and composes them.
  */
 export async function createVigil(deps: VigilDeps): Promise<Vigil> {
-  const { config, db, logger } = deps;
+  const { config, logger } = deps;
+  const db = await gateWritesForEngine(deps.db, config.limits.embeddedWriters);
   const clock = deps.clock ?? (() => new Date());
   const newId = deps.newId ?? (() => randomUUID());
   const startedAt = clock();
@@ -93,6 +94,7 @@ export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   const parts: ModuleParts[] = [core, auth, audit, outboxParts, subscriptions, alerting, metrics, bulk, erasure];
   for (const p of parts) {
     for (const c of p.consumers ?? []) outbox.addConsumer(c);
+    for (const c of p.finishers ?? []) outbox.addConsumer(c, 'last');
     for (const g of p.gauges ?? []) metrics.metrics.gauge(g);
   }
 

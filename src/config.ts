@@ -92,6 +92,8 @@ export interface Limits {
   requestDeadlineMs: number;
   /** STORAGE_INLINE_MAX: characters of JSON up to which a resource is stored inside its scanned documents (src/storage/bodies.ts). */
   storageInlineMax: number;
+  /** EMBEDDED_DB_WRITERS: writes in flight at once to the embedded database (src/storage/write-gate.ts); MongoDB is not gated. */
+  embeddedWriters: number;
 }
 
 export interface ExternalIssuer {
@@ -245,5 +247,6 @@ function loadLimits(env: NodeJS.ProcessEnv): Limits {
     includeResults: int(env, 'SEARCH_MAX_INCLUDES', 1000, 1, 100_000),
     requestDeadlineMs: int(env, 'REQUEST_DEADLINE_MS', 15_000, 100, 600_000),
     storageInlineMax: int(env, 'STORAGE_INLINE_MAX', 16 * 1024, 1024, 100 * 1024 * 1024),
+    embeddedWriters: int(env, 'EMBEDDED_DB_WRITERS', 1, 1, 64),
   };
 }

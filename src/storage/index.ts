@@ -19,6 +19,7 @@ export { isDuplicateKey } from './collections';
 export { streamCurrent } from './bodies-read';
 export { isErasedCompartment, type EraseCounts, type EraseKey, type StorageErasure } from './erase';
 export { type Engine, detectEngine } from './engine';
+export { gateWritesForEngine } from './write-gate';
 export { serverSecret };
 export type { CrashPoint } from './journal';
 export type { BatchInfo, CommitConsumer, CommittedEvent, Outbox } from './outbox';

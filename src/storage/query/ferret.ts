@@ -13,6 +13,7 @@ import { DATE_SORT, keysetCond } from './keys';
 import { MongoExecutor, pointReads } from './mongo';
 import { reindexStale } from './reindex';
 import { upsertById } from '../upsert';
+import { backgroundWrites } from '../write-gate';
 import { boundedScan } from './scan';
 import { type ScanPoint, TimeBuckets } from './time-buckets';
 
@@ -50,7 +51,8 @@ export class FerretExecutor extends MongoExecutor {
     open?: OpenVersions,
   ) {
     super(db, cols);
-    this.store = new BucketStore(db, open);
+    // Nobody waits for stored entries (readers see them staged): other writes go first.
+    this.store = new BucketStore(backgroundWrites(db), open);
     this.buckets = new BucketIndex(this.store);
     this.time = new TimeBuckets(this.store);
   }
