@@ -9,6 +9,8 @@ import type { CommitConsumer } from './storage';
 export interface ModuleParts {
   /** Post-commit consumers, registered with the outbox in module order. */
   consumers?: CommitConsumer[];
+  /** Post-commit work run after every consumer, beside the next batch (see Outbox.addConsumer 'last'). */
+  finishers?: CommitConsumer[];
   /** Gauges read at every scrape of /metrics. */
   gauges?: GaugeSpec[];
   /** Before any worker runs (indexes, shipped resources): in module order. */

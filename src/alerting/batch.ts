@@ -62,6 +62,9 @@ export class DerivedBatch {
   private flags = new Map<string, PendingFlag>();
   private creates: Resource[] = [];
   private flagIndex: AlertFlagDoc[] = [];
+  /** What the flushes so far left for `finishLater`. */
+  private laterCreates: Resource[] = [];
+  private laterLatest = new Map<string, AlertLatestDoc>();
 
   constructor(
     private readonly st: AlertingState,
@@ -102,10 +105,12 @@ export class DerivedBatch {
   }
 
   /**
-   * Two waves. First what a notification depends on: the Flags (with any resource they refer
-   * to), their index entries, episode states and deadlines; then the listener matches the new
-   * versions. Then what no notification waits for: the NEWS2 Observations no Flag refers to and
-   * the NEWS2 inputs, both rebuilt by a replay of the same events after a crash in between.
+   * Two waves. First (here) what a notification depends on: the Flags (with any resource they
+   * refer to), their index entries, episode states and deadlines; then the listener matches the
+   * new versions. The second, what no notification waits for (the NEWS2 Observations no Flag
+   * refers to and the NEWS2 inputs), is left for `finishLater`: the outbox runs it after the
+   * batch's other consumers, beside the next batch, and both are rebuilt by a replay of the same
+   * events after a crash before it (their intents stay until it is done).
    */
   async flush(): Promise<void> {
     const flags = [...this.flags.values()];
@@ -140,9 +145,21 @@ export class DerivedBatch {
       else flags[i].done(r);
     }
     await this.tell(writes, results);
-    const laterWrites = later.map((resource) => ({ resource, current: null }));
-    const [laterResults] = await Promise.all([laterWrites.length ? this.resources.commit(laterWrites) : Promise.resolve([]), this.st.putLatest(latest)]);
-    await this.tell(laterWrites, laterResults);
+    this.laterCreates.push(...later);
+    for (const d of latest) this.laterLatest.set(d._id, d);
+  }
+
+  /**
+   * The second wave of every flush so far. Its versions are not told to the listener: the
+   * outbox offers them in a later batch like any other commit (the listener's matching runs
+   * one batch at a time, and this runs beside the next one).
+   */
+  async finishLater(): Promise<void> {
+    const creates = this.laterCreates.map((resource) => ({ resource, current: null }));
+    const latest = [...this.laterLatest.values()];
+    this.laterCreates = [];
+    this.laterLatest.clear();
+    await Promise.all([creates.length ? this.resources.commit(creates) : Promise.resolve([]), this.st.putLatest(latest)]);
   }
 
   /** New versions only (an unchanged write commits nothing and returns the current document). */

@@ -36,6 +36,7 @@ export function createAlertingModule(deps: AlertingModuleDeps): AlertingModule {
     port: config.enabled ? alerts : undefined,
     rangeContext: (obs) => alerts.rangeContext(obs, patients),
     consumers: [(events, info) => alerts.onCommitted(events, info)],
+    finishers: [(events) => alerts.onFinished(events)],
     gauges: config.enabled
       ? [{ name: 'vigil_alert_episodes_open', help: 'Open (active) alert episodes', collect: async () => [{ value: await alerts.openEpisodeCount() }] }]
       : [],

@@ -12,6 +12,7 @@ import { LOINC, SNOMED } from '../terminology/vital-codes';
 import { DerivedBatch, type DerivedListener, type ResourcePort } from './batch';
 import { DeadlineWorker, deadlineDoc, type DeadlineDoc } from './deadlines';
 import { EpisodeTracker } from './episodes';
+import { eventChains } from './event-chains';
 import { flagIdOf } from './flag';
 import { PatientInputsCache, type PatientLoader } from './inputs';
 import { ALERT_CODES, ALERT_EXT, type EpisodeStream } from './model';
@@ -35,6 +36,8 @@ type LatestDoc = AlertLatestDoc;
 
 /** How many per-Observation cost samples are kept (see observationCosts). */
 const COST_SAMPLES = 10_000;
+/** Chains of a batch (see event-chains.ts) worked on side by side. */
+const CHAINS_AT_ONCE = 32;
 
 const DEVICE_CACHE_MS = 30_000;
 
@@ -58,6 +61,8 @@ export class AlertingService {
   private readonly latestSavedAt = new Map<string, number>();
   private readonly costs: number[] = [];
   private derived?: DerivedListener;
+  /** Batches consumed whose second wave waits for the outbox finisher (weak: a batch given up is forgotten). */
+  private readonly later = new WeakMap<CommittedEvent[], { batch: DerivedBatch; ms: number; observations: number }>();
 
   constructor(private readonly deps: AlertingDeps) {
     this.now = deps.now ?? (() => new Date());
@@ -164,12 +169,21 @@ export class AlertingService {
       const batch = new DerivedBatch(this.st, this.deps.resources, this.derived);
       let observations = 0;
       try {
-        for (const ev of events) {
-          if (ev.type === 'Patient' || ev.type === 'Goal') this.inputs.committed(ev);
-          else if (ev.type === 'Flag') await this.episodes.noteFlag(ev);
-          else if (ev.type === 'Device') await this.onDevice(ev, batch);
-          else if (ev.type === 'Observation' && ev.resource && ev.method !== 'DELETE' && (await this.onObservation(ev, ev.resource as Observation, batch))) observations++;
-        }
+        const chains = eventChains(events);
+        const work = async () => {
+          for (let c = chains.shift(); c; c = chains.shift()) {
+            for (const ev of c) {
+              if (ev.type === 'Patient' || ev.type === 'Goal') this.inputs.committed(ev);
+              else if (ev.type === 'Flag') await this.episodes.noteFlag(ev);
+              else if (ev.type === 'Device') await this.onDevice(ev, batch);
+              else if (ev.type === 'Observation' && ev.resource && ev.method !== 'DELETE' && (await this.onObservation(ev, ev.resource as Observation, batch))) observations++;
+            }
+          }
+        };
+        // Every worker runs to its end before the batch is flushed or fails (allSettled).
+        const ends = await Promise.allSettled(Array.from({ length: Math.min(CHAINS_AT_ONCE, chains.length) }, work));
+        const failed = ends.find((e): e is PromiseRejectedResult => e.status === 'rejected');
+        if (failed) throw failed.reason;
         await batch.flush();
       } catch (e) {
         // The outbox offers the batch again; memory that ran ahead of the database is reloaded first.
@@ -177,8 +191,22 @@ export class AlertingService {
         this.latestEpoch = undefined;
         throw e;
       }
-      if (observations > 0) this.recordCost((performance.now() - t0) / observations, observations);
+      this.later.set(events, { batch, ms: performance.now() - t0, observations });
     });
+  }
+
+  /**
+   * The outbox finisher: the second wave of what the batch derived (batch.ts), after the
+   * batch's other consumers. A batch offered again (a failure, a crash) is derived again, so a
+   * batch whose second wave never ran loses nothing.
+   */
+  async onFinished(events: CommittedEvent[]): Promise<void> {
+    const l = this.later.get(events);
+    if (!l) return;
+    this.later.delete(events);
+    const t0 = performance.now();
+    await l.batch.finishLater();
+    if (l.observations > 0) this.recordCost((l.ms + performance.now() - t0) / l.observations, l.observations);
   }
 
   private async takeOver(epoch: number): Promise<void> {

@@ -1,5 +1,6 @@
 import type { AnyBulkWriteOperation, Collection, Db, Document, Filter } from 'mongodb';
 import { isDuplicateKey } from '../collections';
+import { GroupInserter } from '../group-insert';
 import { findByIds } from '../lookup';
 
 /**
@@ -117,9 +118,13 @@ async function putManyById<T extends Document & { _id: string }>(col: Collection
   }
 }
 
-async function insertOnce<T extends Document & { _id: string }>(col: Collection<T>, doc: T): Promise<boolean> {
+/**
+ * Inserts unless the `_id` exists (false then). Through a group inserter: the keys a batch's
+ * readings decide at once (one per new episode) go in one insert, each learning its own fate.
+ */
+async function insertOnce<T extends Document & { _id: string }>(col: GroupInserter<T>, doc: T): Promise<boolean> {
   try {
-    await col.insertOne(doc as Parameters<Collection<T>['insertOne']>[0]);
+    await col.insert(doc);
     return true;
   } catch (e) {
     if (isDuplicateKey(e)) return false;
@@ -137,15 +142,22 @@ export class AlertingState {
   private readonly deadlines: Collection<AlertDeadlineDoc>;
   private readonly claims: Collection<AlertClaimDoc>;
 
+  private readonly keyInserts: GroupInserter<AlertKeyDoc>;
+  private readonly flagInserts: GroupInserter<AlertFlagDoc>;
+  private readonly claimInserts: GroupInserter<AlertClaimDoc>;
+
   constructor(db: Db) {
     const c = ALERTING_COLLECTIONS;
     this.keys = db.collection(c.keys);
+    this.keyInserts = new GroupInserter(this.keys);
     this.states = db.collection(c.state);
     this.heads = db.collection(c.heads);
     this.flags = db.collection(c.flags);
+    this.flagInserts = new GroupInserter(this.flags);
     this.latests = db.collection(c.latest);
     this.deadlines = db.collection(c.deadlines);
     this.claims = db.collection(c.claims);
+    this.claimInserts = new GroupInserter(this.claims);
   }
 
   async ensureIndexes(): Promise<void> {
@@ -156,7 +168,7 @@ export class AlertingState {
 
   /** Inserts a key; false when it exists already (another writer made that decision first). */
   insertKey(k: AlertKeyDoc): Promise<boolean> {
-    return insertOnce(this.keys, k);
+    return insertOnce(this.keyInserts, k);
   }
 
   key(id: string): Promise<AlertKeyDoc | null> {
@@ -190,7 +202,7 @@ export class AlertingState {
 
   /** Records which episode a Flag id belongs to (once). */
   async indexFlag(doc: AlertFlagDoc): Promise<void> {
-    await insertOnce(this.flags, doc);
+    await insertOnce(this.flagInserts, doc);
   }
 
   flagIndex(flagId: string): Promise<AlertFlagDoc | null> {
@@ -261,7 +273,7 @@ export class AlertingState {
   }
 
   insertClaim(id: string, at: Date): Promise<boolean> {
-    return insertOnce(this.claims, { _id: id, at });
+    return insertOnce(this.claimInserts, { _id: id, at });
   }
 
   claim(id: string): Promise<AlertClaimDoc | null> {
