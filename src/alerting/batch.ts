@@ -157,9 +157,11 @@ export class DerivedBatch {
   async finishLater(): Promise<void> {
     const creates = this.laterCreates.map((resource) => ({ resource, current: null }));
     const latest = [...this.laterLatest.values()];
+    await Promise.all([creates.length ? this.resources.commit(creates) : Promise.resolve([]), this.st.putLatest(latest)]);
+    // Cleared only once done: a second wave that failed is run again whole (a create that
+    // exists already is a conflict, which is skipped; inputs are replaced).
     this.laterCreates = [];
     this.laterLatest.clear();
-    await Promise.all([creates.length ? this.resources.commit(creates) : Promise.resolve([]), this.st.putLatest(latest)]);
   }
 
   /** New versions only (an unchanged write commits nothing and returns the current document). */

@@ -6,7 +6,7 @@ import type { Principal } from '../auth/types';
 import type { AlertingConfig } from '../config';
 import { Errors } from '../errors';
 import type { BatchInfo, CommittedEvent } from '../storage';
-import { AlertingState, type AlertLatestDoc } from '../storage/state/alerting';
+import { AlertingState } from '../storage/state/alerting';
 import type { RangeContext } from '../subscriptions/interpretation';
 import { LOINC, SNOMED } from '../terminology/vital-codes';
 import { DerivedBatch, type DerivedListener, type ResourcePort } from './batch';
@@ -15,12 +15,12 @@ import { EpisodeTracker } from './episodes';
 import { eventChains } from './event-chains';
 import { flagIdOf } from './flag';
 import { PatientInputsCache, type PatientLoader } from './inputs';
-import { ALERT_CODES, ALERT_EXT, type EpisodeStream } from './model';
-import { BAND_RANK, news2, type News2Inputs } from './news2';
-import { NEWS2_TOTAL, news2Observation, news2ObservationId } from './news2-observation';
-import { news2Values, vitalReadings } from './readings';
+import { ALERT_CODES, type EpisodeStream } from './model';
+import { News2InputMemory } from './news2-inputs';
+import { NEWS2_TOTAL } from './news2-observation';
+import { vitalReadings } from './readings';
 import { rangeContextFor } from './targets';
-import { checkDeviceWrite, effectiveOf, reportingIntervalS } from './device-interval';
+import { checkDeviceWrite, reportingIntervalS } from './device-interval';
 
 export interface AlertingDeps extends PatientLoader {
   db: Db;
@@ -31,8 +31,6 @@ export interface AlertingDeps extends PatientLoader {
   leaseEpoch?: () => number | undefined;
   now?: () => Date;
 }
-
-type LatestDoc = AlertLatestDoc;
 
 /** How many per-Observation cost samples are kept (see observationCosts). */
 const COST_SAMPLES = 10_000;
@@ -55,14 +53,19 @@ export class AlertingService {
   private readonly leaseEpoch: () => number | undefined;
   private readonly devices = new Map<string, { interval?: number; patient?: string; at: number }>();
   /** Newest NEWS2 inputs per patient, kept while the lease is held (epoch `latestEpoch`). */
-  private readonly latest = new Map<string, LatestDoc>();
+  private readonly news2: News2InputMemory;
   private latestEpoch?: number;
-  /** When each patient's NEWS2 inputs were last stored (clock ms; see onNews2Input). */
-  private readonly latestSavedAt = new Map<string, number>();
   private readonly costs: number[] = [];
   private derived?: DerivedListener;
-  /** Batches consumed whose second wave waits for the outbox finisher (weak: a batch given up is forgotten). */
+  /** Batches consumed whose second wave waits for the outbox finisher (weak: a batch offered again is a new array). */
   private readonly later = new WeakMap<CommittedEvent[], { batch: DerivedBatch; ms: number; observations: number }>();
+  /**
+   * The same second waves by the history ids of their batch's events, until they ran. A batch
+   * offered again in the same epoch (a later consumer or finisher failed) finds memory that
+   * already decided it (the NEWS2 scores it recorded, the episodes it opened), so its replay
+   * derives nothing new: the second wave decided the first time is run instead (see onCommitted).
+   */
+  private readonly unfinished = new Map<string, DerivedBatch>();
 
   constructor(private readonly deps: AlertingDeps) {
     this.now = deps.now ?? (() => new Date());
@@ -75,6 +78,13 @@ export class AlertingService {
       now: this.now,
     });
     this.inputs = new PatientInputsCache(deps, this.leaseEpoch);
+    this.news2 = new News2InputMemory(this.st, {
+      freshnessMinutes: deps.config.news2FreshnessMinutes,
+      latestRefreshSeconds: deps.config.latestRefreshSeconds,
+      leased: () => this.leased(),
+      patient: async (ref) => (await this.inputs.get(ref)).patient,
+      now: this.now,
+    });
     // Deadlines fire where the consumer runs (the outbox lease holder): see deadlines.ts.
     const active = deps.leaseEpoch ? () => this.leaseEpoch() !== undefined : () => true;
     this.deadlines = new DeadlineWorker(this.st, (d) => this.episodes.exclusive(() => this.onDeadline(d)), deps.logger, this.now, deps.config.deadlinePollMs, active);
@@ -129,8 +139,7 @@ export class AlertingService {
       await this.st.erasePatient(ref);
       this.episodes.forget(ref);
       this.inputs.forget(ref);
-      this.latest.delete(ref);
-      this.latestSavedAt.delete(ref);
+      this.news2.forget(ref);
       for (const [device, info] of this.devices) if (info.patient === ref) this.devices.delete(device);
     });
   }
@@ -166,6 +175,7 @@ export class AlertingService {
     await this.episodes.exclusive(async () => {
       const t0 = performance.now();
       if (info) await this.takeOver(info.epoch);
+      await this.finishOffered(events);
       const batch = new DerivedBatch(this.st, this.deps.resources, this.derived);
       let observations = 0;
       try {
@@ -192,7 +202,21 @@ export class AlertingService {
         throw e;
       }
       this.later.set(events, { batch, ms: performance.now() - t0, observations });
+      for (const ev of events) this.unfinished.set(ev.historyId, batch);
     });
+  }
+
+  /** Runs the unfinished second waves of earlier offers of these events (idempotent: fixed ids, replaces). */
+  private async finishOffered(events: readonly CommittedEvent[]): Promise<void> {
+    const waves = new Set(events.flatMap((ev) => this.unfinished.get(ev.historyId) ?? []));
+    for (const wave of waves) {
+      await wave.finishLater();
+      this.forgetWave(wave);
+    }
+  }
+
+  private forgetWave(wave: DerivedBatch): void {
+    for (const [hid, b] of this.unfinished) if (b === wave) this.unfinished.delete(hid);
   }
 
   /**
@@ -206,6 +230,7 @@ export class AlertingService {
     this.later.delete(events);
     const t0 = performance.now();
     await l.batch.finishLater();
+    for (const ev of events) this.unfinished.delete(ev.historyId);
     if (l.observations > 0) this.recordCost((l.ms + performance.now() - t0) / l.observations, l.observations);
   }
 
@@ -214,15 +239,10 @@ export class AlertingService {
     this.inputs.takeOver(epoch);
     if (this.latestEpoch !== epoch) {
       this.latestEpoch = undefined;
-      this.latest.clear();
-      this.latestSavedAt.clear();
+      // Memory is reloaded from the database: a replay derives the lost second waves again.
+      this.unfinished.clear();
       this.devices.clear();
-      // Every patient's NEWS2 inputs at once: under the lease a patient absent here has none.
-      const nowMs = this.now().getTime();
-      for (const d of await this.st.allLatest()) {
-        this.latest.set(d._id, d);
-        this.latestSavedAt.set(d._id, nowMs);
-      }
+      await this.news2.load();
       this.latestEpoch = epoch;
     }
   }
@@ -274,63 +294,12 @@ export class AlertingService {
 
   // ---------------------------------------------------------------- NEWS2
 
-  private async latestOf(patient: string): Promise<LatestDoc> {
-    const leased = this.leased();
-    const hit = leased ? this.latest.get(patient) : undefined;
-    if (hit) return hit;
-    const doc = (leased ? undefined : await this.st.latest(patient)) ?? { _id: patient, v: {} };
-    if (leased) this.latest.set(patient, doc);
-    return doc;
-  }
-
   private async onNews2Input(ev: CommittedEvent, obs: Observation, patient: string, batch: DerivedBatch): Promise<boolean> {
-    const values = news2Values(obs);
-    if (values.length === 0) return false;
-    const at = effectiveOf(obs, ev.ts);
-    const doc = await this.latestOf(patient);
-    let changed = false;
-    for (const v of values) {
-      const cur = doc.v[v.param];
-      if (cur && cur.at > at) continue; // an older reading arriving late does not replace a newer one
-      doc.v[v.param] = { value: v.value, at, ref: `Observation/${ev.id}` };
-      changed = true;
-    }
-    if (!changed) return true;
-
-    const fresh = at.getTime() - this.deps.config.news2FreshnessMinutes * 60_000;
-    const inputs: News2Inputs = {};
-    const refs = new Set<string>();
-    for (const [param, e] of Object.entries(doc.v)) {
-      if (e.at.getTime() < fresh || e.at.getTime() > at.getTime()) continue;
-      (inputs as Record<string, unknown>)[param] = e.value;
-      refs.add(e.ref);
-    }
-    const p = (await this.inputs.get(patient)).patient;
-    const scale = p?.extension?.find((e) => e.url === ALERT_EXT.news2Scale)?.valueInteger === 2 ? 2 : 1;
-    const result = news2(inputs, scale);
-    // The same scores as the NEWS2 Observation written last are not recorded again (a wearable
-    // repeating one parameter would otherwise double the writes); they still count for the episode.
-    const scores = JSON.stringify([result.scale, result.complete, result.scores]);
-    let ref = doc.last?.scores === scores ? doc.last.ref : undefined;
-    const rescored = !ref;
-    if (!ref) {
-      const id = news2ObservationId(`Observation/${ev.id}`, ev.vid);
-      batch.create(news2Observation({ id, patient, effective: at, result, inputs: [...refs].sort() }));
-      ref = `Observation/${id}`;
-      doc.last = { scores, ref };
-    }
-    // Stored when the scores changed; values that score the same change no NEWS2 and are stored at
-    // most once a refresh interval (after a take-over their times may be that much older).
-    const nowMs = this.now().getTime();
-    const savedAt = this.latestSavedAt.get(patient);
-    if (!this.leased() || rescored || savedAt === undefined || nowMs - savedAt >= this.deps.config.latestRefreshSeconds * 1000) {
-      batch.latestInputs(doc);
-      this.latestSavedAt.set(patient, nowMs);
-    }
-    if (!result.complete || !result.band) return true; // incomplete: no alert, no resolution either
+    const reading = await this.news2.record(ev, obs, patient, batch);
+    if (reading === undefined) return false;
+    if (reading === null) return true; // no new value, or incomplete: no alert, no resolution either
     const stream: EpisodeStream = { key: `${patient}|news2`, subject: { reference: patient }, code: NEWS2_TOTAL };
-    const level = BAND_RANK[result.band];
-    const event = await this.episodes.apply(stream, { level, severity: result.band, ref, key: `Observation/${ev.id}`, at: ev.ts }, 3, undefined, batch);
+    const event = await this.episodes.apply(stream, { ...reading, key: `Observation/${ev.id}`, at: ev.ts }, 3, undefined, batch);
     if (event === 'raised') this.scheduleQuiet(stream.key, ev.ts, batch);
     return true;
   }
