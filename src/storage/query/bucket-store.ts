@@ -2,6 +2,7 @@ import type { Collection, Db } from 'mongodb';
 import { COLLECTIONS } from '../collections';
 import type { CurrentDoc } from '../types';
 import { decodeEntries, encodeEntries } from './entry-codec';
+import { StoreQueue, mergeInto, token } from './store-queue';
 
 /**
  * The storage of candidate buckets on FerretDB: documents keyed by `_id` (the one filter FerretDB
@@ -18,7 +19,7 @@ import { decodeEntries, encodeEntries } from './entry-codec';
  *
  * Only one process writes the buckets (the outbox lease holder, or the start-up rebuild), which
  * matters because `$push`/`$addToSet` are read-modify-write on FerretDB; `record` calls of this
- * process are serialised for the same reason.
+ * process are serialised for the same reason (store-queue.ts).
  */
 
 export const BUCKET_COLLECTION = COLLECTIONS.buckets;
@@ -94,9 +95,7 @@ export class BucketStore {
   private readonly stagedDirs = new Map<string, Dir>();
   /** Per bucket this process wrote to: its last part, the characters stored there, carried entries. */
   private readonly written = new Map<string, { part: number; bytes: number; carried: number }>();
-  /** `record` calls waiting for the store loop, which takes them all at once (see record). */
-  private queued: { ops: Ops; concurrency: number; settle: (e?: unknown) => void }[] = [];
-  private storing = false;
+  private readonly queue = new StoreQueue((ops, concurrency) => this.store(ops, concurrency));
   /**
    * What was staged at this process's commit points, oldest first, until the outbox is done with
    * those versions. Whoever holds the outbox lease stores (and there unstages) the entries; on
@@ -142,58 +141,19 @@ export class BucketStore {
       this.awaiting.push({ ids: versions, ops, at: Date.now() });
       this.sweepSoon();
     }
-    for (const [key, entries] of ops.buckets) {
-      const m = this.staged.get(key) ?? new Map<string, Entry>();
-      // A snapshot: a carried document must not follow later changes to the writer's objects. An
-      // entry staged already (its commit point, then the outbox hand-off on the same instance)
-      // is the same entry: it is not copied again.
-      for (const e of entries) {
-        const t = token(e);
-        if (!m.has(t)) m.set(t, e.d ? snapshot(e) : e);
-      }
-      this.staged.set(key, m);
-    }
-    for (const [key, units] of ops.dirs) {
-      const m = this.stagedDirs.get(key) ?? new Map<string, Set<string>>();
-      for (const [u, codes] of units) m.set(u, new Set([...(m.get(u) ?? []), ...codes]));
-      this.stagedDirs.set(key, m);
-    }
+    // A snapshot: a carried document must not follow later changes to the writer's objects. An
+    // entry staged already (its commit point, then the outbox hand-off on the same instance)
+    // is the same entry: it is not copied again.
+    mergeInto({ buckets: this.staged, dirs: this.stagedDirs }, ops, (e) => (e.d ? snapshot(e) : e));
   }
 
   /**
-   * Stores entries (one update per bucket) and unstages them. `concurrency` > 1 (bulk loaders
-   * only, with no request traffic beside them) updates that many distinct buckets at once.
+   * Stores entries (one update per bucket) and unstages them, one store at a time: calls that
+   * come while one runs are stored together next (store-queue.ts). `concurrency` > 1 (bulk
+   * loaders only, with no request traffic beside them) updates that many distinct buckets at once.
    */
   record(ops: Ops, concurrency = 1): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.queued.push({ ops, concurrency, settle: (e) => (e === undefined ? resolve() : reject(e)) });
-      if (!this.storing) void this.storeQueued();
-    });
-  }
-
-  /**
-   * One store at a time (read-modify-write updates on FerretDB); what queued meanwhile goes in
-   * the next one together, one update per bucket for all of it. Under a stream of readings the
-   * buckets every reading touches (a code's, the history minute's) are then rewritten once per
-   * store, not once per outbox batch, and that rewrite is most of what storing costs.
-   */
-  private async storeQueued(): Promise<void> {
-    this.storing = true;
-    try {
-      while (this.queued.length > 0) {
-        const group = this.queued;
-        this.queued = [];
-        const ops = group.length === 1 ? group[0].ops : mergeOps(group.map((g) => g.ops));
-        try {
-          await this.store(ops, Math.max(...group.map((g) => g.concurrency)));
-          for (const g of group) g.settle();
-        } catch (e) {
-          for (const g of group) g.settle(e ?? new Error('storing search entries failed'));
-        }
-      }
-    } finally {
-      this.storing = false;
-    }
+    return this.queue.add(ops, concurrency);
   }
 
   private async store(ops: Ops, concurrency: number): Promise<void> {
@@ -375,30 +335,6 @@ export class BucketStore {
   }
 }
 
-/** Several batches' ops as one, in order; an entry twice (a batch offered again) goes once. */
-function mergeOps(all: readonly Ops[]): Ops {
-  const out = emptyOps();
-  const seen = new Map<string, Set<string>>();
-  for (const ops of all) {
-    for (const [key, entries] of ops.buckets) {
-      const tokens = seen.get(key) ?? new Set<string>();
-      seen.set(key, tokens);
-      for (const e of entries) {
-        const t = token(e);
-        if (tokens.has(t)) continue;
-        tokens.add(t);
-        pushEntry(out, key, e);
-      }
-    }
-    for (const [key, units] of ops.dirs) {
-      const m = out.dirs.get(key) ?? new Map<string, Set<string>>();
-      for (const [u, codes] of units) m.set(u, new Set([...(m.get(u) ?? []), ...codes]));
-      out.dirs.set(key, m);
-    }
-  }
-  return out;
-}
-
 function partKey(key: string, part: number): string {
   return part === 0 ? key : `${key}#${part}`;
 }
@@ -413,9 +349,4 @@ function dirPairs(doc: DirDoc | null): [string, string[]][] {
     const tab = p.indexOf('\t');
     return [p.slice(0, tab), [p.slice(tab + 1)]];
   });
-}
-
-/** Identifies an entry's content, so staging and storing the same version twice is harmless. */
-function token(e: Entry): string {
-  return `${e.i} ${e.d?.vid ?? ''} ${JSON.stringify(e.x)}`;
 }
