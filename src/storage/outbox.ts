@@ -48,7 +48,6 @@ const MAX_TAILS = 4;
 
 /** A batch handed to every in-turn consumer, its finishers and intent delete still to come. */
 interface Tail {
-  ids: readonly string[];
   done: Promise<void>;
 }
 
@@ -298,13 +297,13 @@ export class Outbox {
     for (const id of ids) this.inFlight.add(id);
     const done = prev.then(async () => {
       for (const c of this.finishers) {
-        if (!this.heldLocally() || this.epoch !== info.epoch) throw new Error('the outbox lease was lost before the batch was finished');
+        this.assertStillHeld(info);
         if (events.length) await c(events, info);
       }
-      if (!this.heldLocally() || this.epoch !== info.epoch) throw new Error('the outbox lease was lost before the batch was finished');
+      this.assertStillHeld(info);
       await this.cols.outbox.deleteMany({ _id: { $in: ids } });
     });
-    const tail: Tail = { ids, done };
+    const tail: Tail = { done };
     this.tails.push(tail);
     void done
       .catch((e: unknown) => {
@@ -325,6 +324,11 @@ export class Outbox {
    */
   private async fenced(): Promise<boolean> {
     return this.lease !== undefined && (await this.chain.stillHeld(this.lease, FENCE_MS));
+  }
+
+  /** A tail's fence before each finisher and its delete: the lease is held still, in the batch's epoch. */
+  private assertStillHeld(info: BatchInfo): void {
+    if (!this.heldLocally() || this.epoch !== info.epoch) throw new Error('the outbox lease was lost before the batch was finished');
   }
 
   /** The lease has time to spare by this instance's clock (the fence between consumers of one batch). */
