@@ -22,7 +22,7 @@ import type { ModuleParts } from './module';
 import { createResourcesModule } from './resources/module';
 import type { ResourceStore } from './resources/store';
 import type { SearchService } from './search/service';
-import { type CrashPoint, gateWritesForEngine, type Outbox } from './storage';
+import { type CrashPoint, detectEngine, gateWritesForEngine, type Outbox } from './storage';
 import { createSubscriptionsModule } from './subscriptions/module';
 import type { SubscriptionService } from './subscriptions/service';
 
@@ -72,12 +72,14 @@ export interface Vigil {
  */
 export async function createVigil(deps: VigilDeps): Promise<Vigil> {
   const { config, logger } = deps;
-  const db = await gateWritesForEngine(deps.db, config.limits.embeddedWriters);
+  // The database kind is asked once: the write gate and storage's executor both follow it.
+  const engine = await detectEngine(deps.db);
+  const db = gateWritesForEngine(deps.db, engine, config.limits.embeddedWriters);
   const clock = deps.clock ?? (() => new Date());
   const newId = deps.newId ?? (() => randomUUID());
   const startedAt = clock();
 
-  const core = await createResourcesModule({ config, db, logger, clock, newId, crashPoint: deps.crashPoint });
+  const core = await createResourcesModule({ config, db, engine, logger, clock, newId, crashPoint: deps.crashPoint });
   const { outbox } = core.storage;
   const auth = await createAuthModule({ config, db, logger, core, clock: deps.clock });
   const audit = createAuditModule({ logger, core });

@@ -5,7 +5,7 @@ import { anonymousPrincipal } from '../auth/types';
 import type { Config } from '../config';
 import type { ModuleParts } from '../module';
 import { SearchService } from '../search/service';
-import { createStorage, type CrashPoint, type PreparedWrite, type Storage } from '../storage';
+import { createStorage, type CrashPoint, type Engine, type PreparedWrite, type Storage } from '../storage';
 import { CURSOR_SECRET_KEY, CursorCodec } from './cursor';
 import { SERVED_TYPES } from './registry';
 import { ResourceStore, type BeforeWrite } from './store';
@@ -14,6 +14,8 @@ import { prepareValidation, validateResource } from './validation';
 export interface ResourcesDeps {
   config: Config;
   db: Db;
+  /** The database kind, detected once by the composition root. */
+  engine: Engine;
   logger: Logger;
   clock: () => Date;
   newId: () => string;
@@ -33,12 +35,12 @@ export interface ResourcesModule extends ModuleParts {
 }
 
 export async function createResourcesModule(deps: ResourcesDeps): Promise<ResourcesModule> {
-  const { config, db, logger, clock, newId } = deps;
+  const { config, db, engine, logger, clock, newId } = deps;
   const compileMs = prepareValidation(SERVED_TYPES);
   logger.debug({ compileMs }, 'validation schemas compiled');
   // Storage indexes versions through search (its write-time index, cached per version).
   let search: SearchService | undefined;
-  const storage = await createStorage({ db, logger, index: (r) => search!.indexOnce(r), crashPoint: deps.crashPoint, inlineMax: config.limits.storageInlineMax });
+  const storage = await createStorage({ db, engine, logger, index: (r) => search!.indexOnce(r), crashPoint: deps.crashPoint, inlineMax: config.limits.storageInlineMax });
   const cursors = new CursorCodec(config.cursorSecret ?? (await storage.secret(CURSOR_SECRET_KEY)));
   search = await SearchService.create({ db, config, types: [...SERVED_TYPES], executor: storage.executor, cursors });
   const searchService = search;

@@ -1,5 +1,5 @@
 import type { Collection, Db, Document } from 'mongodb';
-import { detectEngine } from './engine';
+import type { Engine } from './engine';
 
 /**
  * The driver calls that write. On FerretDB/SQLite each is one SQLite write transaction, and
@@ -82,6 +82,6 @@ export class WriteGate {
  * The database as everything above storage should use it: on FerretDB, its writes pass one
  * gate of `writers` (what SQLite's one writer rewards); MongoDB's are not held back.
  */
-export async function gateWritesForEngine(db: Db, writers: number): Promise<Db> {
-  return (await detectEngine(db)) === 'ferretdb' ? new WriteGate(writers).wrap(db) : db;
+export function gateWritesForEngine(db: Db, engine: Engine, writers: number): Db {
+  return engine === 'ferretdb' ? new WriteGate(writers).wrap(db) : db;
 }
