@@ -56,9 +56,18 @@ export class Collections {
     this.erased = db.collection<ErasedDoc>(COLLECTIONS.erased);
   }
 
+  /**
+   * Handles on the current-version collections, opened once per type: on the embedded engine
+   * `db` is the write gate's view, whose `collection` builds a new proxy on every call (the
+   * types are the served ones: requests for any other are refused above storage).
+   */
+  private readonly currents = new Map<string, Collection<CurrentDoc>>();
+
   /** Current versions: one collection per resource type, named for the type. */
   current(type: string): Collection<CurrentDoc> {
-    return this.db.collection<CurrentDoc>(type);
+    let col = this.currents.get(type);
+    if (!col) this.currents.set(type, (col = this.db.collection<CurrentDoc>(type)));
+    return col;
   }
 }
 
