@@ -20,8 +20,6 @@ export async function startStack({ auth = false, env = {}, clientOptions = {} } 
   const { MongoClient } = require('mongodb');
   const pino = require('pino');
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigil-bench-'));
-  const embedded = process.env.MONGODB_URI ? undefined : await startEmbeddedDatabase(dir);
-  const uri = process.env.MONGODB_URI ?? embedded.uri;
   const port = await freePort();
   const config = loadConfig({
     PORT: String(port),
@@ -30,8 +28,12 @@ export async function startStack({ auth = false, env = {}, clientOptions = {} } 
     DATA_DIR: dir,
     LOG_LEVEL: 'silent',
     MONGODB_DB: `vigil_bench_${Date.now()}`,
+    // The embedded database's durability setting, as the server reads it (README "Configuration").
+    ...(process.env.EMBEDDED_DB_SYNC_MS ? { EMBEDDED_DB_SYNC_MS: process.env.EMBEDDED_DB_SYNC_MS } : {}),
     ...env,
   });
+  const embedded = process.env.MONGODB_URI ? undefined : await startEmbeddedDatabase(dir, { syncMs: config.embeddedSyncMs });
+  const uri = process.env.MONGODB_URI ?? embedded.uri;
   const client = await MongoClient.connect(uri, { maxPoolSize: 64, ...clientOptions });
   const db = client.db(config.dbName);
   const vigil = await createVigil({ config, db, logger: pino({ level: 'silent' }) });

@@ -4,7 +4,7 @@
 // only when tools/ferretdb (the pinned version) changes.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -16,7 +16,9 @@ const stamp = path.join(binDir, 'ferretdb.stamp');
 
 function sourceHash() {
   const h = createHash('sha256');
-  for (const f of ['go.mod', 'go.sum', 'main.go']) h.update(readFileSync(path.join(srcDir, f)));
+  // Every source file: a change to any of them (the id index, the WAL sync) must rebuild.
+  const files = ['go.mod', 'go.sum', ...readdirSync(srcDir).filter((f) => f.endsWith('.go')).sort()];
+  for (const f of files) h.update(f).update(readFileSync(path.join(srcDir, f)));
   return h.digest('hex');
 }
 

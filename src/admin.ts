@@ -214,7 +214,7 @@ async function main(): Promise<void> {
   let uri = config.mongodbUri;
   if (!uri) {
     process.stderr.write(`No MONGODB_URI: opening the embedded database under ${config.dataDir}.\n`);
-    embedded = await startEmbeddedDatabase(config.dataDir);
+    embedded = await startEmbeddedDatabase(config.dataDir, { syncMs: config.embeddedSyncMs });
     uri = embedded.uri;
   }
   const client = new MongoClient(uri, { appName: 'vigil-admin', serverSelectionTimeoutMS: 10_000 });

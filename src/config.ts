@@ -11,6 +11,8 @@ export interface Config {
   dbName: string;
   /** Directory for the embedded database and generated keys. */
   dataDir: string;
+  /** EMBEDDED_DB_SYNC_MS: the embedded database fsyncs its commits at most this far apart (0: each commit; src/storage/embedded.ts). */
+  embeddedSyncMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Largest accepted request body, in bytes. */
   bodyLimitBytes: number;
@@ -195,6 +197,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     mongodbUri: env.MONGODB_URI?.trim() || undefined,
     dbName: env.MONGODB_DB?.trim() || 'vigil',
     dataDir: path.resolve(env.DATA_DIR?.trim() || './data'),
+    embeddedSyncMs: int(env, 'EMBEDDED_DB_SYNC_MS', 100, 0, 1000),
     logLevel,
     bodyLimitBytes: bytes(env, 'BODY_LIMIT', 5 * 1024 * 1024),
     maxJsonDepth: int(env, 'JSON_MAX_DEPTH', 64, 4, 1000),

@@ -55,7 +55,7 @@ async function main(): Promise<void> {
 
   let uri = config.mongodbUri;
   if (!uri) {
-    embedded = await startEmbeddedDatabase(config.dataDir, { log: (m) => logger.info(m) });
+    embedded = await startEmbeddedDatabase(config.dataDir, { log: (m) => logger.info(m), syncMs: config.embeddedSyncMs });
     uri = embedded.uri;
   }
   // Command monitoring feeds the database latency metrics and back-pressure.

@@ -212,7 +212,7 @@ async function measureHistory(db: Db, service: SearchService, r: SearchRequest, 
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigil-bench-search-'));
-  const embedded = process.env.MONGODB_URI ? undefined : await startEmbeddedDatabase(dir);
+  const embedded = process.env.MONGODB_URI ? undefined : await startEmbeddedDatabase(dir, { syncMs: loadConfig({ EMBEDDED_DB_SYNC_MS: process.env.EMBEDDED_DB_SYNC_MS }).embeddedSyncMs });
   const uri = process.env.MONGODB_URI ?? embedded?.uri ?? '';
   const client = await MongoClient.connect(uri);
   const database = embedded ? 'ferretdb-sqlite' : 'mongodb';
