@@ -174,7 +174,7 @@ function cases(patients: number): Case[] {
 /** What serves a search: MongoDB's index, the FerretDB buckets, or the bounded scan. */
 function describePlan(plan: Explanation, database: string): string {
   const b = plan.buckets;
-  if (b) return `candidate buckets by ${b.patients ? 'patient and day' : b.codes ? 'code and hour' : b.tokens ? 'token list' : 'pinned ids'} (_id point reads)`;
+  if (b) return `candidate buckets by ${b.patients ? 'patient and day' : b.codes ? (b.byValue ? 'code, value band and day' : 'code and hour') : b.tokens ? 'token list' : 'pinned ids'} (_id point reads)`;
   if (database !== 'mongodb') return 'bounded scan: time buckets oldest first, _id point reads (FerretDB)';
   return indexUsed(plan.plan);
 }

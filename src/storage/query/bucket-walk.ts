@@ -3,6 +3,7 @@ import type { AccessPolicy } from '../../auth/types';
 import { type Cond, evaluate } from '../../search/cond';
 import { findByIds } from '../lookup';
 import type { CurrentDoc } from '../types';
+import type { IndexFn } from '../versions';
 import type { BucketPlan } from './bucket-plan';
 import type { BucketIndex, Candidate } from './buckets';
 import { DATE_SORT, type SortKey, sortValue } from './keys';
@@ -15,6 +16,8 @@ export interface WalkInput {
   plan: BucketPlan;
   cond: Cond;
   policy: AccessPolicy;
+  /** Recomputes the index values carried documents leave out (see CarriedDoc). */
+  index: IndexFn;
 }
 
 /**
@@ -28,7 +31,7 @@ function candidateFetcher(w: WalkInput, extra?: Cond): { found: CurrentDoc[]; fe
   const fetch = async (cands: Candidate[]) => {
     // Carried documents are current (see buckets.ts); the others are read by `_id`.
     const carried = new Map<string, CurrentDoc>();
-    for (const c of cands) if (c.d && !fetched.has(c.i)) carried.set(c.i, c.d);
+    for (const c of cands) if (c.d && !fetched.has(c.i) && !carried.has(c.i)) carried.set(c.i, { ...c.d, idx: w.index(c.d.res).idx });
     const ids = [...new Set(cands.map((c) => c.i))].filter((id) => !fetched.has(id) && !carried.has(id));
     for (const id of [...ids, ...carried.keys()]) fetched.add(id);
     const docs = [...carried.values(), ...(await findByIds(w.col, ids))].map(restoreDecimals);

@@ -2,7 +2,7 @@ import { type Cond, TRUE, evaluate } from '../../search/cond';
 import type { Idx } from '../../search/types';
 import type { DecimalText } from '../../json';
 import type { CurrentDoc } from '../types';
-import { type BucketStore, type Dir, type Entry, type Ops, emptyOps, pushEntry } from './bucket-store';
+import { type BucketStore, type CarriedDoc, type Dir, type Entry, type Ops, emptyOps, pushEntry } from './bucket-store';
 import { type BucketPlan, TOKEN_PARAMS, bareCode, listedToken, planOf, project, tokenKey } from './bucket-plan';
 import { bandMayMatch, bandsOf } from './value-bands';
 import { DAY_MS, HOUR_MS, bareCodes, dateRangeOf, dayKey, hourKey, pick, spanKeys, unitStart } from './bucket-units';
@@ -18,8 +18,9 @@ import { DAY_MS, HOUR_MS, bareCodes, dateRangeOf, dayKey, hourKey, pick, spanKey
  *   directory `Observation|p|Patient/x` listing the days (and the `code:s` seen on each), so a
  *   query without a window walks the days newest first and `$lastn` knows which codes exist;
  * - `Observation|pc|Patient/x|8867-4|2024-03-01T06`: the patient's Observations of that code and
- *   six hours, each entry carrying the whole current document (a query pinning patient and code, the
- *   commonest monitoring query, then needs no read per result), with a directory
+ *   six hours, each entry carrying the current document but its index values, which the reader
+ *   recomputes for the few a page uses (see CarriedDoc): a query pinning patient and code, the
+ *   commonest monitoring query, then needs no read per result; with a directory
  *   `Observation|pc|Patient/x|8867-4` listing the blocks and the ids whose entries may be stale;
  * - `Observation|c|8867-4|2024-03-01T10`: Observations of that code in that UTC hour;
  * - `Observation|cv|59408-5|u-1:8|2024-03-01`: Observations of that code whose value falls in
@@ -61,7 +62,7 @@ const TOUCHED = 't';
 const CODE_FIELDS = new Set(['code', 'date', 'value-quantity', 'status']);
 
 /** Bumped when the bucket layout or the entry fields change: the buckets are then rebuilt. */
-export const BUCKET_LAYOUT = 'v7';
+export const BUCKET_LAYOUT = 'v8';
 
 /** The parts of a version the buckets need. */
 export interface BucketSource {
@@ -86,8 +87,8 @@ export interface Candidate {
   i: string;
   l: number;
   c: string;
-  /** The current document, carried by its entry (`pc` and `cv` buckets, ids not touched). */
-  d?: CurrentDoc;
+  /** The current document but its index values, carried by its entry (`pc` and `cv` buckets, ids not touched). */
+  d?: CarriedDoc;
 }
 
 /** One step of a walk: candidates, and how far the walk is complete (see `walk`). */
@@ -361,10 +362,10 @@ function pairsOf(src: { idx?: Idx; comp?: string[] }): [string, string][] {
   return out;
 }
 
-/** The current document a `pc` entry carries: the version as a point read would return it. */
-function carriedDoc(doc: BucketSource): CurrentDoc | undefined {
+/** What a `pc` or `cv` entry carries: the version as a point read would return it, but its index values (see CarriedDoc). */
+function carriedDoc(doc: BucketSource): CarriedDoc | undefined {
   if (!doc.res || doc.body || doc.deleted || doc.vid === undefined || !(doc.ts instanceof Date)) return undefined;
-  return { _id: doc._id, res: doc.res, ...(doc.dec?.length ? { dec: doc.dec } : {}), vid: doc.vid, ts: doc.ts, deleted: false, idx: doc.idx, comp: doc.comp };
+  return { _id: doc._id, res: doc.res, ...(doc.dec?.length ? { dec: doc.dec } : {}), vid: doc.vid, ts: doc.ts, deleted: false, comp: doc.comp };
 }
 
 function cvKey(code: string): string {

@@ -19,9 +19,14 @@ function reviver(_key: string, value: unknown): unknown {
   return value;
 }
 
-/** Entries as one chunk of lines (JSON.stringify escapes newlines inside strings). */
+/** One entry as one line (JSON.stringify escapes newlines inside strings). */
+export function encodeEntry(e: Entry): string {
+  return JSON.stringify(e, replacer);
+}
+
+/** Entries as one chunk of lines. */
 export function encodeEntries(entries: readonly Entry[]): string {
-  return entries.map((e) => JSON.stringify(e, replacer)).join('\n');
+  return entries.map(encodeEntry).join('\n');
 }
 
 /** Every entry of a bucket's stored chunks, in stored order. */

@@ -59,7 +59,7 @@ export class FerretExecutor extends MongoExecutor {
 
   private walkInput(type: string, q: { cond: PageQuery['cond']; policy: AccessPolicy }, dateOrder: boolean): WalkInput | undefined {
     const plan = this.buckets.plan(type, q.cond, dateOrder);
-    return plan && { buckets: this.buckets, col: this.cols.current(type), plan, cond: q.cond, policy: q.policy };
+    return plan && { buckets: this.buckets, col: this.cols.current(type), plan, cond: q.cond, policy: q.policy, index: this.index };
   }
 
   /** Bucket walks serve `_id` order and `date` order (then `_id`). */

@@ -1,10 +1,10 @@
-import { BUCKET_COLLECTION, CARRY_MAX, PART_BYTES, BucketStore, emptyOps, pushEntry, type Entry } from '../../../src/storage/query/bucket-store';
+import { BUCKET_COLLECTION, CARRY_BYTES, PART_BYTES, BucketStore, emptyOps, pushEntry, type Entry } from '../../../src/storage/query/bucket-store';
 import { type TestContext, createTestContext } from '../../support/context';
 
 /**
  * Bucket documents stay far below the 16 MiB document limit whatever the rate of readings: a
  * bucket that reaches PART_BYTES goes on in parts, which readers and erasure follow; only the
- * first CARRY_MAX entries of a bucket carry a whole document.
+ * first CARRY_BYTES of a bucket's carried documents are stored with their entries.
  */
 let ctx: TestContext;
 
@@ -51,16 +51,21 @@ it('splits a growing bucket into parts that readers and erasure follow', async (
   expect(left.some((e) => gone.has(e.i))).toBe(false);
 });
 
-it('stores at most CARRY_MAX carried documents per bucket', async () => {
+it('stores at most CARRY_BYTES of carried documents per bucket, the first entries\' ones', async () => {
   const store = new BucketStore(ctx.db);
   const key = 'Test|carry|a';
   const ops = emptyOps();
-  for (let n = 0; n < CARRY_MAX + 20; n++) {
-    pushEntry(ops, key, { i: `c${n}`, x: {}, d: { _id: `c${n}`, res: { resourceType: 'Basic', id: `c${n}` } as never, vid: 1, ts: new Date(0), deleted: false, idx: {}, comp: [] } });
-  }
+  // About 10 kB each: the budget holds some thirty of them.
+  const big = (n: number): Entry => ({ i: `c${n}`, x: {}, d: { _id: `c${n}`, res: { resourceType: 'Basic', id: `c${n}`, text: { status: 'generated', div: `<div>${'x'.repeat(10_000)}</div>` } } as never, vid: 1, ts: new Date(0), deleted: false, comp: [] } });
+  const total = Math.ceil(CARRY_BYTES / 10_000) + 10;
+  for (let n = 0; n < total; n++) pushEntry(ops, key, big(n));
   await store.record(ops);
   const [read] = await store.readEntries([key]);
-  expect(read).toHaveLength(CARRY_MAX + 20);
-  expect(read.filter((e) => e.d)).toHaveLength(CARRY_MAX);
-  expect(read.slice(0, CARRY_MAX).every((e) => e.d?._id === e.i)).toBe(true);
+  expect(read).toHaveLength(total);
+  const carried = read.filter((e) => e.d).length;
+  const line = JSON.stringify(big(10)).length;
+  expect(carried * line).toBeLessThanOrEqual(CARRY_BYTES + carried * 2);
+  expect((carried + 1) * line).toBeGreaterThan(CARRY_BYTES - carried * 2);
+  expect(read.slice(0, carried).every((e) => e.d?._id === e.i)).toBe(true);
+  expect(read.slice(carried).every((e) => e.d === undefined)).toBe(true);
 });

@@ -35,6 +35,9 @@ beforeAll(async () => {
   resources.push(hr('undated', 'rpm-p1', {}));
   resources.push(hr('long', 'rpm-p1', { effectivePeriod: { start: '2024-04-20T00:00:00Z', end: '2024-05-30T00:00:00Z' } }));
   resources.push(hr('span', 'rpm-p1', { effectivePeriod: { start: '2024-05-03T20:00:00Z', end: '2024-05-04T04:00:00Z' } }));
+  // Either side of a day (and six-hour, and hour) bucket edge, a millisecond apart.
+  resources.push(hr('edge-before', 'rpm-p1', { effectiveDateTime: '2024-05-04T23:59:59.999Z' }));
+  resources.push(hr('edge-midnight', 'rpm-p1', { effectiveDateTime: '2024-05-05T00:00:00.000Z' }));
   await f.put(...resources);
   // Stale entries: moved to another patient, to another day, to another code; and deleted.
   await f.put(hr('rpm-o1-3', 'rpm-p2', { effectiveDateTime: '2024-05-02T01:00:00Z' }));
@@ -135,6 +138,28 @@ describe('candidate buckets', () => {
     expect(await allPages('code=9279-1&date=2024-05-02')).toContain('rpm-o1-6');
     const hrOn2 = await allPages('code=8867-4&patient=rpm-p1&date=2024-05-02');
     expect(hrOn2).not.toContain('rpm-o1-6');
+  });
+
+  test('strict date bounds at a bucket edge: lt midnight leaves the day starting then out, gt the instant before keeps it', async () => {
+    const lt = 'date=lt2024-05-05T00:00:00.000Z';
+    const gt = 'date=gt2024-05-04T23:59:59.999Z';
+    const queries = [
+      `subject=Patient/rpm-p1&code=8867-4&date=ge2024-05-04&${lt}&_sort=-date`,
+      `subject=Patient/rpm-p1&${gt}&date=lt2024-05-06&_sort=date`,
+      `code=8867-4&date=ge2024-05-04&${lt}&_count=50`,
+      `code=8867-4&value-quantity=lt75&${gt}&date=lt2024-05-06&_count=50`,
+      `code=8867-4&value-quantity=lt75&date=ge2024-05-04&${lt}&_sort=-date`,
+    ];
+    // The window the walk reads ends a millisecond before the strict bound: the day starting there is not read.
+    const x = await f.service.explain({ type: 'Observation', params: [...new URLSearchParams(queries[0]).entries()], policy: allowAllPolicy, baseUrl: BASE, handling: 'strict' });
+    expect(x.buckets?.window).toEqual({ lo: Date.parse('2024-05-04T00:00:00Z'), hi: Date.parse('2024-05-05T00:00:00Z') - 1 });
+    for (const q of queries) {
+      expect(await usesBuckets(q)).toBe(true);
+      const got = await allPages(q);
+      expect(got).toEqual(await expected(q));
+      expect(got).toContain(q.includes(lt) ? 'edge-before' : 'edge-midnight');
+      expect(got).not.toContain(q.includes(lt) ? 'edge-midnight' : 'edge-before');
+    }
   });
 
   test('no pinned patient or code scans instead', async () => {
