@@ -25,7 +25,8 @@ COPY scripts ./scripts
 COPY tools/ferretdb ./tools/ferretdb
 COPY ig ./ig
 COPY --from=ferretdb /out/ferretdb ./.tools/bin/ferretdb
-RUN node -e "require('fs').writeFileSync('.tools/bin/ferretdb.stamp', require('crypto').createHash('sha256').update(['go.mod','go.sum','main.go'].map(f=>require('fs').readFileSync('tools/ferretdb/'+f)).reduce((a,b)=>Buffer.concat([a,b]))).digest('hex')+'\n')" \
+# The binary comes from the Go stage: mark it as built from these sources (scripts/ferretdb.mjs).
+RUN node scripts/ferretdb.mjs --stamp \
  && mkdir -p /data && chown -R node:node /data
 USER node
 VOLUME ["/data"]

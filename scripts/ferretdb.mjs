@@ -52,10 +52,17 @@ export function buildFerretdb({ quietIfNoGo = false } = {}) {
   return bin;
 }
 
+/** Marks a binary built elsewhere (the Dockerfile's Go stage) as built from these sources. */
+export function stampFerretdb() {
+  if (!existsSync(bin)) throw new Error(`vigil: no FerretDB binary at ${path.relative(root, bin)} to stamp`);
+  writeFileSync(stamp, sourceHash() + '\n');
+}
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
   const ifMissing = process.argv.includes('--build-if-missing');
   try {
-    buildFerretdb({ quietIfNoGo: ifMissing });
+    if (process.argv.includes('--stamp')) stampFerretdb();
+    else buildFerretdb({ quietIfNoGo: ifMissing });
   } catch (e) {
     console.error(e.message);
     process.exit(1);
