@@ -47,9 +47,6 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-/** Commits reach the disk at most this long after they were acknowledged (EMBEDDED_DB_SYNC_MS). */
-export const DEFAULT_SYNC_MS = 100;
-
 /**
  * How commits reach the disk. SQLite's default (synchronous=FULL) fsyncs the write-ahead log
  * inside every commit, while it holds the database's one write lock: about 1.3 ms on this
@@ -71,13 +68,14 @@ function syncArgs(dbDir: string, syncMs: number): string[] {
  */
 export async function startEmbeddedDatabase(
   dataDir: string,
-  opts: { port?: number; log?: (msg: string) => void; syncMs?: number } = {},
+  /** `syncMs`: how far apart commits are fsynced (config `embeddedSyncMs`, EMBEDDED_DB_SYNC_MS; see syncArgs). */
+  opts: { port?: number; log?: (msg: string) => void; syncMs: number },
 ): Promise<EmbeddedDatabase> {
   const bin = ensureFerretdbBuilt();
   const dbDir = path.join(dataDir, 'ferretdb');
   mkdirSync(dbDir, { recursive: true });
   const port = opts.port ?? (await freePort());
-  const child: ChildProcess = spawn(bin, [`--listen-addr=127.0.0.1:${port}`, ...syncArgs(dbDir, opts.syncMs ?? DEFAULT_SYNC_MS), '--log-level=error'], {
+  const child: ChildProcess = spawn(bin, [`--listen-addr=127.0.0.1:${port}`, ...syncArgs(dbDir, opts.syncMs), '--log-level=error'], {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   let exited = false;
@@ -96,8 +94,7 @@ export async function startEmbeddedDatabase(
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  const syncMs = opts.syncMs ?? DEFAULT_SYNC_MS;
-  const durability = syncMs > 0 ? `commits fsynced at most ${syncMs} ms apart (EMBEDDED_DB_SYNC_MS)` : 'every commit fsynced';
+  const durability = opts.syncMs > 0 ? `commits fsynced at most ${opts.syncMs} ms apart (EMBEDDED_DB_SYNC_MS)` : 'every commit fsynced';
   opts.log?.(`embedded database (FerretDB, SQLite) listening on 127.0.0.1:${port}, data in ${dbDir}; ${durability}`);
   return {
     uri: `mongodb://127.0.0.1:${port}/`,

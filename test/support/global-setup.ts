@@ -1,6 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { loadConfig } from '../../src/config';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from '../../src/storage/embedded';
 
 declare global {
@@ -18,7 +19,8 @@ export default async function globalSetup(): Promise<void> {
     return;
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigil-test-db-'));
-  const db = await startEmbeddedDatabase(dir);
+  // The durability setting as the server reads it (EMBEDDED_DB_SYNC_MS; its default otherwise).
+  const db = await startEmbeddedDatabase(dir, { syncMs: loadConfig({ EMBEDDED_DB_SYNC_MS: process.env.EMBEDDED_DB_SYNC_MS }).embeddedSyncMs });
   globalThis.__VIGIL_TEST_DB__ = db;
   process.env.VIGIL_TEST_MONGODB_URI = db.uri;
   process.env.VIGIL_TEST_DB_DIR = dir;

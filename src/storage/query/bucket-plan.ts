@@ -136,7 +136,10 @@ export function windowOf(cond: Cond): { lo: number; hi: number } | 'none' {
       // l <= h, so a lower bound on l bounds h from below, an upper bound on h bounds l from above.
       // Times are whole milliseconds: a strict bound excludes its own instant, so `lt` midnight
       // does not pull in the day starting then (entries spanning into it are in earlier days too).
-      const at = (v: unknown, step: number) => (ms(v) === undefined ? undefined : (ms(v) as number) + step);
+      const at = (v: unknown, step: number) => {
+        const t = ms(v);
+        return t === undefined ? undefined : t + step;
+      };
       for (const v of [at(b.gt, 1), at(b.gte, 0)]) if (v !== undefined) lo = Math.max(lo, v);
       for (const v of [at(b.lt, -1), at(b.lte, 0)]) if (v !== undefined) hi = Math.min(hi, v);
       return { lo, hi };
