@@ -40,7 +40,7 @@ export async function createResourcesModule(deps: ResourcesDeps): Promise<Resour
   logger.debug({ compileMs }, 'validation schemas compiled');
   // Storage indexes versions through search (its write-time index, cached per version).
   let search: SearchService | undefined;
-  const storage = await createStorage({ db, engine, logger, index: (r) => search!.indexOnce(r), crashPoint: deps.crashPoint, inlineMax: config.limits.storageInlineMax });
+  const storage = await createStorage({ db, engine, logger, index: (r, only) => search!.indexOnce(r, only), crashPoint: deps.crashPoint, inlineMax: config.limits.storageInlineMax });
   const cursors = new CursorCodec(config.cursorSecret ?? (await storage.secret(CURSOR_SECRET_KEY)));
   search = await SearchService.create({ db, config, types: [...SERVED_TYPES], executor: storage.executor, cursors });
   const searchService = search;

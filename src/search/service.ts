@@ -93,7 +93,7 @@ export class SearchService implements SearchContext {
     const svc = new SearchService(registry, deps.config, cursors, types, deps.executor);
     if (!deps.executor) {
       const engine = deps.engine ?? (await detectEngine(deps.db));
-      svc.executorRef = createExecutor(engine, deps.db, (r) => svc.indexOnce(r), { scanBudget: deps.scanBudget });
+      svc.executorRef = createExecutor(engine, deps.db, (r, only) => svc.indexOnce(r, only), { scanBudget: deps.scanBudget });
     }
     return svc;
   }
@@ -105,9 +105,14 @@ export class SearchService implements SearchContext {
     return p;
   }
 
-  /** At write time: index values for doc.idx and the patient compartments for doc.comp. */
-  index(resource: Resource): { idx: Idx; comp: string[] } {
-    return indexResource(resource, this.paramsOf(resource.resourceType).values(), compartmentParams(resource.resourceType), this.ctx);
+  /**
+   * At write time: index values for doc.idx and the patient compartments for doc.comp. With
+   * `only`, the values of those parameters alone (storage's partial index of carried documents).
+   */
+  index(resource: Resource, only?: ReadonlySet<string>): { idx: Idx; comp: string[] } {
+    const all = this.paramsOf(resource.resourceType);
+    const params = only ? [...only].flatMap((code) => all.get(code) ?? []) : all.values();
+    return indexResource(resource, params, compartmentParams(resource.resourceType), this.ctx);
   }
 
   // ---------------------------------------------------------------- criteria
@@ -136,7 +141,8 @@ export class SearchService implements SearchContext {
    * store and every subscription's match). Callers hand in immutable versions (a new object per
    * version), so identity is a safe cache key.
    */
-  indexOnce(resource: Resource): { idx: Idx; comp: string[] } {
+  indexOnce(resource: Resource, only?: ReadonlySet<string>): { idx: Idx; comp: string[] } {
+    if (only) return this.index(resource, only);
     let entry = this.matchCache.get(resource);
     if (!entry) {
       entry = this.index(resource);

@@ -5,8 +5,12 @@ import { type Bodies, lean, storedForm } from './bodies';
 import { findByIds } from './lookup';
 import { historyId, type CurrentDoc, type HistoryDoc, type IndexEntries, type PreparedWrite } from './types';
 
-/** Search's write-time index (owned by src/search), used when a version is rebuilt from history. */
-export type IndexFn = (resource: Resource) => { idx: IndexEntries; comp: string[] };
+/**
+ * Search's write-time index (owned by src/search), used when a version is rebuilt from history.
+ * With `only`, the index values of those search parameters alone (a bucket walk's partial index,
+ * see query/carried-index.ts); `comp` is then incomplete and must not be used.
+ */
+export type IndexFn = (resource: Resource, only?: ReadonlySet<string>) => { idx: IndexEntries; comp: string[] };
 
 /**
  * Storage-internal: committed versions and the current documents derived from them. Shared by

@@ -8,6 +8,7 @@ import type { BucketPlan } from './bucket-plan';
 import type { BucketIndex, Candidate } from './buckets';
 import { DATE_SORT, type SortKey, sortValue } from './keys';
 import { restoreDecimals } from '../../json';
+import { WALK_PARAMS, evaluable, indexView, paramsOfCond, rebuildCarried } from './carried-index';
 
 /** A bucket walk's inputs: the buckets, the collection its candidates are read from, the exact checks. */
 export interface WalkInput {
@@ -22,20 +23,25 @@ export interface WalkInput {
 
 /**
  * Fetches candidates by `_id`, each id once, keeping in `found` the current documents that
- * exactly match (and `extra`), are not deleted and may be read.
+ * exactly match (and `extra`), are not deleted and may be read. Carried documents are indexed
+ * only for the parameters these checks and the walk read (carried-index.ts).
  */
 function candidateFetcher(w: WalkInput, extra?: Cond): { found: CurrentDoc[]; fetch: (cands: Candidate[]) => Promise<void> } {
   const fetched = new Set<string>();
   const pc = w.policy.readCond(w.col.collectionName);
+  const params = paramsOfCond(pc, paramsOfCond(extra, paramsOfCond(w.cond, new Set(WALK_PARAMS))));
   const found: CurrentDoc[] = [];
   const fetch = async (cands: Candidate[]) => {
     // Carried documents are current (see buckets.ts); the others are read by `_id`.
     const carried = new Map<string, CurrentDoc>();
-    for (const c of cands) if (c.d && !fetched.has(c.i) && !carried.has(c.i)) carried.set(c.i, { ...c.d, idx: w.index(c.d.res).idx });
+    for (const c of cands) if (c.d && !fetched.has(c.i) && !carried.has(c.i)) carried.set(c.i, rebuildCarried(c.d, w.index, params, restoreDecimals));
     const ids = [...new Set(cands.map((c) => c.i))].filter((id) => !fetched.has(id) && !carried.has(id));
     for (const id of [...ids, ...carried.keys()]) fetched.add(id);
-    const docs = [...carried.values(), ...(await findByIds(w.col, ids))].map(restoreDecimals);
-    found.push(...docs.filter((d) => !d.deleted && evaluate(w.cond, d) && (!extra || evaluate(extra, d)) && (!pc || evaluate(pc, d))));
+    const docs = [...carried.values(), ...(await findByIds(w.col, ids)).map(restoreDecimals)];
+    for (const d of docs) {
+      const e = evaluable(d);
+      if (!d.deleted && evaluate(w.cond, e) && (!extra || evaluate(extra, e)) && (!pc || evaluate(pc, e))) found.push(d);
+    }
   };
   return { found, fetch };
 }
@@ -123,7 +129,7 @@ export async function lastnViaBuckets(w: WalkInput, max: number): Promise<Curren
   found.sort(compareBy([{ field: DATE_SORT, dir: -1 }, { field: '_id', dir: 1 }]));
   const taken = new Map<string, number>();
   return found.filter((d) => {
-    const key = `${String(d.idx.subject ?? '')} ${codeOf(d)}`;
+    const key = `${String(indexView(d, 'subject').subject ?? '')} ${codeOf(d)}`;
     const n = taken.get(key) ?? 0;
     taken.set(key, n + 1);
     return n < max;
@@ -131,7 +137,8 @@ export async function lastnViaBuckets(w: WalkInput, max: number): Promise<Curren
 }
 
 function codeOf(d: CurrentDoc): string {
-  return typeof d.idx['code:s'] === 'string' ? (d.idx['code:s'] as string) : '';
+  const v = indexView(d, 'code')['code:s'];
+  return typeof v === 'string' ? v : '';
 }
 
 function dateMs(d: CurrentDoc): number {

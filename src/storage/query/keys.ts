@@ -1,5 +1,6 @@
 import { type Cond, FALSE, and, not, or } from '../../search/cond';
 import type { CurrentDoc } from '../types';
+import { indexView, paramOfField } from './carried-index';
 
 /** One key of a result order (`_id` last, as the tie-breaker). */
 export interface SortKey {
@@ -15,7 +16,9 @@ export const DATE_SORT = 'idx.date.l';
 
 /** The value of a (dotted) sort field of a document, as a keyset boundary holds it. */
 export function sortValue(doc: CurrentDoc, field: string): KeyValue {
-  let cur: unknown = doc;
+  // A walk's rebuilt documents answer their walk's parameters from the partial index.
+  const param = paramOfField(field);
+  let cur: unknown = param === undefined ? doc : { idx: indexView(doc, param) };
   for (const seg of field.split('.')) {
     if (cur === null || typeof cur !== 'object' || cur instanceof Date) return null;
     cur = (cur as Record<string, unknown>)[seg];
