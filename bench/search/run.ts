@@ -10,8 +10,14 @@
  * runs of queries that scan on FerretDB; `--raw-iterations=N` (default: the same) the raw-database
  * baselines there, each a full collection scan (0 leaves them out, for 1M). `--large` adds 1,000,000 Observations (for a bigger machine). MONGODB_URI points it at a real
  * MongoDB; otherwise an embedded FerretDB is started in a temporary directory.
+ *
+ * `--corpus-dir=DIR` keeps the embedded database in DIR and its corpora (`vigil_corpus_<size>`)
+ * after the run, and measures a stored corpus without loading it again: the queries then run on
+ * a database that has settled after its bulk load (right after one, SQLite is still folding its
+ * write-ahead log in, and the first run's tails show it), and builds can be compared on the same
+ * corpus.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Resource } from 'fhir/r4';
@@ -211,21 +217,30 @@ async function measureHistory(db: Db, service: SearchService, r: SearchRequest, 
 }
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'vigil-bench-search-'));
+  const corpusDir = args.get('corpus-dir');
+  if (corpusDir) mkdirSync(corpusDir, { recursive: true });
+  const dir = corpusDir ?? mkdtempSync(path.join(os.tmpdir(), 'vigil-bench-search-'));
   const embedded = process.env.MONGODB_URI ? undefined : await startEmbeddedDatabase(dir, { syncMs: loadConfig({ EMBEDDED_DB_SYNC_MS: process.env.EMBEDDED_DB_SYNC_MS }).embeddedSyncMs });
   const uri = process.env.MONGODB_URI ?? embedded?.uri ?? '';
   const client = await MongoClient.connect(uri);
   const database = embedded ? 'ferretdb-sqlite' : 'mongodb';
   try {
     for (const size of sizes) {
-      const db = client.db(`vigil_bench_search_${size}_${Date.now()}`);
+      const db = client.db(corpusDir ? `vigil_corpus_${size}` : `vigil_bench_search_${size}_${Date.now()}`);
       const config = { ...loadConfig({ BASE_URL: BASE, AUTH_ENABLED: 'false' }), cursorSecret: 'bench' };
       const service = await SearchService.create({ db, config, types: ['Patient', 'Device', 'Observation'] });
-      await service.reindexIfNeeded(); // marks the (empty) buckets built, as a server's start-up does
+      // A stored corpus is brought up to this build as a server's start-up would (a changed bucket layout is rebuilt).
+      await service.reindexIfNeeded(); // on an empty database: marks the buckets built
       await service.ensureIndexes();
-      const loadMs = await load(db, service, size);
+      const stored = corpusDir ? await db.collection('Observation').estimatedDocumentCount() : 0;
+      if (stored === 0) {
+        const loadMs = await load(db, service, size);
+        const loaded = await db.collection('Observation').estimatedDocumentCount();
+        emit({ database, observations: loaded, phase: 'load', ms: loadMs, perSecond: Math.round((loaded / loadMs) * 1000) });
+      } else {
+        emit({ database, observations: stored, phase: 'stored corpus', dir: corpusDir });
+      }
       const observations = await db.collection('Observation').estimatedDocumentCount();
-      emit({ database, observations, phase: 'load', ms: loadMs, perSecond: Math.round((observations / loadMs) * 1000) });
       const patients = Math.max(1, Math.round(size / OBS_PER_PATIENT));
       for (const c of cases(patients)) {
         const rand = rng(7);
@@ -279,12 +294,12 @@ async function main(): Promise<void> {
           index: c.lastn ? (database === 'mongodb' ? 'distinct + per-code find (lastn_subject_code_date)' : 'candidate buckets by patient and day, newest first (FerretDB)') : index,
         });
       }
-      await db.dropDatabase();
+      if (!corpusDir) await db.dropDatabase();
     }
   } finally {
     await client.close();
     await embedded?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (!corpusDir) rmSync(dir, { recursive: true, force: true });
   }
 }
 
