@@ -174,16 +174,17 @@ export function windowOf(cond: Cond): { lo: number; hi: number } | 'none' {
 /**
  * The part of `cond` an entry can decide: atoms on fields the entry lacks become TRUE where they
  * only narrow the result and FALSE under a negation, so the projection never drops a match.
+ * `ids` false: conditions on `_id` too (a projection decided for a group of entries, not one).
  */
-export function project(cond: Cond, fields: Set<string>, positive: boolean): Cond {
-  const known = (f: string) => f === '_id' || (f.startsWith('idx.') && fields.has(f.slice(4).split('.')[0]));
+export function project(cond: Cond, fields: Set<string>, positive: boolean, ids = true): Cond {
+  const known = (f: string) => (ids && f === '_id') || (f.startsWith('idx.') && fields.has(f.slice(4).split('.')[0]));
   switch (cond.k) {
     case 'and':
-      return and(cond.c.map((c) => project(c, fields, positive)));
+      return and(cond.c.map((c) => project(c, fields, positive, ids)));
     case 'or':
-      return or(cond.c.map((c) => project(c, fields, positive)));
+      return or(cond.c.map((c) => project(c, fields, positive, ids)));
     case 'nor':
-      return { k: 'nor', c: cond.c.map((c) => project(c, fields, !positive)) };
+      return { k: 'nor', c: cond.c.map((c) => project(c, fields, !positive, ids)) };
     case 'const':
       return cond;
     default:

@@ -15,7 +15,8 @@ import { StoreQueue, mergeInto, token } from './store-queue';
  * readers see them at once; the outbox worker stores them with one update per bucket and batch
  * (`record`) and unstages them. A crash loses only staged entries of versions whose outbox
  * intents are still there, so the outbox stores them after the restart. Entries are never removed
- * (but by erasure), so the lists are a superset: readers treat them as candidates only.
+ * (but by erasure, and the trim of trimmed buckets), so the lists are a superset: readers treat
+ * them as candidates only.
  *
  * Only one process writes the buckets (the outbox lease holder, or the start-up rebuild), which
  * matters because `$push`/`$addToSet` are read-modify-write on FerretDB; `record` calls of this
@@ -91,6 +92,17 @@ export type Dir = Map<string, Set<string>>;
 /** Of these history ids, those whose outbox intents are still there (post-commit work pending). */
 export type OpenVersions = (historyIds: readonly string[]) => Promise<ReadonlySet<string>>;
 
+/**
+ * Buckets kept trimmed rather than appended to (newest.ts): stored by reading the bucket, adding
+ * the new entries and writing back what `trim` keeps; `afterRemoval` is what erasure leaves of
+ * one (its trim no longer holds over the rest).
+ */
+export interface TrimmedBuckets {
+  is(key: string): boolean;
+  trim(entries: readonly Entry[]): Entry[];
+  afterRemoval(kept: readonly Entry[]): Entry[];
+}
+
 /** Entries staged at a commit point are looked after once this old (the outbox had its chance)... */
 const SETTLE_MS = 1000;
 /** ...by a sweep at most this often, started by a later stage. */
@@ -120,6 +132,7 @@ export class BucketStore {
   constructor(
     db: Db,
     private readonly open?: OpenVersions,
+    private readonly trimmed?: TrimmedBuckets,
   ) {
     this.col = db.collection<BucketDoc>(BUCKET_COLLECTION);
     this.dirs = db.collection<DirDoc>(BUCKET_COLLECTION);
@@ -171,7 +184,7 @@ export class BucketStore {
     // One update at a time: FerretDB 1.24 stalled (every connection, for good) when a multi-update
     // `bulkWrite` ran beside the request path's inserts; single updates off the request path are fine.
     const updates: (() => Promise<unknown>)[] = [];
-    for (const [key, entries] of ops.buckets) updates.push(() => this.append(key, entries));
+    for (const [key, entries] of ops.buckets) updates.push(() => (this.trimmed?.is(key) ? this.replaceTrimmed(key, entries) : this.append(key, entries)));
     for (const [key, units] of ops.dirs) {
       const pairs: string[] = [];
       for (const [u, codes] of units) for (const c of codes) pairs.push(`${u}\t${c}`);
@@ -247,6 +260,13 @@ export class BucketStore {
     this.written.set(key, w);
   }
 
+  /** A trimmed bucket: what it keeps of the stored entries and these, in one document. */
+  private async replaceTrimmed(key: string, entries: readonly Entry[]): Promise<void> {
+    const base = await this.col.findOne({ _id: key });
+    const kept = this.trimmed!.trim([...decodeEntries(base?.s), ...entries]);
+    await this.col.replaceOne({ _id: key }, { s: [encodeEntries(kept)] }, { upsert: true });
+  }
+
   /** Counts part `n` in the first document (after which readers read it) and writes there from now on. */
   private async startPart(key: string, w: { part: number; bytes: number }, n: number): Promise<void> {
     await this.col.updateOne({ _id: key }, { $max: { p: n } }, { upsert: true });
@@ -310,10 +330,11 @@ export class BucketStore {
       if (staged) for (const [tok, e] of staged) if (ids.has(e.i)) staged.delete(tok);
       for (const doc of await this.readParts(key)) {
         const all = decodeEntries(doc.s);
-        const kept = all.filter((e) => !ids.has(e.i));
+        let kept = all.filter((e) => !ids.has(e.i));
         removed += all.length - kept.length;
         // The first document keeps its part count, even when emptied.
         if (kept.length === all.length) continue;
+        if (kept.length > 0 && this.trimmed?.is(key)) kept = this.trimmed.afterRemoval(kept);
         if (kept.length === 0 && !doc.p) await this.col.deleteOne({ _id: doc._id });
         else await this.col.replaceOne({ _id: doc._id }, { s: kept.length > 0 ? [encodeEntries(kept)] : [], ...(doc.p ? { p: doc.p } : {}) });
       }

@@ -9,6 +9,8 @@ import type { BucketIndex, Candidate } from './buckets';
 import { DATE_SORT, type SortKey, sortValue } from './keys';
 import { restoreDecimals } from '../../json';
 import { WALK_PARAMS, evaluable, indexView, paramsOfCond, rebuildCarried } from './carried-index';
+import { groupMayMatch } from './newest';
+import type { Entry } from './bucket-store';
 
 /** A bucket walk's inputs: the buckets, the collection its candidates are read from, the exact checks. */
 export interface WalkInput {
@@ -97,6 +99,10 @@ export async function collectCandidates(
  * otherwise it reads every candidate.
  */
 export async function lastnViaBuckets(w: WalkInput, max: number): Promise<CurrentDoc[]> {
+  if (w.plan.subjectPinned && w.plan.patients?.length === 1) {
+    const newest = await lastnFromNewest(w, w.plan.patients[0], max);
+    if (newest) return newest;
+  }
   const { found, fetch } = candidateFetcher(w);
   const pending = new Map<string, Candidate[]>();
   let dayBound = Infinity;
@@ -134,6 +140,44 @@ export async function lastnViaBuckets(w: WalkInput, max: number): Promise<Curren
     taken.set(key, n + 1);
     return n < max;
   });
+}
+
+/**
+ * $lastn of one patient from its newest bucket (newest.ts): per code, the matches among the
+ * groups' entries that no full group's unkept entries can precede; undefined when that leaves
+ * a code short of `max` or an entry's resource has a later version (the caller walks instead).
+ */
+async function lastnFromNewest(w: WalkInput, patient: string, max: number): Promise<CurrentDoc[] | undefined> {
+  const view = await w.buckets.newest(patient);
+  if (view.touched.has('')) return undefined;
+  const live = view.groups.filter((g) => groupMayMatch(w.cond, g.x));
+  const cands: Candidate[] = [];
+  /** Per `code:s`: the last kept entry of each full group (beyond it, entries are unknown). */
+  const edges = new Map<string, Candidate[]>();
+  for (const g of live) {
+    const code = typeof g.x['code:s'] === 'string' ? g.x['code:s'] : '';
+    const group = g.entries.map((e) => candidateOf(e, code));
+    if (group.some((c) => view.touched.has(c.i))) return undefined;
+    cands.push(...group);
+    edges.set(code, [...(edges.get(code) ?? []), ...(g.full ? [group[group.length - 1]] : [])]);
+  }
+  const { found, fetch } = candidateFetcher(w);
+  await fetch(cands);
+  const order = compareBy([{ field: DATE_SORT, dir: -1 }, { field: '_id', dir: 1 }]);
+  found.sort(order);
+  const out: CurrentDoc[] = [];
+  for (const [code, ends] of edges) {
+    const known = (d: CurrentDoc) => ends.every((e) => dateMs(d) > e.l || (dateMs(d) === e.l && d._id <= e.i));
+    const settled = found.filter((d) => codeOf(d) === code && known(d));
+    if (settled.length < max && ends.length > 0) return undefined;
+    out.push(...settled.slice(0, max));
+  }
+  return out.sort(order);
+}
+
+function candidateOf(e: Entry, code: string): Candidate {
+  const l = (e.x.date as { l?: unknown } | undefined)?.l;
+  return { i: e.i, l: l instanceof Date ? l.getTime() : -Infinity, c: code, ...(e.d ? { d: e.d } : {}) };
 }
 
 function codeOf(d: CurrentDoc): string {

@@ -5,6 +5,7 @@ import type { CurrentDoc } from '../types';
 import { type BucketStore, type CarriedDoc, type Dir, type Entry, type Ops, emptyOps, pushEntry } from './bucket-store';
 import { type BucketPlan, TOKEN_PARAMS, bareCode, listedToken, planOf, project, tokenKey } from './bucket-plan';
 import { bandMayMatch, bandsOf } from './value-bands';
+import { NEWEST_FIELDS, type NewestView, isNewestKey, newestKey, touchedEntry, trimNewest, viewNewest } from './newest';
 import { DAY_MS, HOUR_MS, bareCodes, dateRangeOf, dayKey, hourKey, pick, spanKeys, unitStart } from './bucket-units';
 
 /**
@@ -26,6 +27,8 @@ import { DAY_MS, HOUR_MS, bareCodes, dateRangeOf, dayKey, hourKey, pick, spanKey
  * - `Observation|cv|59408-5|u-1:8|2024-03-01`: Observations of that code whose value falls in
  *   that band (value-bands.ts) on that day, carrying documents as `pc` entries do, with the
  *   directory `Observation|cv|59408-5` of (day, band) pairs and touched ids: the population query;
+ * - `Observation|n|Patient/x`: the patient's newest readings of each code, carrying documents,
+ *   kept trimmed (newest.ts): `$lastn` of one patient;
  * - `<Type>|t|identifier|<token>` (and `url`): every type's resources holding that token, for
  *   identifier lookups (conditional creates, device resends) and canonical urls.
  *
@@ -62,7 +65,15 @@ const TOUCHED = 't';
 const CODE_FIELDS = new Set(['code', 'date', 'value-quantity', 'status']);
 
 /** Bumped when the bucket layout or the entry fields change: the buckets are then rebuilt. */
-export const BUCKET_LAYOUT = 'v8';
+export const BUCKET_LAYOUT = 'v9';
+
+/** The buckets the store keeps trimmed: the patients' newest readings (newest.ts). */
+export const TRIMMED_BUCKETS = {
+  is: isNewestKey,
+  trim: trimNewest,
+  // Entries gone from a trimmed bucket may have pushed others out: what is left proves nothing.
+  afterRemoval: (kept: readonly Entry[]) => trimNewest([...kept, touchedEntry('')]),
+};
 
 /** The parts of a version the buckets need. */
 export interface BucketSource {
@@ -140,12 +151,13 @@ export class BucketIndex {
     const range = dateRangeOf(doc.idx);
     const codeS = typeof doc.idx['code:s'] === 'string' ? (doc.idx['code:s'] as string) : '';
     const days = range ? spanKeys(range, DAY_MS, MAX_SPAN_DAYS, dayKey) : ['none'];
+    const carried = carriedDoc(doc);
     for (const p of new Set(doc.comp.filter((c) => c.startsWith('Patient/')))) {
       const entry = { i: doc._id, x: pick(doc.idx, PATIENT_FIELDS) };
       for (const d of days) pushEntry(ops, `Observation|p|${p}|${d}`, entry);
       this.store.addToDir(ops, `Observation|p|${p}`, days, codeS);
+      pushEntry(ops, newestKey(p), { i: doc._id, x: pick(doc.idx, NEWEST_FIELDS), ...(carried ? { d: carried } : {}) });
     }
-    const carried = carriedDoc(doc);
     const blocks = range ? spanKeys(range, PC_UNIT_MS, 4 * MAX_SPAN_DAYS, hourKey) : ['none'];
     for (const [p, code] of pairsOf(doc)) {
       const entry = { i: doc._id, x: pick(doc.idx, PC_FIELDS), ...(carried ? { d: carried } : {}) };
@@ -170,12 +182,21 @@ export class BucketIndex {
   private touchedOps(doc: BucketSource, ops: Ops): void {
     if (!doc.deleted && (doc.vid ?? 1) <= 1) return;
     const dirs = new Set<string>();
+    const patients = new Set<string>();
     for (const src of [doc, doc.prior]) {
       if (!src) continue;
       for (const [p, code] of pairsOf(src)) dirs.add(pcKey(p, code));
       for (const code of bandedCodes(src)) dirs.add(cvKey(code));
+      for (const p of src.comp ?? []) if (p.startsWith('Patient/')) patients.add(p);
     }
     for (const key of dirs) this.store.addToDir(ops, key, [TOUCHED], doc._id);
+    for (const p of patients) pushEntry(ops, newestKey(p), touchedEntry(doc._id));
+  }
+
+  /** A patient's newest readings per signature, stored and staged (newest.ts). */
+  async newest(patient: string): Promise<NewestView> {
+    const [entries] = await this.store.readEntries([newestKey(patient)]);
+    return viewNewest(entries);
   }
 
   /**

@@ -7,7 +7,7 @@ import { type CurrentDoc, historyId, type IndexEntries } from '../types';
 import type { IndexFn } from '../versions';
 import { collectCandidates, compareBy, lastnViaBuckets, type WalkInput } from './bucket-walk';
 import { BucketStore, type OpenVersions, type Ops, emptyOps } from './bucket-store';
-import { BUCKET_LAYOUT, BucketIndex, type BucketSource } from './buckets';
+import { BUCKET_LAYOUT, BucketIndex, type BucketSource, TRIMMED_BUCKETS } from './buckets';
 import type { CountQuery, Explanation, HistoryIds, HistoryQuery, LastnQuery, LiveVersion, Maintenance, PageQuery, SearchPage } from './executor';
 import { DATE_SORT, keysetCond } from './keys';
 import { MongoExecutor, pointReads } from './mongo';
@@ -52,7 +52,7 @@ export class FerretExecutor extends MongoExecutor {
   ) {
     super(db, cols);
     // Nobody waits for stored entries (readers see them staged): other writes go first.
-    this.store = new BucketStore(backgroundWrites(db), open);
+    this.store = new BucketStore(backgroundWrites(db), open, TRIMMED_BUCKETS);
     this.buckets = new BucketIndex(this.store);
     this.time = new TimeBuckets(this.store);
   }
