@@ -1,7 +1,7 @@
 import type { Collection, Db } from 'mongodb';
 import { COLLECTIONS } from '../collections';
 import type { CurrentDoc } from '../types';
-import { decodeEntries, encodeEntries, encodeEntry } from './entry-codec';
+import { carries, decodeEntries, encodeEntries, encodeEntry } from './entry-codec';
 import { StoreQueue, mergeInto, token } from './store-queue';
 
 /**
@@ -43,6 +43,8 @@ export interface Entry {
   x: Record<string, unknown>;
   /** A current document but its index values (patient-and-code and value-band buckets; see buckets.ts). */
   d?: CarriedDoc;
+  /** The carried document's text as a read left it, not parsed yet (read it through `carriedOf`). */
+  t?: string;
 }
 
 /**
@@ -168,7 +170,7 @@ export class BucketStore {
     // A snapshot: a carried document must not follow later changes to the writer's objects. An
     // entry staged already (its commit point, then the outbox hand-off on the same instance)
     // is the same entry: it is not copied again.
-    mergeInto({ buckets: this.staged, dirs: this.stagedDirs }, ops, (e) => (e.d ? snapshot(e) : e));
+    mergeInto({ buckets: this.staged, dirs: this.stagedDirs }, ops, (e) => (carries(e) ? snapshot(e) : e));
   }
 
   /**
@@ -242,7 +244,7 @@ export class BucketStore {
     const w = this.written.get(key) ?? { part: 0, bytes: 0, carried: 0 };
     const lines = entries.map((e) => {
       const line = encodeEntry(e);
-      if (!e.d) return line;
+      if (!carries(e)) return line;
       if (w.carried + line.length > CARRY_BYTES) return encodeEntry({ i: e.i, x: e.x });
       w.carried += line.length;
       return line;
@@ -317,7 +319,7 @@ export class BucketStore {
   async readEntries(keys: readonly string[]): Promise<Entry[][]> {
     if (keys.length === 0) return [];
     // Copies of staged carried documents: each reader gets its own, as from the database.
-    const staged = keys.map((k) => [...(this.staged.get(k)?.values() ?? [])].map((e) => (e.d ? snapshot(e) : e)));
+    const staged = keys.map((k) => [...(this.staged.get(k)?.values() ?? [])].map((e) => (carries(e) ? snapshot(e) : e)));
     const docs = await Promise.all(keys.map((k) => this.readParts(k)));
     return keys.map((_, i) => [...docs[i].flatMap((d) => decodeEntries(d.s)), ...staged[i]]);
   }

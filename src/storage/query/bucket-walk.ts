@@ -11,6 +11,7 @@ import { restoreDecimals } from '../../json';
 import { WALK_PARAMS, evaluable, indexView, paramsOfCond, rebuildCarried } from './carried-index';
 import { groupMayMatch } from './newest';
 import type { Entry } from './bucket-store';
+import { carriedOf } from './entry-codec';
 
 /** A bucket walk's inputs: the buckets, the collection its candidates are read from, the exact checks. */
 export interface WalkInput {
@@ -36,7 +37,10 @@ function candidateFetcher(w: WalkInput, extra?: Cond): { found: CurrentDoc[]; fe
   const fetch = async (cands: Candidate[]) => {
     // Carried documents are current (see buckets.ts); the others are read by `_id`.
     const carried = new Map<string, CurrentDoc>();
-    for (const c of cands) if (c.d && !fetched.has(c.i) && !carried.has(c.i)) carried.set(c.i, rebuildCarried(c.d, w.index, params, restoreDecimals));
+    for (const c of cands) {
+      const d = fetched.has(c.i) || carried.has(c.i) ? undefined : carriedOf(c);
+      if (d) carried.set(c.i, rebuildCarried(d, w.index, params, restoreDecimals));
+    }
     const ids = [...new Set(cands.map((c) => c.i))].filter((id) => !fetched.has(id) && !carried.has(id));
     for (const id of [...ids, ...carried.keys()]) fetched.add(id);
     const docs = [...carried.values(), ...(await findByIds(w.col, ids)).map(restoreDecimals)];
@@ -177,7 +181,8 @@ async function lastnFromNewest(w: WalkInput, patient: string, max: number): Prom
 
 function candidateOf(e: Entry, code: string): Candidate {
   const l = (e.x.date as { l?: unknown } | undefined)?.l;
-  return { i: e.i, l: l instanceof Date ? l.getTime() : -Infinity, c: code, ...(e.d ? { d: e.d } : {}) };
+  const d = carriedOf(e);
+  return { i: e.i, l: l instanceof Date ? l.getTime() : -Infinity, c: code, ...(d ? { d } : {}) };
 }
 
 function codeOf(d: CurrentDoc): string {

@@ -100,6 +100,8 @@ export interface Candidate {
   c: string;
   /** The current document but its index values, carried by its entry (`pc` and `cv` buckets, ids not touched). */
   d?: CarriedDoc;
+  /** Its text, not parsed yet (entry-codec.ts: read it through `carriedOf`). */
+  t?: string;
 }
 
 /** One step of a walk: candidates, and how far the walk is complete (see `walk`). */
@@ -351,7 +353,10 @@ export class BucketIndex {
     for (const e of lists.flat() as Entry[]) {
       const date = (e.x.date as { l?: unknown } | undefined)?.l;
       const c: Candidate = { i: e.i, l: date instanceof Date ? date.getTime() : -Infinity, c: typeof e.x['code:s'] === 'string' ? (e.x['code:s'] as string) : '' };
-      if (e.d && !touched?.has(e.i)) c.d = e.d;
+      if (!touched?.has(e.i)) {
+        if (e.d) c.d = e.d;
+        if (e.t !== undefined) c.t = e.t;
+      }
       const key = `${c.i} ${c.l} ${c.c}`;
       if (out.has(key)) continue;
       if (pre.k === 'const' ? pre.v : evaluate(pre, { _id: e.i, idx: e.x })) out.set(key, c);

@@ -1,7 +1,7 @@
 import type { Cond } from '../../search/cond';
 import { evaluate } from '../../search/cond';
 import type { Entry } from './bucket-store';
-import { encodeEntry } from './entry-codec';
+import { carries, encodeEntry } from './entry-codec';
 import { project } from './bucket-plan';
 
 /**
@@ -86,7 +86,7 @@ export function trimNewest(entries: readonly Entry[]): Entry[] {
   const kept: Entry[] = [];
   for (const g of view.groups) {
     for (const e of g.entries) {
-      if (!e.d) {
+      if (!carries(e)) {
         kept.push(e);
         continue;
       }
@@ -112,7 +112,7 @@ export function viewNewest(entries: readonly Entry[]): NewestView {
     // The same version twice (stored, then staged again) counts once; a carried copy wins.
     const key = `${e.i} ${dateLow(e)}`;
     const had = g.all.get(key);
-    if (!had || (!had.d && e.d)) g.all.set(key, e);
+    if (!had || (!carries(had) && carries(e))) g.all.set(key, e);
     bySig.set(sig, g);
   }
   const groups = [...bySig.values()].map((g) => {
