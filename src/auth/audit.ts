@@ -120,6 +120,11 @@ export class AuditTrail {
   private running?: Promise<void>;
   private readonly timer: NodeJS.Timeout;
   private dropped = 0;
+  /** Events ever queued, and those written or dropped since (the queue holds the difference). */
+  private recorded = 0;
+  private settled = 0;
+  /** Flushes waiting for the events queued before them. */
+  private waiters: Array<{ upTo: number; wake: () => void }> = [];
 
   constructor(
     private readonly deps: {
@@ -136,18 +141,33 @@ export class AuditTrail {
 
   record(e: AuditRecord): void {
     this.queue.push(toAuditEvent(e));
+    this.recorded++;
     const max = this.deps.maxQueue ?? 50_000;
     if (this.queue.length > max) {
-      this.dropped += this.queue.length - max;
-      this.queue.splice(0, this.queue.length - max);
+      const over = this.queue.length - max;
+      this.dropped += over;
+      this.settled += over;
+      this.queue.splice(0, over);
     }
     if (this.queue.length >= (this.deps.batchSize ?? 200)) void this.drain();
   }
 
-  /** Writes everything queued so far; for shutdown and tests. */
+  /**
+   * Writes the events queued before the call (a failed write is tried once more), and no more:
+   * waiting for an empty queue instead never ends while requests keep coming faster than a batch
+   * is written (a $purge, which flushes first, hung for good beside a device streaming readings).
+   */
   async flush(): Promise<void> {
-    await this.drain();
-    if (this.queue.length > 0) await this.drain();
+    const upTo = this.recorded;
+    for (let attempt = 0; attempt < 2 && this.settled < upTo; attempt++) {
+      await new Promise<void>((wake) => {
+        this.waiters.push({ upTo, wake });
+        void this.drain();
+      });
+      // Woken by a failed write: that run ends at once (no request ran in between); the retry
+      // must start a run of its own.
+      if (this.settled < upTo) await this.running;
+    }
   }
 
   /** Stops the timer after a final flush. */
@@ -168,14 +188,28 @@ export class AuditTrail {
       try {
         await this.deps.persist(batch);
         this.queue.splice(0, batch.length);
+        this.settled += batch.length;
+        this.wake(false);
       } catch (err) {
         this.deps.logger.error({ err: (err as Error).message, pending: this.queue.length }, 'audit events could not be written; will retry');
+        this.wake(true);
         return;
       }
     }
+    this.wake(false);
     if (this.dropped > 0) {
       this.deps.logger.error({ dropped: this.dropped }, 'audit queue overflowed; oldest audit events were dropped');
       this.dropped = 0;
     }
+  }
+
+  /** Wakes the flushes whose events are written (all of them when a write failed: they decide). */
+  private wake(all: boolean): void {
+    const still = [];
+    for (const w of this.waiters) {
+      if (all || w.upTo <= this.settled) w.wake();
+      else still.push(w);
+    }
+    this.waiters = still;
   }
 }

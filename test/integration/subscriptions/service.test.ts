@@ -100,7 +100,7 @@ describe('SubscriptionService against a real database (events offered as the out
         const ev = await h.commit(hr('share', 150 + i, 'H'));
         await [a, b, c][i % 3].onCommitted([ev]);
       }
-      await recv.waitFor(() => recv.events().flatMap(eventNumbers).length >= 15, 5000).catch(async (e) => {
+      await recv.waitFor(() => recv.events().flatMap(eventNumbers).length >= 15, 20_000).catch(async (e) => {
         console.log(JSON.stringify(await h.db.collection('sub_state').findOne({ _id: id as never })), JSON.stringify((await h.db.collection('sub_notifications').find({ sub: id }).toArray()).map((r) => [r.num, r.state])), new Date().toISOString());
         throw e;
       });

@@ -122,4 +122,37 @@ describe('AuditTrail', () => {
     await trail.close();
     expect(written).toHaveLength(1);
   });
+
+  it('a flush writes what was queued before it and returns while events keep coming faster than a batch is written', async () => {
+    const written: string[] = [];
+    const trail = new AuditTrail({
+      persist: async (b) => {
+        await new Promise((r) => setTimeout(r, 20));
+        written.push(...b.map((e) => e.entity?.[0]?.detail?.[0]?.valueString ?? ''));
+      },
+      logger,
+      batchSize: 2,
+      intervalMs: 60_000,
+    });
+    let streaming = true;
+    let n = 0;
+    const stream = (async () => {
+      while (streaming) {
+        trail.record(rec(n++));
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 30));
+    const before = n;
+    try {
+      await trail.flush();
+    } finally {
+      streaming = false;
+      await stream;
+    }
+    // Everything recorded before the flush is written, in order.
+    expect(written.slice(0, before)).toEqual(Array.from({ length: before }, (_, i) => `r${i}`));
+    await trail.close();
+    expect(written).toHaveLength(n);
+  });
 });
