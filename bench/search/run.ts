@@ -84,9 +84,10 @@ const LOAD_CONCURRENCY = 8;
  * each bucket is written about once. Each version is stamped at its effective time, so history
  * by time has something to walk.
  */
-async function load(db: Db, service: SearchService, observations: number): Promise<number> {
+async function load(db: Db, service: SearchService, observations: number): Promise<{ ms: number; stored: number }> {
   const patients = Math.max(1, Math.round(observations / OBS_PER_PATIENT));
   const t0 = Date.now();
+  let stored = 0;
   const toDoc = (r: Resource, ts: Date) => {
     const res = { ...r, meta: { versionId: '1', lastUpdated: ts.toISOString() } } as Resource;
     const { idx, comp } = service.index(res);
@@ -121,15 +122,9 @@ async function load(db: Db, service: SearchService, observations: number): Promi
       for (const o of generateObservations(p, n, rands.get(p) ?? rng(p), START, STEP, first)) slice.push(toDoc(o, new Date(o.effectiveDateTime ?? START)));
     }
     await store('Observation', slice);
-    loadedObservations += slice.length;
+    stored += slice.length;
   }
-  return Date.now() - t0;
-}
-
-/** Observations just loaded: the driver's count on MongoDB, the loader's own tally on FerretDB (see main). */
-let loadedObservations = 0;
-async function countLoaded(db: Db): Promise<number> {
-  return process.env.MONGODB_URI ? db.collection('Observation').countDocuments({}) : loadedObservations;
+  return { ms: Date.now() - t0, stored };
 }
 
 interface Case {
@@ -245,11 +240,10 @@ async function main(): Promise<void> {
       const stored = corpusDir ? ((await corpus.findOne({ _id: 'size' }))?.observations ?? 0) : 0;
       let observations = stored;
       if (stored === 0) {
-        loadedObservations = 0;
-        const loadMs = await load(db, service, size);
-        observations = await countLoaded(db);
+        const loaded = await load(db, service, size);
+        observations = loaded.stored;
         await corpus.replaceOne({ _id: 'size' }, { observations }, { upsert: true });
-        emit({ database, observations, phase: 'load', ms: loadMs, perSecond: Math.round((observations / loadMs) * 1000) });
+        emit({ database, observations, phase: 'load', ms: loaded.ms, perSecond: Math.round((observations / loaded.ms) * 1000) });
       } else {
         emit({ database, observations: stored, phase: 'stored corpus', dir: corpusDir });
       }

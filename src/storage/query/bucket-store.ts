@@ -1,7 +1,7 @@
 import type { Collection, Db } from 'mongodb';
 import { COLLECTIONS } from '../collections';
 import type { CurrentDoc } from '../types';
-import { carries, decodeEntries, encodeEntries, encodeEntry } from './entry-codec';
+import { type Carrier, carries, decodeEntries, encodeEntries, encodeEntry } from './entry-codec';
 import { StoreQueue, mergeInto, token } from './store-queue';
 
 /**
@@ -38,13 +38,10 @@ export const PART_BYTES = 64_000;
  */
 export const CARRY_BYTES = 300_000;
 
-export interface Entry {
+/** An id and the index values a bucket keeps of it; patient-and-code and value-band entries carry the document too (buckets.ts). */
+export interface Entry extends Carrier {
   i: string;
   x: Record<string, unknown>;
-  /** A current document but its index values (patient-and-code and value-band buckets; see buckets.ts). */
-  d?: CarriedDoc;
-  /** The carried document's text as a read left it, not parsed yet (read it through `carriedOf`). */
-  t?: string;
 }
 
 /**

@@ -5,6 +5,7 @@ import type { CurrentDoc } from '../types';
 import { type BucketStore, type CarriedDoc, type Dir, type Entry, type Ops, emptyOps, pushEntry } from './bucket-store';
 import { type BucketPlan, TOKEN_PARAMS, bareCode, listedToken, planOf, project, tokenKey } from './bucket-plan';
 import { bandMayMatch, bandsOf } from './value-bands';
+import type { Carrier } from './entry-codec';
 import { NEWEST_FIELDS, type NewestView, isNewestKey, newestKey, touchedEntry, trimNewest, viewNewest } from './newest';
 import { DAY_MS, HOUR_MS, bareCodes, dateRangeOf, dayKey, hourKey, pick, spanKeys, unitStart } from './bucket-units';
 
@@ -93,15 +94,11 @@ export interface BucketSource {
   prior?: { idx?: Idx; comp?: string[] } | null;
 }
 
-/** A candidate: an id and the date low bound (ms, -Infinity when undated) and `code:s` its entry recorded. */
-export interface Candidate {
+/** A candidate: an id and the date low bound (ms, -Infinity when undated) and `code:s` its entry recorded; the document its entry carries (ids not touched). */
+export interface Candidate extends Carrier {
   i: string;
   l: number;
   c: string;
-  /** The current document but its index values, carried by its entry (`pc` and `cv` buckets, ids not touched). */
-  d?: CarriedDoc;
-  /** Its text, not parsed yet (entry-codec.ts: read it through `carriedOf`). */
-  t?: string;
 }
 
 /** One step of a walk: candidates, and how far the walk is complete (see `walk`). */

@@ -30,9 +30,11 @@ export function encodeEntries(entries: readonly Entry[]): string {
   return entries.map(encodeEntry).join('\n');
 }
 
-/** What may carry a document: a decoded entry holds its text (`t`) until something reads it. */
+/** What may carry a document (bucket entries, walk candidates); read it through `carriedOf`. */
 export interface Carrier {
+  /** A current document but its index values (see CarriedDoc). */
   d?: CarriedDoc;
+  /** That document's text as a read left it, not parsed yet. */
   t?: string;
 }
 
