@@ -32,8 +32,9 @@ export function withBodies(inner: QueryExecutor, bodies: Bodies): QueryExecutor 
     atCommitPoint: (v) => inner.atCommitPoint(v),
     onHandedOn: (events) => inner.onHandedOn(events),
     onCommitted: (events) => inner.onCommitted(events),
-    record: (type, docs) => inner.record(type, docs),
-    erase: (type, docs, ids, patients) => inner.erase(type, docs, ids, patients),
+    record: (type, docs, concurrency) => inner.record(type, docs, concurrency),
+    eraseStaged: (type, docs, ids, patients) => inner.eraseStaged(type, docs, ids, patients),
+    applyErase: (plan) => inner.applyErase(plan),
   };
 }
 

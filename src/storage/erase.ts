@@ -5,8 +5,10 @@ import { type Collections, isDuplicateKey } from './collections';
 import { ErasedMarks, MARK_MARGIN_MS, MARKS_TRUSTED_MS } from './erased-marks';
 import { findByIds } from './lookup';
 import { STALE_INTENT_MS } from './outbox';
+import { type OutboxJobs, isJob } from './outbox-jobs';
 import type { QueryExecutor } from './query';
 import type { BucketSource } from './query';
+import { type ErasePlan, emptyErasePlan, isEmptyErasePlan, mergeErasePlan } from './query/erase-plan';
 import { historyId, type CurrentDoc, type HistoryDoc, type PreparedWrite } from './types';
 import type { IndexFn } from './versions';
 
@@ -32,6 +34,10 @@ export interface EraseCounts {
 }
 
 const POLL_MS = 25;
+/** The outbox job that removes erased resources' search entries (on the lease holder). */
+const ERASE_JOB = 'erase-search-entries';
+/** How long a sweep waits for a lease holder to run it (it runs later all the same). */
+const ERASE_JOB_WAIT_MS = 60_000;
 const MESSAGE_CODE = 'MSG_PATIENT_ERASED';
 
 /** The refusal of a commit into an erased compartment (server-side writers drop their work on it). */
@@ -60,8 +66,10 @@ export class StorageErasure {
     private readonly executor: QueryExecutor,
     private readonly index: IndexFn,
     private readonly logger: Logger,
+    private readonly jobs: OutboxJobs,
   ) {
     this.marks = new ErasedMarks(cols.erased);
+    jobs.handle(ERASE_JOB, (plan) => executor.applyErase(plan as ErasePlan));
   }
 
   // ---------------------------------------------------------------- markers
@@ -105,7 +113,8 @@ export class StorageErasure {
    * its version, its transaction is gone, or it was abandoned (no commit within STALE_INTENT_MS).
    */
   async settleWriters(timeoutMs: number): Promise<boolean> {
-    const intents = await this.cols.outbox.find({}).toArray();
+    // Jobs (another erasure's bucket sweep) are no writes.
+    const intents = (await this.cols.outbox.find({}).toArray()).filter((i) => !isJob(i));
     const deadline = Date.now() + Math.max(timeoutMs, STALE_INTENT_MS + 1000);
     let open = intents;
     while (open.length > 0) {
@@ -217,7 +226,14 @@ export class StorageErasure {
     // The patients' own directories live with the Observation buckets: visited even when no
     // Observation of theirs is left.
     if (patients.length > 0 && !entries.has('Observation')) entries.set('Observation', { docs: [], ids: new Set() });
-    for (const [type, e] of entries) counts.candidates += await this.executor.erase(type, e.docs, e.ids, patients);
+    // What this process holds in memory goes now; the stored entries go by the bucket writer's hand.
+    const plan = emptyErasePlan();
+    for (const [type, e] of entries) mergeErasePlan(plan, this.executor.eraseStaged(type, e.docs, e.ids, patients));
+    if (!isEmptyErasePlan(plan)) {
+      const r = await this.jobs.run(ERASE_JOB, plan, ERASE_JOB_WAIT_MS);
+      if (r.done) counts.candidates = Number(r.result ?? 0);
+      else this.logger.warn('erasure: no outbox lease holder removed the search entries in time; the first to hold the lease will');
+    }
     return counts;
   }
 

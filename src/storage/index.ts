@@ -81,7 +81,7 @@ export async function createStorage(deps: StorageDeps): Promise<Storage> {
   outbox.addConsumer((events) => executor.onCommitted(events), 'last');
   const live = (writes: readonly PreparedWrite[]) => writes.filter((w) => !w.noop).map((w) => ({ type: w.type, doc: { ...w.doc, prior: w.current } }));
   const atCommitPoint: CommitPointHook = (writes) => executor.atCommitPoint(live(writes));
-  const erasure = new StorageErasure(cols, inner, deps.index, deps.logger);
+  const erasure = new StorageErasure(cols, inner, deps.index, deps.logger, outbox.jobs);
   const repository = new ResourceRepository(
     cols,
     versions,

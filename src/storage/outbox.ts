@@ -4,7 +4,8 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { type HeldLease, LeaseChain } from './lease-chain';
 import { findByIds } from './lookup';
-import type { HistoryDoc, WriteMethod } from './types';
+import { OutboxJobs, isJob } from './outbox-jobs';
+import type { HistoryDoc, OutboxDoc, WriteMethod } from './types';
 import type { DecimalText } from '../json';
 import type { Versions } from './versions';
 
@@ -83,6 +84,8 @@ export class Outbox {
   /** Intents of `tails`: the next batch skips them (they are consumed already). */
   private readonly inFlight = new Set<string>();
   private readonly failedTails = new WeakSet<Promise<void>>();
+  /** Work only the lease holder may do, asked for by any process (outbox-jobs.ts). */
+  readonly jobs: OutboxJobs;
 
   constructor(
     private readonly versions: Versions,
@@ -92,6 +95,9 @@ export class Outbox {
     // The owner names the process, so an operator (or a test) can tell who holds the lease.
     const owner = `${hostname()}:${process.pid}:${randomUUID()}`;
     this.chain = new LeaseChain(versions.cols.leases, versions.cols.leaseTops, owner, LEASE_MS);
+    // A running outbox takes a job at its next pass (waiting for the drain loop instead would wait
+    // for as long as writes keep coming); a stopped one (the admin CLI) drains now if it can.
+    this.jobs = new OutboxJobs(versions.cols, () => (this.stopped ? this.drainNow() : Promise.resolve(this.nudge())));
   }
 
   private get cols() {
@@ -247,8 +253,10 @@ export class Outbox {
   private async processBatch(): Promise<number> {
     while (this.tails.length >= MAX_TAILS) await this.tails[0].done.catch(() => undefined);
     const skip = this.inFlight.size;
-    const intents = (await this.cols.outbox.find({}).sort({ at: 1, _id: 1 }).limit(BATCH + skip).toArray()).filter((i) => !this.inFlight.has(i._id)).slice(0, BATCH);
-    if (intents.length === 0) return 0;
+    const taken = (await this.cols.outbox.find({}).sort({ at: 1, _id: 1 }).limit(BATCH + skip).toArray()).filter((i) => !this.inFlight.has(i._id)).slice(0, BATCH);
+    if (taken.length === 0) return 0;
+    const jobs = taken.filter(isJob);
+    const intents = jobs.length ? taken.filter((i) => !isJob(i)) : taken;
     const versions = await findByIds(this.cols.history, intents.map((i) => i._id));
     const byId = new Map(versions.map((h) => [h._id, h]));
     const now = Date.now();
@@ -280,25 +288,31 @@ export class Outbox {
       }
     }
     const done = [...ready.map((h) => h._id), ...abandoned];
-    if (done.length) this.finish(done, events, info);
+    if (done.length || jobs.length) this.finish(done, events, info, jobs);
     if (abandoned.length) this.logger.warn({ count: abandoned.length }, 'dropped outbox intents of writes that never committed');
     // A full batch of which nothing could be done yet is not progress: wait for the next poll.
-    return done.length === 0 ? 0 : intents.length;
+    return done.length + jobs.length === 0 ? 0 : taken.length;
   }
 
   /**
-   * The rest of a batch, queued behind the tails before it: its finishers, then one delete of its
-   * intents ($in: the outbox collection is small). A tail after a failed one does nothing either
+   * The rest of a batch, queued behind the tails before it: its finishers, its jobs (after the
+   * finishers, so a job sees the search entries of every version before it stored), then one
+   * delete of its intents ($in: the outbox collection is small). A tail after a failed one does nothing either
    * (their intents are offered again from the oldest, as after a crash), and none runs once the
    * lease is gone or was taken anew (the epoch it was consumed in is over).
    */
-  private finish(ids: string[], events: CommittedEvent[], info: BatchInfo): void {
+  private finish(versionIds: string[], events: CommittedEvent[], info: BatchInfo, jobs: OutboxDoc[]): void {
     const prev = this.tails.at(-1)?.done ?? Promise.resolve();
+    const ids = [...versionIds, ...jobs.map((j) => j._id)];
     for (const id of ids) this.inFlight.add(id);
     const done = prev.then(async () => {
       for (const c of this.finishers) {
         this.assertStillHeld(info);
         if (events.length) await c(events, info);
+      }
+      for (const job of jobs) {
+        this.assertStillHeld(info);
+        await this.jobs.execute(job);
       }
       this.assertStillHeld(info);
       await this.cols.outbox.deleteMany({ _id: { $in: ids } });

@@ -66,12 +66,16 @@ export interface JournalDoc {
   versions: { type: string; id: string; vid: number; expectedVid: number; body?: string }[];
 }
 
-/** An outbox intent: written before the history insert of the version it names. */
+/**
+ * An outbox intent: written before the history insert of the version it names; or a job for the
+ * lease holder (outbox-jobs.ts), `_id` JOB_PREFIX + a random id.
+ */
 export interface OutboxDoc {
-  /** The history `_id` of the version. */
+  /** The history `_id` of the version (or the job's id). */
   _id: string;
   at: Date;
   tx?: string;
+  job?: { kind: string; payload: unknown };
 }
 
 export function historyId(type: string, id: string, vid: number): string {

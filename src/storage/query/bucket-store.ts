@@ -2,6 +2,7 @@ import type { Collection, Db } from 'mongodb';
 import { COLLECTIONS } from '../collections';
 import type { CurrentDoc } from '../types';
 import { type Carrier, carries, decodeEntries, encodeEntries, encodeEntry } from './entry-codec';
+import type { ErasePlan } from './erase-plan';
 import { StoreQueue, mergeInto, token } from './store-queue';
 
 /**
@@ -18,9 +19,10 @@ import { StoreQueue, mergeInto, token } from './store-queue';
  * (but by erasure, and the trim of trimmed buckets), so the lists are a superset: readers treat
  * them as candidates only.
  *
- * Only one process writes the buckets (the outbox lease holder, or the start-up rebuild), which
- * matters because `$push`/`$addToSet` are read-modify-write on FerretDB; `record` calls of this
- * process are serialised for the same reason (store-queue.ts).
+ * Only one process writes the buckets (the outbox lease holder, or the start-up rebuild; erasure
+ * too, as an outbox job), which matters because `$push`/`$addToSet` are read-modify-write on
+ * FerretDB; `record` calls and erasure's rewrites of this process are serialised for the same
+ * reason (store-queue.ts).
  */
 
 export const BUCKET_COLLECTION = COLLECTIONS.buckets;
@@ -321,12 +323,47 @@ export class BucketStore {
     return keys.map((_, i) => [...docs[i].flatMap((d) => decodeEntries(d.s)), ...staged[i]]);
   }
 
-  /** Erasure: removes entries of `ids` from these buckets (stored and staged); returns how many went. */
-  async eraseEntries(keys: Iterable<string>, ids: ReadonlySet<string>): Promise<number> {
+  /** Erasure (erase-plan.ts): what this process holds in memory of the plan goes at once (no I/O). */
+  dropStaged(plan: ErasePlan): void {
+    for (const { keys, ids } of plan.entries) {
+      const gone = new Set(ids);
+      for (const key of keys) {
+        const staged = this.staged.get(key);
+        if (staged) for (const [tok, e] of staged) if (gone.has(e.i)) staged.delete(tok);
+      }
+    }
+    for (const { key } of plan.dirs) {
+      this.dirCache.delete(key);
+      this.stagedDirs.delete(key);
+    }
+    for (const { key, unit, values } of plan.dirCodes) {
+      for (const known of [this.stagedDirs.get(key), this.dirCache.get(key)]) {
+        const set = known?.get(unit);
+        if (set) for (const v of values) set.delete(v);
+      }
+    }
+  }
+
+  /**
+   * Erasure: applies the plan to the stored buckets with no store of this process beside it
+   * (store-queue.ts), so no append to a bucket lands between its read and its rewrite here. Only
+   * the bucket writer (the outbox lease holder) calls this; returns how many entries went.
+   */
+  applyErase(plan: ErasePlan): Promise<number> {
+    return this.queue.exclusive(async () => {
+      this.dropStaged(plan);
+      let removed = 0;
+      for (const { keys, ids } of plan.entries) removed += await this.eraseEntries(keys, new Set(ids));
+      for (const d of plan.dirs) await this.eraseDir(d.key, d.extra);
+      for (const c of plan.dirCodes) await this.eraseDirCodes(c.key, c.unit, new Set(c.values));
+      return removed;
+    });
+  }
+
+  /** Removes stored entries of `ids` from these buckets; how many went. */
+  private async eraseEntries(keys: Iterable<string>, ids: ReadonlySet<string>): Promise<number> {
     let removed = 0;
     for (const key of keys) {
-      const staged = this.staged.get(key);
-      if (staged) for (const [tok, e] of staged) if (ids.has(e.i)) staged.delete(tok);
       for (const doc of await this.readParts(key)) {
         const all = decodeEntries(doc.s);
         let kept = all.filter((e) => !ids.has(e.i));
@@ -341,23 +378,17 @@ export class BucketStore {
     return removed;
   }
 
-  /** Erasure: removes a directory and the buckets of its units (plus `extra` unit names). */
-  async eraseDir(dirKey: string, extra: readonly string[]): Promise<void> {
+  /** Removes a directory and the buckets of its units (plus `extra` unit names). */
+  private async eraseDir(dirKey: string, extra: readonly string[]): Promise<void> {
     const dir = await this.dirs.findOne({ _id: dirKey });
     for (const u of new Set([...dirPairs(dir).map(([unit]) => unit), ...extra])) {
       for (const part of await this.readParts(`${dirKey}|${u}`)) await this.col.deleteOne({ _id: part._id });
     }
     await this.dirs.deleteOne({ _id: dirKey });
-    this.dirCache.delete(dirKey);
-    this.stagedDirs.delete(dirKey);
   }
 
-  /** Erasure: removes (unit, value) pairs of these values from a directory shared with others. */
-  async eraseDirCodes(dirKey: string, unit: string, values: ReadonlySet<string>): Promise<void> {
-    for (const known of [this.stagedDirs.get(dirKey), this.dirCache.get(dirKey)]) {
-      const set = known?.get(unit);
-      if (set) for (const v of values) set.delete(v);
-    }
+  /** Removes (unit, value) pairs of these values from a directory shared with others. */
+  private async eraseDirCodes(dirKey: string, unit: string, values: ReadonlySet<string>): Promise<void> {
     const dir = await this.dirs.findOne({ _id: dirKey });
     if (!dir) return;
     const kept = dir.u.filter((p) => !(p.startsWith(`${unit}\t`) && values.has(p.slice(unit.length + 1))));

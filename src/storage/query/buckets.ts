@@ -6,6 +6,7 @@ import { type BucketStore, type CarriedDoc, type Dir, type Entry, type Ops, empt
 import { type BucketPlan, TOKEN_PARAMS, bareCode, listedToken, planOf, project, tokenKey } from './bucket-plan';
 import { bandMayMatch, bandsOf } from './value-bands';
 import type { Carrier } from './entry-codec';
+import type { ErasePlan } from './erase-plan';
 import { NEWEST_FIELDS, type NewestView, isNewestKey, newestKey, touchedEntry, trimNewest, viewNewest } from './newest';
 import { DAY_MS, HOUR_MS, bareCodes, dateRangeOf, dayKey, hourKey, pick, spanKeys, unitStart } from './bucket-units';
 
@@ -199,19 +200,17 @@ export class BucketIndex {
   }
 
   /**
-   * Erasure: removes the entries of resources `ids` from every bucket the versions `docs` went to
-   * (and from what is staged), and the directories of `patients`. Erasure is rare and runs beside
-   * few writes.
+   * Erasure (erase-plan.ts): the entries of resources `ids` in every bucket the versions `docs`
+   * went to, and the directories of `patients`.
    */
-  async erase(type: string, docs: readonly BucketSource[], ids: ReadonlySet<string>, patients: readonly string[]): Promise<number> {
-    const removed = await this.store.eraseEntries(this.opsOf(type, docs).buckets.keys(), ids);
-    if (type !== 'Observation') return removed;
-    for (const p of patients) await this.store.eraseDir(`Observation|p|Patient/${p}`, ['long', 'none']);
-    const pcDirs = new Set(docs.flatMap((d) => pairsOf(d).map(([p, code]) => pcKey(p, code))));
-    for (const key of pcDirs) await this.store.eraseDir(key, ['long', 'none']);
+  erasePlan(type: string, docs: readonly BucketSource[], ids: ReadonlySet<string>, patients: readonly string[]): ErasePlan {
+    const plan: ErasePlan = { entries: [{ keys: [...this.opsOf(type, docs).buckets.keys()], ids: [...ids] }], dirs: [], dirCodes: [] };
+    if (type !== 'Observation') return plan;
+    const dirs = new Set([...patients.map((p) => `Observation|p|Patient/${p}`), ...docs.flatMap((d) => pairsOf(d).map(([p, code]) => pcKey(p, code)))]);
+    for (const key of dirs) plan.dirs.push({ key, extra: ['long', 'none'] });
     // Value-band directories are shared by every patient: only the ids go.
-    for (const key of new Set(docs.flatMap((d) => bandedCodes(d).map(cvKey)))) await this.store.eraseDirCodes(key, TOUCHED, ids);
-    return removed;
+    for (const key of new Set(docs.flatMap((d) => bandedCodes(d).map(cvKey)))) plan.dirCodes.push({ key, unit: TOUCHED, values: [...ids] });
+    return plan;
   }
 
   /**

@@ -7,6 +7,7 @@ import type { CommittedEvent } from '../outbox';
 import type { CurrentDoc, IndexEntries } from '../types';
 import type { BucketPlan } from './bucket-plan';
 import type { BucketSource } from './buckets';
+import type { ErasePlan } from './erase-plan';
 import type { KeyValue, SortKey } from './keys';
 import type { ScanPoint } from './time-buckets';
 
@@ -147,8 +148,11 @@ export interface QueryExecutor {
    */
   record(type: string, docs: readonly BucketSource[], concurrency?: number): Promise<void>;
   /**
-   * Erasure: removes engine-side entries of resources `ids` (their versions `docs`) and the
-   * structures kept per patient of `patients`; returns how many entries went.
+   * Erasure: drops what this process holds in memory of resources `ids` (their versions `docs`)
+   * and of the structures kept per patient of `patients`, and returns the plan for what is
+   * stored (erase-plan.ts), which the bucket writer applies.
    */
-  erase(type: string, docs: readonly BucketSource[], ids: ReadonlySet<string>, patients: readonly string[]): Promise<number>;
+  eraseStaged(type: string, docs: readonly BucketSource[], ids: ReadonlySet<string>, patients: readonly string[]): ErasePlan;
+  /** Erasure, on the outbox lease holder: removes the stored entries of a plan; how many went. */
+  applyErase(plan: ErasePlan): Promise<number>;
 }

@@ -8,6 +8,7 @@ import type { IndexFn } from '../versions';
 import { collectCandidates, compareBy, lastnViaBuckets, type WalkInput } from './bucket-walk';
 import { BucketStore, type OpenVersions, type Ops, emptyOps } from './bucket-store';
 import { BUCKET_LAYOUT, BucketIndex, type BucketSource, TRIMMED_BUCKETS } from './buckets';
+import { type ErasePlan, mergeErasePlan } from './erase-plan';
 import type { CountQuery, Explanation, HistoryIds, HistoryQuery, LastnQuery, LiveVersion, Maintenance, PageQuery, SearchPage } from './executor';
 import { DATE_SORT, keysetCond } from './keys';
 import { MongoExecutor, pointReads } from './mongo';
@@ -214,9 +215,14 @@ export class FerretExecutor extends MongoExecutor {
     return prev ? this.index(prev) : null;
   }
 
-  override async erase(type: string, docs: readonly BucketSource[], ids: ReadonlySet<string>, patients: readonly string[]): Promise<number> {
-    const timed = await this.store.eraseEntries(this.time.opsOf(type, docs).buckets.keys(), ids);
-    return timed + (await this.buckets.erase(type, docs, ids, patients));
+  override eraseStaged(type: string, docs: readonly BucketSource[], ids: ReadonlySet<string>, patients: readonly string[]): ErasePlan {
+    const plan = mergeErasePlan({ entries: [{ keys: [...this.time.opsOf(type, docs).buckets.keys()], ids: [...ids] }], dirs: [], dirCodes: [] }, this.buckets.erasePlan(type, docs, ids, patients));
+    this.store.dropStaged(plan);
+    return plan;
+  }
+
+  override applyErase(plan: ErasePlan): Promise<number> {
+    return this.store.applyErase(plan);
   }
 
   override async record(type: string, docs: readonly BucketSource[], concurrency = 1): Promise<void> {

@@ -6,6 +6,7 @@ import type { Engine } from '../engine';
 import { findByIds } from '../lookup';
 import type { CurrentDoc } from '../types';
 import type { BucketSource } from './buckets';
+import { type ErasePlan, emptyErasePlan } from './erase-plan';
 import type { CountQuery, Explanation, HistoryIds, HistoryQuery, IndexSpec, LastnQuery, LiveVersion, Maintenance, PageQuery, QueryExecutor, SearchPage } from './executor';
 import type { CommittedEvent } from '../outbox';
 import { hasElemRange, keysetCond, relax, sortValue } from './keys';
@@ -180,7 +181,11 @@ export class MongoExecutor implements QueryExecutor {
   }
 
   /** Nothing engine-side to erase: MongoDB answers from its own indexes of the current documents. */
-  async erase(_type: string, _docs: readonly BucketSource[], _ids: ReadonlySet<string>, _patients: readonly string[]): Promise<number> {
+  eraseStaged(_type: string, _docs: readonly BucketSource[], _ids: ReadonlySet<string>, _patients: readonly string[]): ErasePlan {
+    return emptyErasePlan();
+  }
+
+  async applyErase(_plan: ErasePlan): Promise<number> {
     return 0;
   }
 

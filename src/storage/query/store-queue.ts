@@ -11,8 +11,18 @@ import type { Dir, Entry, Ops } from './bucket-store';
 /** Stores a set of ops, updating up to `concurrency` distinct buckets at once. */
 export type StoreOps = (ops: Ops, concurrency: number) => Promise<void>;
 
+interface QueuedStore {
+  ops: Ops;
+  concurrency: number;
+  settle: (e?: unknown) => void;
+}
+/** Work that must see the buckets with no store in progress (erasure's rewrites of shared buckets). */
+interface QueuedTask {
+  task: () => Promise<void>;
+}
+
 export class StoreQueue {
-  private queued: { ops: Ops; concurrency: number; settle: (e?: unknown) => void }[] = [];
+  private queued: (QueuedStore | QueuedTask)[] = [];
   private storing = false;
 
   constructor(private readonly store: StoreOps) {}
@@ -25,12 +35,30 @@ export class StoreQueue {
     });
   }
 
+  /**
+   * Runs `task` alone, after the stores queued before it and before those queued after it: a
+   * read-modify-write of a bucket must not interleave with an append to it, or the append is lost.
+   */
+  exclusive<T>(task: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queued.push({ task: () => task().then(resolve, reject) });
+      if (!this.storing) void this.storeQueued();
+    });
+  }
+
   private async storeQueued(): Promise<void> {
     this.storing = true;
     try {
       while (this.queued.length > 0) {
-        const group = this.queued;
-        this.queued = [];
+        const first = this.queued[0];
+        if ('task' in first) {
+          this.queued.shift();
+          await first.task();
+          continue;
+        }
+        // The stores up to the next task go together.
+        const end = this.queued.findIndex((q) => 'task' in q);
+        const group = this.queued.splice(0, end < 0 ? this.queued.length : end) as QueuedStore[];
         const ops = group.length === 1 ? group[0].ops : mergeOps(group.map((g) => g.ops));
         try {
           await this.store(ops, Math.max(...group.map((g) => g.concurrency)));

@@ -46,7 +46,7 @@ it('splits a growing bucket into parts that readers and erasure follow', async (
 
   // Erasure reaches entries in every part.
   const gone = new Set(['e1', `e${total - 1}`, `e${total + 3}`]);
-  expect(await again.eraseEntries([key], gone)).toBe(3);
+  expect(await again.applyErase({ entries: [{ keys: [key], ids: [...gone] }], dirs: [], dirCodes: [] })).toBe(3);
   const [left] = await again.readEntries([key]);
   expect(left).toHaveLength(total + 10 - 3);
   expect(left.some((e) => gone.has(e.i))).toBe(false);
