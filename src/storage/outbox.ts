@@ -256,7 +256,7 @@ export class Outbox {
     const taken = (await this.cols.outbox.find({}).sort({ at: 1, _id: 1 }).limit(BATCH + skip).toArray()).filter((i) => !this.inFlight.has(i._id)).slice(0, BATCH);
     if (taken.length === 0) return 0;
     const jobs = taken.filter(isJob);
-    const intents = jobs.length ? taken.filter((i) => !isJob(i)) : taken;
+    const intents = taken.filter((i) => !isJob(i));
     const versions = await findByIds(this.cols.history, intents.map((i) => i._id));
     const byId = new Map(versions.map((h) => [h._id, h]));
     const now = Date.now();

@@ -336,10 +336,12 @@ export class BucketStore {
       this.dirCache.delete(key);
       this.stagedDirs.delete(key);
     }
-    for (const { key, unit, values } of plan.dirCodes) {
-      for (const known of [this.stagedDirs.get(key), this.dirCache.get(key)]) {
-        const set = known?.get(unit);
-        if (set) for (const v of values) set.delete(v);
+    for (const { keys, unit, values } of plan.dirCodes) {
+      for (const key of keys) {
+        for (const known of [this.stagedDirs.get(key), this.dirCache.get(key)]) {
+          const set = known?.get(unit);
+          if (set) for (const v of values) set.delete(v);
+        }
       }
     }
   }
@@ -355,7 +357,10 @@ export class BucketStore {
       let removed = 0;
       for (const { keys, ids } of plan.entries) removed += await this.eraseEntries(keys, new Set(ids));
       for (const d of plan.dirs) await this.eraseDir(d.key, d.extra);
-      for (const c of plan.dirCodes) await this.eraseDirCodes(c.key, c.unit, new Set(c.values));
+      for (const c of plan.dirCodes) {
+        const values = new Set(c.values);
+        for (const key of c.keys) await this.eraseDirCodes(key, c.unit, values);
+      }
       return removed;
     });
   }

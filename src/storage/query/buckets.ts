@@ -209,7 +209,8 @@ export class BucketIndex {
     const dirs = new Set([...patients.map((p) => `Observation|p|Patient/${p}`), ...docs.flatMap((d) => pairsOf(d).map(([p, code]) => pcKey(p, code)))]);
     for (const key of dirs) plan.dirs.push({ key, extra: ['long', 'none'] });
     // Value-band directories are shared by every patient: only the ids go.
-    for (const key of new Set(docs.flatMap((d) => bandedCodes(d).map(cvKey)))) plan.dirCodes.push({ key, unit: TOUCHED, values: [...ids] });
+    const bands = new Set(docs.flatMap((d) => bandedCodes(d).map(cvKey)));
+    if (bands.size > 0) plan.dirCodes.push({ keys: [...bands], unit: TOUCHED, values: [...ids] });
     return plan;
   }
 

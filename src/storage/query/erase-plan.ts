@@ -10,8 +10,8 @@ export interface ErasePlan {
   entries: { keys: string[]; ids: string[] }[];
   /** Directories that go with the buckets of their units (and of the `extra` unit names). */
   dirs: { key: string; extra: string[] }[];
-  /** (unit, value) pairs that go from directories shared with others. */
-  dirCodes: { key: string; unit: string; values: string[] }[];
+  /** (unit, value) pairs that go from directories shared with others (the same values from each of `keys`). */
+  dirCodes: { keys: string[]; unit: string; values: string[] }[];
 }
 
 export function emptyErasePlan(): ErasePlan {
