@@ -3,7 +3,7 @@
 FROM golang:1.24-bookworm AS ferretdb
 WORKDIR /src/tools/ferretdb
 COPY tools/ferretdb/ ./
-RUN CGO_ENABLED=0 go build -trimpath -o /out/ferretdb .
+RUN CGO_ENABLED=0 go build -trimpath -modfile="$(sh patch-ferretdb.sh /tmp/ferretdb-build)" -o /out/ferretdb .
 
 # Stage 2: compile TypeScript.
 FROM node:20-bookworm-slim AS build

@@ -34,7 +34,8 @@ export async function startStack({ auth = false, env = {}, clientOptions = {} } 
   });
   const embedded = process.env.MONGODB_URI ? undefined : await startEmbeddedDatabase(dir, { syncMs: config.embeddedSyncMs });
   const uri = process.env.MONGODB_URI ?? embedded.uri;
-  const client = await MongoClient.connect(uri, { maxPoolSize: 64, ...clientOptions });
+  // The server's own pool size (the embedded URI carries it), as in production.
+  const client = await MongoClient.connect(uri, { ...clientOptions });
   const db = client.db(config.dbName);
   const vigil = await createVigil({ config, db, logger: pino({ level: 'silent' }) });
   await vigil.start();

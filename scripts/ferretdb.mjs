@@ -17,7 +17,7 @@ const stamp = path.join(binDir, 'ferretdb.stamp');
 function sourceHash() {
   const h = createHash('sha256');
   // Every source file: a change to any of them (the id index, the WAL sync) must rebuild.
-  const files = ['go.mod', 'go.sum', ...readdirSync(srcDir).filter((f) => f.endsWith('.go')).sort()];
+  const files = ['go.mod', 'go.sum', ...readdirSync(srcDir).filter((f) => f.endsWith('.go') || f.endsWith('.sh')).sort()];
   for (const f of files) h.update(f).update(readFileSync(path.join(srcDir, f)));
   return h.digest('hex');
 }
@@ -41,7 +41,11 @@ export function buildFerretdb({ quietIfNoGo = false } = {}) {
   }
   console.log('vigil: building the embedded database (FerretDB 1.24) from the Go module proxy; the first build takes a few minutes...');
   mkdirSync(binDir, { recursive: true });
-  const r = spawnSync('go', ['build', '-trimpath', '-o', bin, '.'], {
+  // FerretDB with one fix of ours (see tools/ferretdb/patch-ferretdb.sh).
+  const p = spawnSync('sh', [path.join(srcDir, 'patch-ferretdb.sh'), path.join(root, '.tools', 'ferretdb-build')], { cwd: srcDir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (p.status !== 0) throw new Error(`vigil: preparing the FerretDB build failed (patch-ferretdb.sh exited ${p.status})`);
+  const modfile = p.stdout.trim().split('\n').pop();
+  const r = spawnSync('go', ['build', '-trimpath', `-modfile=${modfile}`, '-o', bin, '.'], {
     cwd: srcDir,
     stdio: 'inherit',
     env: { ...process.env, CGO_ENABLED: '0' },

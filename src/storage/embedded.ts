@@ -63,6 +63,16 @@ function syncArgs(dbDir: string, syncMs: number): string[] {
 }
 
 /**
+ * Connections per client of the embedded database (in its URI, so the server, the admin command,
+ * tests and benchmarks all get it). FerretDB's SQLite pool has 100 connections, and an update
+ * holds two of them at once (its query and its transaction): with the driver's default of 100,
+ * a few busy clients could check out every connection with each waiting for one more, and the
+ * database would stall for good. Twenty per client leaves room for several processes (two
+ * instances and the admin command) and is more than two cores keep busy.
+ */
+export const EMBEDDED_POOL_SIZE = 20;
+
+/**
  * Starts FerretDB on SQLite under `dataDir` on a loopback port and waits until it accepts
  * connections. The returned `stop` ends it gracefully (SIGTERM, then SIGKILL after 5 s).
  */
@@ -97,7 +107,7 @@ export async function startEmbeddedDatabase(
   const durability = opts.syncMs > 0 ? `commits fsynced at most ${opts.syncMs} ms apart (EMBEDDED_DB_SYNC_MS)` : 'every commit fsynced';
   opts.log?.(`embedded database (FerretDB, SQLite) listening on 127.0.0.1:${port}, data in ${dbDir}; ${durability}`);
   return {
-    uri: `mongodb://127.0.0.1:${port}/`,
+    uri: `mongodb://127.0.0.1:${port}/?maxPoolSize=${EMBEDDED_POOL_SIZE}`,
     pid: child.pid,
     async stop() {
       if (exited) return;
